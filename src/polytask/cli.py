@@ -1,0 +1,173 @@
+"""``polytask`` command line: train | evaluate | predict | data {check, vectors, download}."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .data.readers import DataError
+
+
+def _config(args) -> "ExperimentConfig":  # noqa: F821
+    overrides = list(args.overrides)
+    if getattr(args, "output_dir", None):
+        overrides.append(f"output_dir={args.output_dir}")
+    return load_config(args.config, overrides)
+
+
+def cmd_train(args) -> int:
+    from .runner import train
+    cfg = _config(args)
+    train(cfg, Path(args.data_dir) if args.data_dir else None, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation.tables import format_table
+    from .runner import evaluate
+    scores = evaluate(args.run_dir, args.split, Path(args.data_dir) if args.data_dir else None)
+    print(format_table({args.split: scores}, list(scores), markdown=False))
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .runner import load_run, predict
+    run = load_run(args.run_dir)
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    pair = run.task_info.get(args.task, {}).get("type") == "pair_classification"
+    texts = []
+    with source:
+        for line in source:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            texts.append(tuple(line.split("\t", 1)) if pair else line)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    for text, pred in zip(texts, predict(run, args.task, texts)):
+        record = {"text": text if not pair else list(text), "label": pred["label"],
+                  "probability": pred["probability"]}
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if args.output:
+        out.close()
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from .data.check import check_tasks, format_report
+    from .experiment import resolve_data_dir
+    cfg = _config(args)
+    report = check_tasks(cfg, resolve_data_dir(args.data_dir, cfg))
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return 0
+
+
+def cmd_data_vectors(args) -> int:
+    from .data.task import load_task, load_unlabeled
+    from .data.vectors import train_word2vec
+    from .experiment import resolve_data_dir
+    cfg = _config(args)
+    data_dir = resolve_data_dir(args.data_dir, cfg)
+    sentences = []
+    for tc in cfg.tasks:
+        task = load_task(tc, data_dir, cfg.seed)
+        sentences += [ex.tokens for ex in task.train]
+        sentences += [ex.tokens_b for ex in task.train if ex.tokens_b]
+        sentences += [ex.tokens for ex in task.dev]  # dev text, no labels: allowed, never test
+        sentences += [ex.tokens_b for ex in task.dev if ex.tokens_b]
+        if not args.no_unlabeled:
+            sentences += load_unlabeled(tc, data_dir)
+    print(f"[polytask] training word2vec ({args.dim}d, {args.epochs} epochs) on {len(sentences)} "
+          "sentences of train/dev/unlabeled text (no test)", file=sys.stderr)
+    n = train_word2vec(sentences, args.output, dim=args.dim, epochs=args.epochs, seed=cfg.seed,
+                       min_count=args.min_count)
+    print(f"[polytask] wrote {n} vectors to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_data_download(args) -> int:
+    from .data.download import download
+    from .experiment import resolve_data_dir
+    download(args.dataset, resolve_data_dir(args.data_dir), base_url=args.base_url, force=args.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polytask", description="Multi-task learning for NLP.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("config", help="experiment YAML")
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=200")
+        p.add_argument("--data-dir", help="data directory (default: config data_dir, $POLYTASK_DATA, cache)")
+
+    p = sub.add_parser("train", help="train a multi-task model from a YAML config")
+    with_config(p)
+    p.add_argument("--output-dir", help="run directory (overrides output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--data-dir")
+    p.add_argument("--json", help="also write the scores to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label texts (one per line; pairs tab-separated) as JSON lines")
+    p.add_argument("run_dir")
+    p.add_argument("--task", required=True)
+    p.add_argument("--input", help="input file (default: stdin)")
+    p.add_argument("--output", help="output file (default: stdout)")
+    p.set_defaults(func=cmd_predict)
+
+    data = sub.add_parser("data", help="inspect, download or embed data").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("check", help="counts, labels, lengths, unknown words, duplicates")
+    with_config(p)
+    p.add_argument("--json", help="also write the report to this JSON file")
+    p.set_defaults(func=cmd_data_check)
+    p = data.add_parser("vectors", help="train word2vec on the tasks' train + unlabeled text")
+    with_config(p)
+    p.add_argument("--output", required=True, help="vectors file to write (word2vec text format)")
+    p.add_argument("--dim", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--min-count", type=int, default=2)
+    p.add_argument("--no-unlabeled", action="store_true", help="use train text only")
+    p.set_defaults(func=cmd_data_vectors)
+    p = data.add_parser("download", help="fetch a dataset and verify its checksums")
+    p.add_argument("dataset", help="dataset name, e.g. fdu-mtl")
+    p.add_argument("--data-dir")
+    p.add_argument("--base-url", help="fetch from this mirror instead of the pinned public location")
+    p.add_argument("--force", action="store_true", help="download even files that are present and valid")
+    p.set_defaults(func=cmd_data_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may come after options: `train cfg.yaml --data-dir d trainer.max_steps=200`
+    stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"polytask: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Typed experiment configuration.
+
+Dataclasses are the truth; YAML is their serialised form. Loading is strict: an unknown key,
+a wrong type or a value outside a fixed set of choices raises :class:`ConfigError` naming the
+key path (``model.encoder.hidden_dim``) and the file. Dotted overrides from the command line
+(``trainer.max_steps=200``) are parsed as YAML scalars and applied before validation.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key path (and file when known)."""
+
+
+@dataclass
+class DevSplitConfig:
+    """How a task gets its dev set: a file of its own, or carved out of train.
+
+    ``policy``: ``file`` (the task's ``dev`` path), ``tail`` (the last ``size`` train lines, the
+    FDU-MTL protocol), ``random`` (``size`` lines drawn with the experiment seed) or ``none``.
+    """
+
+    policy: Literal["file", "tail", "random", "none"] = "tail"
+    size: int = 200
+
+
+@dataclass
+class TaskConfig:
+    """One task: its data files and how to read them. Paths are relative to the data directory."""
+
+    name: str = ""
+    type: Literal["classification", "pair_classification"] = "classification"
+    format: Literal["fdu", "tsv", "csv", "jsonl"] = "fdu"
+    train: Optional[str] = None
+    dev: Optional[str] = None
+    test: Optional[str] = None
+    unlabeled: Optional[str] = None
+    dev_split: DevSplitConfig = field(default_factory=DevSplitConfig)
+    text_column: str = "text"
+    text_b_column: Optional[str] = None
+    label_column: str = "label"
+    header: bool = True
+    encoding: str = "utf-8"
+    fallback_encoding: str = "cp1252"
+    lowercase: bool = True
+    tokenizer: Literal["whitespace", "regex"] = "whitespace"
+    labels: Optional[list[str]] = None
+
+
+@dataclass
+class DataConfig:
+    """Vocabulary, truncation and batching shared by all tasks."""
+
+    vocab_min_freq: int = 1
+    vocab_max_size: Optional[int] = None
+    max_length: int = 400
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    bucket: bool = True
+    bucket_window: int = 50
+    vectors: Optional[str] = None
+
+
+@dataclass
+class EncoderConfig:
+    """A sentence encoder. ``type``: ``bilstm``, ``lstm``, ``cnn`` or ``transformer``."""
+
+    type: Literal["bilstm", "lstm", "cnn", "transformer"] = "bilstm"
+    hidden_dim: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    num_heads: int = 4
+    ff_dim: int = 512
+    max_positions: int = 512
+
+
+@dataclass
+class ModelConfig:
+    """The architecture (registry name) and its building blocks."""
+
+    architecture: str = "hard_sharing"
+    embedding_dim: int = 200
+    freeze_embeddings: bool = False
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pooling: Literal["max", "mean", "last"] = "max"
+    dropout: float = 0.3
+    adversarial_weight: float = 0.05
+    orthogonality_weight: float = 0.01
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop. Steps, not epochs: tasks are drawn at different rates."""
+
+    max_steps: int = 6000
+    optimizer: Literal["adam", "adamw", "adagrad"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: Optional[float] = 5.0
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    schedule: Literal["uniform", "round_robin", "proportional", "temperature"] = "uniform"
+    temperature: float = 2.0
+    eval_every: int = 500
+    patience: Optional[int] = None
+    select: Literal["mean", "per_task"] = "mean"
+    device: str = "cpu"
+    num_threads: Optional[int] = None
+    progress: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one run needs."""
+
+    seed: int = 1
+    output_dir: str = "runs/experiment"
+    data_dir: Optional[str] = None
+    task_defaults: dict[str, Any] = field(default_factory=dict)
+    tasks: list[TaskConfig] = field(default_factory=list)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+# ----------------------------------------------------------------------------- strict conversion
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check/convert ``value`` against the annotation ``tp``; errors name ``path``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _convert(value, non_none[0], path)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        return [_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: dict, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(value, hints[name], f"{path}.{name}" if path else name)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. trainer.max_steps=200")
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text) if text != "" else ""
+        node = raw
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            if part.isdigit() and isinstance(node, list):
+                node = node[int(part)]
+                continue
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, (dict, list)):
+                raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = nxt
+        last = parts[-1]
+        if isinstance(node, list) and last.isdigit():
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def _expand_tasks(raw: dict, source: str) -> dict:
+    """Merge ``task_defaults`` into each task; ``{name}`` in a default string takes the task name."""
+    defaults = raw.get("task_defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{source}: task_defaults: expected a mapping")
+    tasks = raw.get("tasks") or []
+    if not isinstance(tasks, list):
+        raise ConfigError(f"{source}: tasks: expected a list of task mappings")
+    merged = []
+    for i, task in enumerate(tasks):
+        if isinstance(task, str):
+            task = {"name": task}
+        if not isinstance(task, dict):
+            raise ConfigError(f"{source}: tasks[{i}]: expected a mapping or a task name")
+        name = task.get("name", "")
+        entry = {}
+        for key, value in defaults.items():
+            entry[key] = value.format(name=name) if isinstance(value, str) else copy.deepcopy(value)
+        entry.update(task)
+        merged.append(entry)
+    out = dict(raw)
+    out["tasks"] = merged
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                raw: dict | None = None) -> ExperimentConfig:
+    """Load a YAML experiment (or a raw mapping), apply overrides, validate strictly."""
+    source = str(path) if path is not None else "<config>"
+    if raw is None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{source}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        cfg = from_dict(ExperimentConfig, _expand_tasks(raw, source))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
+    """Checks that need more than one field."""
+    if not cfg.tasks:
+        raise ConfigError(f"{source}: tasks: at least one task is needed")
+    seen = set()
+    for i, task in enumerate(cfg.tasks):
+        if not task.name:
+            raise ConfigError(f"{source}: tasks[{i}].name: every task needs a name")
+        if task.name in seen:
+            raise ConfigError(f"{source}: tasks[{i}].name: duplicate task name {task.name!r}")
+        seen.add(task.name)
+        if task.train is None:
+            raise ConfigError(f"{source}: tasks[{i}].train: a train file is needed ({task.name})")
+        if task.dev_split.policy == "file" and task.dev is None:
+            raise ConfigError(f"{source}: tasks[{i}].dev: dev_split.policy is 'file' but no dev path")
+        if task.type == "pair_classification" and task.text_b_column is None and task.format != "fdu":
+            raise ConfigError(f"{source}: tasks[{i}].text_b_column: pair tasks need a second text column")
+        if task.type == "pair_classification" and task.format == "fdu":
+            raise ConfigError(f"{source}: tasks[{i}].format: the fdu format has one text column; "
+                              "use tsv/csv/jsonl for pairs")
+    positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.eval_every": cfg.trainer.eval_every,
+                "data.batch_size": cfg.data.batch_size, "data.max_length": cfg.data.max_length,
+                "model.embedding_dim": cfg.model.embedding_dim,
+                "model.encoder.hidden_dim": cfg.model.encoder.hidden_dim}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: {key}: must be positive, got {value}")
+    for key, value in {"model.dropout": cfg.model.dropout,
+                       "model.encoder.dropout": cfg.model.encoder.dropout}.items():
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{source}: {key}: must be in [0, 1), got {value}")
+
+
+def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    data = to_dict(cfg)
+    data["task_defaults"] = {}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

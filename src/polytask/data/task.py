@@ -1,0 +1,109 @@
+"""A Task: name, type, splits of examples, label vocabulary and metric."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..config import TaskConfig
+from .readers import DataError, Example, ReadStats, read_fdu, read_table
+
+
+@dataclass
+class Task:
+    name: str
+    type: str
+    labels: list[str]
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    metric: str = "accuracy"
+    stats: dict[str, ReadStats] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_pair(self) -> bool:
+        return self.type == "pair_classification"
+
+    def split(self, name: str) -> list[Example]:
+        if name not in ("train", "dev", "test"):
+            raise ValueError(f"unknown split {name!r} (train, dev, test)")
+        return getattr(self, name)
+
+
+def resolve_path(data_dir: Optional[Path], rel: str) -> Path:
+    path = Path(rel).expanduser()
+    if not path.is_absolute() and data_dir is not None:
+        path = data_dir / path
+    return path
+
+
+def read_split(cfg: TaskConfig, path: Path, labeled: bool = True) -> tuple[list[Example], ReadStats]:
+    """Read one file of a task with the reader its ``format`` names."""
+    if cfg.format == "fdu":
+        return read_fdu(path, labeled=labeled, tokenizer=cfg.tokenizer, lowercase=cfg.lowercase,
+                        encoding=cfg.encoding, fallback_encoding=cfg.fallback_encoding)
+    if not labeled:
+        return read_table(path, fmt=cfg.format, text_column=cfg.text_column, label_column=None,
+                          header=cfg.header, tokenizer=cfg.tokenizer, lowercase=cfg.lowercase,
+                          encoding=cfg.encoding, fallback_encoding=cfg.fallback_encoding)
+    return read_table(path, fmt=cfg.format, text_column=cfg.text_column, label_column=cfg.label_column,
+                      text_b_column=cfg.text_b_column if cfg.type == "pair_classification" else None,
+                      header=cfg.header, tokenizer=cfg.tokenizer, lowercase=cfg.lowercase,
+                      encoding=cfg.encoding, fallback_encoding=cfg.fallback_encoding)
+
+
+def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
+    """Read a task's files and carve its dev set as ``cfg.dev_split`` says."""
+    paths, stats = {}, {}
+    train_path = resolve_path(data_dir, cfg.train)
+    paths["train"] = str(train_path)
+    train, stats["train"] = read_split(cfg, train_path)
+    policy, size = cfg.dev_split.policy, cfg.dev_split.size
+    if policy == "file" and cfg.dev is not None:
+        dev_path = resolve_path(data_dir, cfg.dev)
+        paths["dev"] = str(dev_path)
+        dev, stats["dev"] = read_split(cfg, dev_path)
+    elif policy == "file":
+        raise DataError(cfg.name, "dev_split.policy is 'file' but the task has no dev path")
+    elif policy == "none":
+        dev = []
+    else:
+        if size >= len(train):
+            raise DataError(train_path, f"dev_split.size {size} leaves no training data "
+                            f"({len(train)} examples)")
+        if policy == "tail":
+            train, dev = train[: len(train) - size], train[len(train) - size:]
+        else:
+            order = list(range(len(train)))
+            random.Random(f"{seed}/{cfg.name}/dev").shuffle(order)
+            held = set(order[:size])
+            dev = [ex for i, ex in enumerate(train) if i in held]
+            train = [ex for i, ex in enumerate(train) if i not in held]
+    test = []
+    if cfg.test is not None:
+        test_path = resolve_path(data_dir, cfg.test)
+        paths["test"] = str(test_path)
+        test, stats["test"] = read_split(cfg, test_path)
+
+    labels = list(cfg.labels) if cfg.labels is not None else sorted({ex.label for ex in train})
+    known = set(labels)
+    for split, examples in (("train", train), ("dev", dev), ("test", test)):
+        for ex in examples:
+            if ex.label not in known:
+                source = paths.get(split, paths["train"])
+                raise DataError(source, f"unknown label {ex.label!r} for task {cfg.name!r} "
+                                f"(known: {', '.join(labels)})", ex.line)
+    if len(labels) < 2:
+        raise DataError(train_path, f"task {cfg.name!r} needs at least two labels, found {labels}")
+    return Task(name=cfg.name, type=cfg.type, labels=labels, train=train, dev=dev, test=test,
+                stats=stats, paths=paths)
+
+
+def load_unlabeled(cfg: TaskConfig, data_dir: Optional[Path]) -> list[list[str]]:
+    """Token lists of a task's unlabeled file (empty when it has none)."""
+    if cfg.unlabeled is None:
+        return []
+    examples, _ = read_split(cfg, resolve_path(data_dir, cfg.unlabeled), labeled=False)
+    return [ex.tokens for ex in examples]

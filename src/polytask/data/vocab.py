@@ -1,0 +1,43 @@
+"""Token and label vocabularies, saved as JSON."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Optional
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+class Vocab:
+    """Maps tokens to ids. Id 0 is padding, id 1 the unknown token."""
+
+    def __init__(self, tokens: list[str]):
+        if tokens[:2] != [PAD, UNK]:
+            tokens = [PAD, UNK] + [t for t in tokens if t not in (PAD, UNK)]
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, sentences: Iterable[list[str]], min_freq: int = 1,
+              max_size: Optional[int] = None) -> "Vocab":
+        """Most frequent first (ties alphabetical, so the ids are deterministic)."""
+        counts = Counter(tok for sent in sentences for tok in sent)
+        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        if max_size is not None:
+            kept = kept[: max(0, max_size - 2)]
+        return cls(kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        get = self.stoi.get
+        return [get(t, 1) for t in tokens]
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        return cls(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,57 @@
+"""From a config to tasks, vocabulary, encoded splits and a model: what train/evaluate/predict share."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from .config import ExperimentConfig
+from .data.batching import Encoded, encode_examples
+from .data.task import Task, load_task, resolve_path
+from .data.vocab import Vocab
+from .models import TaskSpec, build_model
+
+
+def resolve_data_dir(cli_value: Optional[str], cfg: Optional[ExperimentConfig] = None) -> Optional[Path]:
+    """``--data-dir``, then the config's ``data_dir``, then ``$POLYTASK_DATA``, then the user cache."""
+    for value in (cli_value, cfg.data_dir if cfg else None, os.environ.get("POLYTASK_DATA")):
+        if value:
+            return Path(value).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polytask" / "data"
+    return cache
+
+
+def load_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict[str, Task]:
+    return {tc.name: load_task(tc, data_dir, cfg.seed) for tc in cfg.tasks}
+
+
+def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
+    """One vocabulary over every task's training text (dev and test never enter it)."""
+    def sentences():
+        for task in tasks.values():
+            for ex in task.train:
+                yield ex.tokens[: cfg.data.max_length]
+                if ex.tokens_b is not None:
+                    yield ex.tokens_b[: cfg.data.max_length]
+    return Vocab.build(sentences(), cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
+
+
+def task_specs(tasks: dict[str, Task]) -> list[TaskSpec]:
+    return [TaskSpec(t.name, len(t.labels), t.is_pair) for t in tasks.values()]
+
+
+def encode_split(task: Task, split: str, vocab: Vocab, max_length: int) -> list[Encoded]:
+    return encode_examples(task.split(split), vocab, task.labels, max_length)
+
+
+def make_model(cfg: ExperimentConfig, specs: list[TaskSpec], vocab: Vocab, data_dir: Optional[Path],
+               with_vectors: bool = True):
+    """Build the model; initialise embeddings from ``data.vectors`` when given (training only)."""
+    vectors = None
+    if with_vectors and cfg.data.vectors:
+        from .data.vectors import vectors_for_vocab
+        path = Path(cfg.data.vectors).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = resolve_path(data_dir, cfg.data.vectors)
+        vectors, _ = vectors_for_vocab(path, vocab, cfg.model.embedding_dim, cfg.seed)
+    return build_model(cfg, specs, len(vocab), vectors)

@@ -1,0 +1,25 @@
+"""Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
+from __future__ import annotations
+
+from . import hard_sharing, shared_private, single_task
+from .outputs import TaskOutput, TaskSpec
+
+REGISTRY = {
+    "single_task": single_task.build,
+    "hard_sharing": hard_sharing.build,
+    "shared_private": shared_private.build_sp,
+    "adversarial_shared_private": shared_private.build_asp,
+}
+
+
+def build_model(cfg, tasks: list[TaskSpec], vocab_size: int, vectors=None):
+    """Build the architecture ``cfg.model.architecture`` names; unknown names list the known ones."""
+    name = cfg.model.architecture
+    if name not in REGISTRY:
+        from ..config import ConfigError
+        raise ConfigError(f"model.architecture: unknown architecture {name!r} "
+                          f"(known: {', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name](cfg, tasks, vocab_size, vectors)
+
+
+__all__ = ["REGISTRY", "build_model", "TaskOutput", "TaskSpec"]

@@ -1,0 +1,39 @@
+"""Word embeddings, randomly initialised or loaded from pretrained vectors."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class WordEmbedding(nn.Module):
+    """Token ids (B, T) -> vectors (B, T, D). Id 0 (padding) maps to zeros.
+
+    Args:
+        vocab_size: number of rows.
+        embedding_dim: D.
+        vectors: optional (vocab_size, D) initial values (e.g. GloVe or word2vec rows).
+        freeze: keep the vectors fixed during training.
+        dropout: dropout on the output vectors.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, vectors: Optional[torch.Tensor] = None,
+                 freeze: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        if vectors is not None:
+            if tuple(vectors.shape) != (vocab_size, embedding_dim):
+                raise ValueError(f"vectors have shape {tuple(vectors.shape)}, "
+                                 f"expected ({vocab_size}, {embedding_dim})")
+            with torch.no_grad():
+                self.embedding.weight.copy_(vectors)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+        self.embedding.weight.requires_grad_(not freeze)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = embedding_dim
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.embedding(tokens))

@@ -1,0 +1,143 @@
+"""The library's front door: train a config, evaluate or predict with a run directory.
+
+The CLI is a thin layer over these functions; tests and notebooks call them directly.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+
+from .config import ExperimentConfig, load_config
+from .data.batching import encode_examples
+from .data.readers import Example, tokenize
+from .data.vocab import Vocab
+from .evaluation.evaluate import evaluate_model, predict_items
+from .evaluation.tables import format_table
+from .experiment import build_vocab, encode_split, load_tasks, make_model, resolve_data_dir, task_specs
+from .models import TaskSpec, build_model
+from .training import checkpoint as ckpt
+from .training.trainer import Trainer, resolve_device
+
+
+def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool = False,
+          quiet: bool = False) -> dict:
+    """Train ``cfg``; returns (and writes to ``results.json``) dev/test accuracy per task."""
+    wall0 = time.perf_counter()
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
+    run_dir = Path(cfg.output_dir)
+    tasks = load_tasks(cfg, data_dir)
+    if resume and (run_dir / "vocab.json").is_file():
+        vocab = Vocab.load(run_dir / "vocab.json")
+    else:
+        vocab = build_vocab(cfg, tasks)
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg, task_specs(tasks), vocab, data_dir)
+    max_len = cfg.data.max_length
+    train_items = {n: encode_split(t, "train", vocab, max_len) for n, t in tasks.items()}
+    dev_items = {n: encode_split(t, "dev", vocab, max_len) for n, t in tasks.items()}
+    test_items = {n: encode_split(t, "test", vocab, max_len) for n, t in tasks.items()}
+    task_info = {n: {"type": t.type, "labels": t.labels} for n, t in tasks.items()}
+    trainer = Trainer(cfg, model, train_items, dev_items, vocab, task_info, run_dir)
+    trainer.cfg.trainer.progress = trainer.cfg.trainer.progress and not quiet
+    trainer.setup(resume=resume)
+    summary = trainer.train()
+    trainer.load_best()
+    dev = evaluate_model(model, dev_items, cfg.data.eval_batch_size, trainer.device)
+    test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device)
+    results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
+               "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
+               "wall_seconds": time.perf_counter() - wall0,
+               "params": sum(p.numel() for p in model.parameters()),
+               "vocab_size": len(vocab)}
+    ckpt.write_json(run_dir / "results.json", results)
+    if not quiet:
+        print(format_table({"dev": dev, "test": test}, list(tasks), markdown=False))
+        print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
+              f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
+              f"run directory {run_dir}")
+    return results
+
+
+def _avg(scores: dict[str, float]) -> Optional[float]:
+    return sum(scores.values()) / len(scores) if scores else None
+
+
+@dataclass
+class LoadedRun:
+    cfg: ExperimentConfig
+    vocab: Vocab
+    task_info: dict
+    model: torch.nn.Module
+    device: torch.device
+
+
+def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> LoadedRun:
+    """Rebuild a trained model from its run directory (config, vocab, tasks, safetensors)."""
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "vocab.json", "tasks.json"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir}: not a polytask run directory (no {name})")
+    cfg = load_config(run_dir / "config.yaml")
+    vocab = Vocab.load(run_dir / "vocab.json")
+    task_info = ckpt.read_json(run_dir / "tasks.json")
+    specs = [TaskSpec(n, len(i["labels"]), i["type"] == "pair_classification") for n, i in task_info.items()]
+    model = build_model(cfg, specs, len(vocab))
+    path = run_dir / weights / "model.safetensors"
+    if not path.is_file():
+        path = run_dir / "last" / "model.safetensors"
+    ckpt.load_weights(model, path)
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    return LoadedRun(cfg, vocab, task_info, model, dev)
+
+
+def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] = None) -> dict[str, float]:
+    """Accuracy per task of a trained run on ``split``, read afresh from the data files."""
+    run = load_run(run_dir)
+    tasks = load_tasks(run.cfg, resolve_data_dir(str(data_dir) if data_dir else None, run.cfg))
+    items = {}
+    for name, task in tasks.items():
+        if task.labels != run.task_info[name]["labels"]:
+            raise ValueError(f"task {name!r}: the data's labels {task.labels} differ from the "
+                             f"trained ones {run.task_info[name]['labels']}")
+        items[name] = encode_split(task, split, run.vocab, run.cfg.data.max_length)
+    return evaluate_model(run.model, items, run.cfg.data.eval_batch_size, run.device)
+
+
+def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -> list[dict]:
+    """Label and probability for each raw text (or text pair) with the trained ``task`` head."""
+    if task not in run.task_info:
+        raise KeyError(f"unknown task {task!r} (tasks: {', '.join(run.task_info)})")
+    tcfg = next(t for t in run.cfg.tasks if t.name == task)
+    info = run.task_info[task]
+    pair = info["type"] == "pair_classification"
+    examples = []
+    for i, text in enumerate(texts):
+        if pair:
+            if not isinstance(text, tuple) or len(text) != 2:
+                raise ValueError(f"input {i + 1}: task {task!r} takes sentence pairs (two tab-separated texts)")
+            a, b = text
+            examples.append(Example(tokenize(a, tcfg.tokenizer, tcfg.lowercase), None,
+                                    tokenize(b, tcfg.tokenizer, tcfg.lowercase), i + 1))
+        else:
+            examples.append(Example(tokenize(text, tcfg.tokenizer, tcfg.lowercase) or ["<unk>"], None,
+                                    None, i + 1))
+    if not examples:
+        return []
+    items = encode_examples(examples, run.vocab, info["labels"], run.cfg.data.max_length)
+    for it in items:
+        if not it.ids:
+            it.ids = [1]
+    probs = predict_items(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
+    out = []
+    for p in probs:
+        k = int(p.argmax())
+        out.append({"label": info["labels"][k], "probability": round(float(p[k]), 6),
+                    "probabilities": {lab: round(float(v), 6) for lab, v in zip(info["labels"], p)}})
+    return out

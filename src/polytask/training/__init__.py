@@ -1,0 +1,1 @@
+"""Trainer, task schedules and checkpoints."""

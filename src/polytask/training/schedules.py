@@ -1,0 +1,106 @@
+"""Task schedules: which task the next training batch comes from.
+
+Each schedule draws from its own seeded ``random.Random`` and saves that state, so a resumed run
+picks the same tasks as an uninterrupted one. ``active`` lists the tasks still training (per-task
+early stopping removes finished ones).
+"""
+from __future__ import annotations
+
+import random
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_rng_state(rng: random.Random, state: list) -> None:
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
+class WeightedSchedule:
+    """Draw a task with probability proportional to ``weights[task]`` (restricted to ``active``)."""
+
+    def __init__(self, weights: dict[str, float], seed: int):
+        self.weights = dict(weights)
+        self.rng = random.Random(f"{seed}/schedule")
+
+    def next(self, active: list[str]) -> str:
+        return self.rng.choices(active, weights=[self.weights[t] for t in active])[0]
+
+    def state_dict(self) -> dict:
+        return {"rng": _rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        _set_rng_state(self.rng, state["rng"])
+
+
+class UniformSchedule(WeightedSchedule):
+    """A task uniformly at random, then a batch of it (the Meta-MTL / ASP-MTL protocol)."""
+
+    def __init__(self, sizes: dict[str, int], seed: int):
+        super().__init__({t: 1.0 for t in sizes}, seed)
+
+
+class ProportionalSchedule(WeightedSchedule):
+    """A task with probability proportional to its number of training examples."""
+
+    def __init__(self, sizes: dict[str, int], seed: int):
+        super().__init__({t: float(n) for t, n in sizes.items()}, seed)
+
+
+class TemperatureSchedule(WeightedSchedule):
+    """p_k ∝ n_k^(1/T): T=1 is proportional, T→∞ uniform (Arivazhagan et al. 2019)."""
+
+    def __init__(self, sizes: dict[str, int], seed: int, temperature: float = 2.0):
+        if temperature <= 0:
+            raise ValueError("trainer.temperature must be positive")
+        super().__init__({t: float(n) ** (1.0 / temperature) for t, n in sizes.items()}, seed)
+
+
+class RoundRobinSchedule:
+    """Shuffled round robin with exhaustion.
+
+    Each round visits every task that still has batches left in this pass, in a fresh random
+    order; a task drops out once it has given ``batches[task]`` batches, and when every task is
+    exhausted a new pass begins.
+    """
+
+    def __init__(self, batches: dict[str, int], seed: int):
+        self.batches = dict(batches)
+        self.rng = random.Random(f"{seed}/schedule")
+        self.left = dict(batches)
+        self.round: list[str] = []
+
+    def next(self, active: list[str]) -> str:
+        while True:
+            while self.round:
+                task = self.round.pop()
+                if task in active and self.left[task] > 0:
+                    self.left[task] -= 1
+                    return task
+            if not any(self.left[t] > 0 for t in active):
+                self.left = dict(self.batches)
+            self.round = [t for t in active if self.left[t] > 0]
+            self.rng.shuffle(self.round)
+
+    def state_dict(self) -> dict:
+        return {"rng": _rng_state(self.rng), "left": self.left, "round": self.round}
+
+    def load_state_dict(self, state: dict) -> None:
+        _set_rng_state(self.rng, state["rng"])
+        self.left, self.round = dict(state["left"]), list(state["round"])
+
+
+def build_schedule(name: str, sizes: dict[str, int], batches: dict[str, int], seed: int,
+                   temperature: float = 2.0):
+    if name == "uniform":
+        return UniformSchedule(sizes, seed)
+    if name == "proportional":
+        return ProportionalSchedule(sizes, seed)
+    if name == "temperature":
+        return TemperatureSchedule(sizes, seed, temperature)
+    if name == "round_robin":
+        return RoundRobinSchedule(batches, seed)
+    raise ValueError(f"trainer.schedule: unknown schedule {name!r} "
+                     "(uniform, round_robin, proportional, temperature)")

@@ -1,0 +1,313 @@
+"""The trainer owns the loop: device, optimizer, task schedule, clipping, evaluation, early
+stopping, checkpoints, logging and progress. Models only compute losses.
+
+Training is step-based: each step draws a task from the schedule, then the next batch of that
+task. Everything that decides what happens next (model, optimizer, LR schedule, task schedule,
+batch iterators, torch RNG, early-stopping counters) is saved in ``last/`` at every evaluation,
+so ``resume=True`` continues exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import ConfigError, ExperimentConfig, save_config
+from ..data.batching import Encoded, TaskBatchIterator
+from ..data.vocab import Vocab
+from ..evaluation.evaluate import evaluate_model
+from . import checkpoint as ckpt
+from .schedules import build_schedule
+
+
+def build_optimizer(cfg, params) -> torch.optim.Optimizer:
+    t = cfg.trainer
+    # the fused kernels are several times faster than the loop, also on CPU (7 ms against 48 ms a
+    # step for a 70k x 200 embedding table); fall back where a build lacks them
+    if t.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+        try:
+            return cls(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
+        except (RuntimeError, TypeError):
+            return cls(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=t.lr, weight_decay=t.weight_decay)
+    raise ConfigError(f"trainer.optimizer: unknown optimizer {t.optimizer!r}")
+
+
+def build_lr_schedule(cfg, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then constant, linear or cosine decay to zero at ``max_steps``."""
+    t = cfg.trainer
+
+    def factor(step: int) -> float:
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.lr_schedule == "constant":
+            return 1.0
+        progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        if t.lr_schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device: {name!r} asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Trainer:
+    """Train ``model`` on ``train`` splits, select on ``dev``, write everything to ``run_dir``.
+
+    Args:
+        cfg: the experiment config.
+        model: an architecture from :mod:`polytask.models`.
+        train / dev: encoded examples per task.
+        vocab: saved with the checkpoint.
+        task_info: ``{task: {"type": ..., "labels": [...]}}``, saved with the checkpoint.
+        run_dir: the output directory.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, train: dict[str, list[Encoded]],
+                 dev: dict[str, list[Encoded]], vocab: Vocab, task_info: dict, run_dir: Path):
+        self.cfg, self.model, self.train_items, self.dev_items = cfg, model, train, dev
+        self.vocab, self.task_info, self.run_dir = vocab, task_info, Path(run_dir)
+        self.tasks = list(train)
+        t = cfg.trainer
+        if t.select == "per_task" and not getattr(model, "independent_tasks", False):
+            raise ConfigError("trainer.select: 'per_task' needs an architecture whose tasks share "
+                              f"nothing (single_task), not {cfg.model.architecture!r}")
+        self.device = resolve_device(t.device)
+        self.model.to(self.device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg, self.params)
+        self.lr_schedule = build_lr_schedule(cfg, self.optimizer)
+        self.iterators = {task: TaskBatchIterator(task, items, cfg.data.batch_size, cfg.seed,
+                                                  cfg.data.bucket, cfg.data.bucket_window)
+                          for task, items in train.items()}
+        sizes = {task: len(items) for task, items in train.items()}
+        batches = {task: it.batches_per_epoch for task, it in self.iterators.items()}
+        self.schedule = build_schedule(t.schedule, sizes, batches, cfg.seed, t.temperature)
+        self.step = 0
+        self.best: dict = {"mean": -math.inf, "step": 0, "tasks": {}}
+        self.bad_evals: dict[str, int] = {"mean": 0}
+        self.finished: list[str] = []
+        self.tokens = 0
+        self.train_seconds = 0.0
+        self._best_state: Optional[dict[str, torch.Tensor]] = None
+        self._task_param_names = self._param_names_by_task()
+
+    # ------------------------------------------------------------------ setup / checkpoints
+
+    def _param_names_by_task(self) -> dict[str, list[str]]:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return {task: [names[id(p)] for p in self.model.task_parameters(task)] for task in self.tasks}
+
+    def setup(self, resume: bool = False) -> None:
+        """Prepare the run directory; with ``resume`` restore the state saved in ``last/``."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        last = self.run_dir / "last"
+        ckpt.recover_dir(last)
+        ckpt.recover_dir(self.run_dir / "best")
+        if resume and (last / "state.json").is_file():
+            self._load_last(last)
+            return
+        if resume:
+            print(f"[polytask] no checkpoint in {last}; starting from step 0", file=sys.stderr)
+        elif last.exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                                  "or choose another output_dir")
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        self.vocab.save(self.run_dir / "vocab.json")
+        ckpt.write_json(self.run_dir / "tasks.json", self.task_info)
+        (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+        torch.manual_seed(self.cfg.seed)
+
+    def _load_last(self, last: Path) -> None:
+        state = ckpt.read_json(last / "state.json")
+        ckpt.load_weights(self.model, last / "model.safetensors")
+        blobs = ckpt.load_trainer_state(last / "trainer.pt")
+        self.optimizer.load_state_dict(blobs["optimizer"])
+        self.lr_schedule.load_state_dict(blobs["lr_schedule"])
+        torch.set_rng_state(blobs["torch_rng"])
+        self.schedule.load_state_dict(state["schedule"])
+        for task, s in state["iterators"].items():
+            self.iterators[task].load_state_dict(s)
+        self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
+        self.finished, self.tokens = state["finished"], state["tokens"]
+        self.train_seconds = state["train_seconds"]
+        if self.best["mean"] is None:
+            self.best["mean"] = -math.inf
+        if self.cfg.trainer.select == "per_task" and (self.run_dir / "best" / "model.safetensors").is_file():
+            self._best_state = ckpt.read_weights(self.run_dir / "best" / "model.safetensors")
+        # drop log lines written after the checkpoint by the interrupted run
+        log = self.run_dir / "metrics.jsonl"
+        if log.is_file():
+            kept = [line for line in log.read_text(encoding="utf-8").splitlines()
+                    if line and json.loads(line).get("step", 0) <= self.step]
+            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        print(f"[polytask] resumed {self.run_dir} at step {self.step}", file=sys.stderr)
+
+    def save_checkpoint(self) -> None:
+        state = {"step": self.step, "schedule": self.schedule.state_dict(),
+                 "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
+                 "best": {**self.best, "mean": None if self.best["mean"] == -math.inf else self.best["mean"]},
+                 "bad_evals": self.bad_evals, "finished": self.finished, "tokens": self.tokens,
+                 "train_seconds": self.train_seconds}
+
+        def write(tmp: Path) -> None:
+            ckpt.save_weights(self.model.state_dict(), tmp / "model.safetensors")
+            ckpt.save_trainer_state(tmp / "trainer.pt", {
+                "optimizer": self.optimizer.state_dict(),
+                "lr_schedule": self.lr_schedule.state_dict(),
+                "torch_rng": torch.get_rng_state()})
+            ckpt.write_json(tmp / "state.json", state)
+
+        ckpt.atomic_dir_write(self.run_dir / "last", write)
+
+    def _save_best(self, weights: dict[str, torch.Tensor], info: dict) -> None:
+        def write(tmp: Path) -> None:
+            ckpt.save_weights(weights, tmp / "model.safetensors")
+            ckpt.write_json(tmp / "state.json", info)
+        ckpt.atomic_dir_write(self.run_dir / "best", write)
+
+    def log(self, record: dict) -> None:
+        with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ evaluation / selection
+
+    def evaluate_dev(self) -> dict[str, float]:
+        return evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device)
+
+    def _select(self, dev: dict[str, float]) -> bool:
+        """Update best weights and early-stopping counters; True when training should stop."""
+        t = self.cfg.trainer
+        if not dev:  # no dev data: keep the last weights as the best
+            self._save_best(self.model.state_dict(), {"step": self.step, "dev": {}})
+            return False
+        mean = sum(dev.values()) / len(dev)
+        if t.select == "mean":
+            if mean > self.best["mean"]:
+                self.best = {"mean": mean, "step": self.step, "tasks": dict(dev)}
+                self.bad_evals["mean"] = 0
+                self._save_best(self.model.state_dict(), {"step": self.step, "dev": dev})
+            else:
+                self.bad_evals["mean"] += 1
+            return t.patience is not None and self.bad_evals["mean"] >= t.patience
+        # per task: each task keeps its own best weights and stops on its own patience
+        if self._best_state is None:
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        current = self.model.state_dict()
+        improved = False
+        for task, score in dev.items():
+            if task in self.finished:
+                continue
+            if score > self.best["tasks"].get(task, {}).get("dev", -math.inf):
+                self.best["tasks"][task] = {"dev": score, "step": self.step}
+                self.bad_evals[task] = 0
+                for name in self._task_param_names[task]:
+                    self._best_state[name] = current[name].detach().clone()
+                improved = True
+            else:
+                self.bad_evals[task] = self.bad_evals.get(task, 0) + 1
+                if t.patience is not None and self.bad_evals[task] >= t.patience:
+                    self.finished.append(task)
+        best_dev = {task: b["dev"] for task, b in self.best["tasks"].items()}
+        self.best["mean"] = sum(best_dev.values()) / len(best_dev)
+        if improved:
+            self._save_best(self._best_state, {"step": self.step, "dev": best_dev,
+                                               "per_task": self.best["tasks"]})
+        return len(self.finished) == len(self.tasks)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> dict:
+        """Run until ``max_steps`` or early stopping; returns a summary."""
+        t = self.cfg.trainer
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress or tqdm is None,
+                   desc="train", dynamic_ncols=True, mininterval=1.0) if tqdm else None
+        running: dict[str, list[float]] = {}
+        wall0 = time.perf_counter()
+        stop = self.step >= t.max_steps or len(self.finished) == len(self.tasks)
+        previous_handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            while not stop:
+                t0 = time.perf_counter()
+                active = [task for task in self.tasks if task not in self.finished]
+                task = self.schedule.next(active)
+                batch = next(self.iterators[task]).to(self.device)
+                self.model.train()
+                out = self.model(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                if t.clip_norm:
+                    torch.nn.utils.clip_grad_norm_(self.params, t.clip_norm)
+                self.optimizer.step()
+                self.lr_schedule.step()
+                self.step += 1
+                self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
+                                                           if batch.lengths_b is not None else 0)
+                running.setdefault(task, []).append(out.loss.item())
+                self.train_seconds += time.perf_counter() - t0
+                if bar:
+                    bar.update(1)
+                if self.step % t.eval_every == 0 or self.step >= t.max_steps:
+                    dev = self.evaluate_dev()
+                    losses = {k: sum(v) / len(v) for k, v in running.items()}
+                    running = {}
+                    stop = self._select(dev) or self.step >= t.max_steps
+                    mean = sum(dev.values()) / len(dev) if dev else float("nan")
+                    self.log({"step": self.step, "event": "eval", "train_loss": losses, "dev": dev,
+                              "dev_mean": mean, "best_dev_mean": self.best["mean"],
+                              "lr": self.lr_schedule.get_last_lr()[0], "finished": list(self.finished),
+                              "tokens_per_s": self.tokens / max(self.train_seconds, 1e-9)})
+                    self.save_checkpoint()
+                    if bar:
+                        bar.set_postfix(dev=f"{mean:.2f}", best=f"{self.best['mean']:.2f}")
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            if bar:
+                bar.close()
+            print(f"\n[polytask] interrupted at step {self.step}; checkpoint saved. Continue with "
+                  f"--resume (output_dir {self.run_dir}).", file=sys.stderr)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+        if bar:
+            bar.close()
+        return {"steps": self.step, "best_dev_mean": self.best["mean"], "best_step": self.best.get("step"),
+                "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - wall0,
+                "train_tokens_per_s": self.tokens / max(self.train_seconds, 1e-9),
+                "peak_rss_mb": peak_rss_mb()}
+
+    def load_best(self) -> None:
+        path = self.run_dir / "best" / "model.safetensors"
+        if path.is_file():
+            ckpt.load_weights(self.model, path)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
