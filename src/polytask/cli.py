@@ -78,12 +78,10 @@ def cmd_data_vectors(args) -> int:
         task = load_task(tc, data_dir, cfg.seed)
         sentences += [ex.tokens for ex in task.train]
         sentences += [ex.tokens_b for ex in task.train if ex.tokens_b]
-        sentences += [ex.tokens for ex in task.dev]  # dev text, no labels: allowed, never test
-        sentences += [ex.tokens_b for ex in task.dev if ex.tokens_b]
         if not args.no_unlabeled:
             sentences += load_unlabeled(tc, data_dir)
     print(f"[polytask] training word2vec ({args.dim}d, {args.epochs} epochs) on {len(sentences)} "
-          "sentences of train/dev/unlabeled text (no test)", file=sys.stderr)
+          "sentences of train + unlabeled text (no dev, no test)", file=sys.stderr)
     n = train_word2vec(sentences, args.output, dim=args.dim, epochs=args.epochs, seed=cfg.seed,
                        min_count=args.min_count)
     print(f"[polytask] wrote {n} vectors to {args.output}", file=sys.stderr)

@@ -53,7 +53,8 @@ class TaskConfig:
     encoding: str = "utf-8"
     fallback_encoding: str = "cp1252"
     lowercase: bool = True
-    tokenizer: Literal["whitespace", "regex"] = "whitespace"
+    tokenizer: Literal["whitespace", "regex", "ptb"] = "whitespace"
+    unlabeled_tokenizer: Optional[Literal["whitespace", "regex", "ptb"]] = None
     labels: Optional[list[str]] = None
 
 

@@ -47,14 +47,19 @@ class ReadStats:
 
 
 _REGEX_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]", re.UNICODE)
+# close to the Stanford/PTB tokenisation of FDU-MTL's labelled text: "doesn't" -> "does n't"
+_PTB_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]", re.UNICODE)
 
 
 def tokenize(text: str, how: str = "whitespace", lowercase: bool = True) -> list[str]:
-    """Split ``text`` into tokens: on whitespace (pre-tokenised data) or words and punctuation."""
+    """Split ``text`` into tokens: ``whitespace`` (pre-tokenised data), ``regex`` (words and
+    punctuation) or ``ptb`` (also splits clitics: "does n't", "it 's")."""
     if lowercase:
         text = text.lower()
     if how == "whitespace":
         return text.split()
+    if how == "ptb":
+        return _PTB_TOKEN.findall(text)
     return _REGEX_TOKEN.findall(text)
 
 

@@ -1,6 +1,7 @@
 """A Task: name, type, splits of examples, label vocabulary and metric."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,5 +106,7 @@ def load_unlabeled(cfg: TaskConfig, data_dir: Optional[Path]) -> list[list[str]]
     """Token lists of a task's unlabeled file (empty when it has none)."""
     if cfg.unlabeled is None:
         return []
+    if cfg.unlabeled_tokenizer is not None:
+        cfg = dataclasses.replace(cfg, tokenizer=cfg.unlabeled_tokenizer)
     examples, _ = read_split(cfg, resolve_path(data_dir, cfg.unlabeled), labeled=False)
     return [ex.tokens for ex in examples]
