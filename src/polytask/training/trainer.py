@@ -112,6 +112,7 @@ class Trainer:
         self.tokens = 0
         self.train_seconds = 0.0
         self._best_state: Optional[dict[str, torch.Tensor]] = None
+        self._writer = None
         self._task_param_names = self._param_names_by_task()
 
     # ------------------------------------------------------------------ setup / checkpoints
@@ -189,8 +190,29 @@ class Trainer:
         ckpt.atomic_dir_write(self.run_dir / "best", write)
 
     def log(self, record: dict) -> None:
+        """Append to ``metrics.jsonl``; mirror the numbers to TensorBoard when it is installed."""
         with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        writer = self._tensorboard()
+        if writer is not None:
+            step = record["step"]
+            for task, value in record.get("dev", {}).items():
+                writer.add_scalar(f"dev/{task}", value, step)
+            for task, value in record.get("train_loss", {}).items():
+                writer.add_scalar(f"train_loss/{task}", value, step)
+            for key in ("dev_mean", "lr", "tokens_per_s"):
+                if key in record:
+                    writer.add_scalar(key, record[key], step)
+            writer.flush()
+
+    def _tensorboard(self):
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is optional: pip install 'polytask[tensorboard]'
+                self._writer = False
+        return self._writer or None
 
     # ------------------------------------------------------------------ evaluation / selection
 
