@@ -25,15 +25,16 @@ N_TRAIN, N_DEV, N_TEST = 60, 10, 20
 
 
 def make_lines(task: str, n: int, seed: int) -> list[tuple[str, str]]:
-    """``n`` (label, text) pairs with balanced labels; the keyword sits at a random position."""
+    """``n`` (label, text) pairs, shuffled. Every filler sentence appears twice, once with each
+    label's keyword at the same random position, so only the keyword predicts the label."""
     rng = random.Random(f"{task}/{seed}")
-    labels = [str(i % 2) for i in range(n)]
-    rng.shuffle(labels)
     out = []
-    for label in labels:
+    for _ in range(n // 2):
         words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
-        words.insert(rng.randint(0, len(words)), KEYWORDS[task][int(label)])
-        out.append((label, " ".join(words)))
+        at = rng.randint(0, len(words))
+        for label in ("0", "1"):
+            out.append((label, " ".join(words[:at] + [KEYWORDS[task][int(label)]] + words[at:])))
+    rng.shuffle(out)
     return out
 
 

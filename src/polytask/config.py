@@ -210,30 +210,46 @@ def to_dict(cfg: Any) -> dict:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a raw config mapping.
+
+    List items are addressed by index (``tasks.0.train=...``); a task given by bare name is
+    first turned into ``{name: ...}`` so its keys can be set.
+    """
     raw = copy.deepcopy(raw)
+    if isinstance(raw.get("tasks"), list):
+        raw["tasks"] = [{"name": t} if isinstance(t, str) else t for t in raw["tasks"]]
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. trainer.max_steps=200")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text != "" else ""
+        key = key.strip()
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {key}: value {text!r} is not valid YAML") from None
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"override {key!r}: empty key part")
         node = raw
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            if part.isdigit() and isinstance(node, list):
-                node = node[int(part)]
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override {key}: {where}: expected a list index below {len(node)}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
                 continue
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, (dict, list)):
-                raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
-            node = nxt
-        last = parts[-1]
-        if isinstance(node, list) and last.isdigit():
-            node[int(last)] = value
-        else:
-            node[last] = value
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: {'.'.join(parts[:i])} is not a section")
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
     return raw
 
 
@@ -254,7 +270,13 @@ def _expand_tasks(raw: dict, source: str) -> dict:
         name = task.get("name", "")
         entry = {}
         for key, value in defaults.items():
-            entry[key] = value.format(name=name) if isinstance(value, str) else copy.deepcopy(value)
+            if isinstance(value, str):
+                try:
+                    value = value.format(name=name)
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise ConfigError(f"{source}: task_defaults.{key}: {value!r} may only use the "
+                                      f"placeholder {{name}} ({type(exc).__name__}: {exc})") from None
+            entry[key] = copy.deepcopy(value)
         entry.update(task)
         merged.append(entry)
     out = dict(raw)
@@ -286,7 +308,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
-    """Checks that need more than one field."""
+    """Checks that need more than one field (and the architecture name, before any data is read)."""
+    from .models import REGISTRY
+    if cfg.model.architecture not in REGISTRY:
+        raise ConfigError(f"{source}: model.architecture: unknown architecture "
+                          f"{cfg.model.architecture!r} (known: {', '.join(sorted(REGISTRY))})")
     if not cfg.tasks:
         raise ConfigError(f"{source}: tasks: at least one task is needed")
     seen = set()

@@ -43,8 +43,8 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     dev_items = {n: encode_split(t, "dev", vocab, max_len) for n, t in tasks.items()}
     test_items = {n: encode_split(t, "test", vocab, max_len) for n, t in tasks.items()}
     task_info = {n: {"type": t.type, "labels": t.labels} for n, t in tasks.items()}
-    trainer = Trainer(cfg, model, train_items, dev_items, vocab, task_info, run_dir)
-    trainer.cfg.trainer.progress = trainer.cfg.trainer.progress and not quiet
+    trainer = Trainer(cfg, model, train_items, dev_items, vocab, task_info, run_dir,
+                      progress=cfg.trainer.progress and not quiet)
     trainer.setup(resume=resume)
     summary = trainer.train()
     trainer.load_best()

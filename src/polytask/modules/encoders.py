@@ -62,23 +62,32 @@ class LSTMEncoder(nn.Module):
 class CNNEncoder(nn.Module):
     """Convolutions of several widths (Kim 2014), ReLU, 'same' padding; outputs concatenated.
 
-    ``output_dim`` is ``hidden_dim * len(kernel_sizes)``. Padding positions are zeroed at the
-    input so they add nothing to real positions' windows.
+    With ``num_layers > 1`` further layers of the same widths read the previous layer's
+    concatenated output (dropout in between). ``output_dim`` is ``hidden_dim * len(kernel_sizes)``.
+    Padding positions are zeroed before every layer so they add nothing to real positions' windows.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, kernel_sizes: list[int] = (3, 4, 5),
                  num_layers: int = 1, dropout: float = 0.0):
         super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv1d(input_dim, hidden_dim, k, padding=k // 2) for k in kernel_sizes)
-        self.bidirectional = False
         self.output_dim = hidden_dim * len(kernel_sizes)
+        self.layers = nn.ModuleList(
+            nn.ModuleList(nn.Conv1d(input_dim if layer == 0 else self.output_dim, hidden_dim, k,
+                                    padding=k // 2) for k in kernel_sizes)
+            for layer in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+        self.bidirectional = False
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
-        x = (x * mask[..., None].to(x.dtype)).transpose(1, 2)     # (B, D, T)
-        outs = [torch.relu(conv(x))[:, :, :T] for conv in self.convs]
-        return torch.cat(outs, dim=1).transpose(1, 2)              # (B, T, H*len(k))
+        keep = mask[..., None].to(x.dtype)                          # (B, T, 1)
+        h = x
+        for i, convs in enumerate(self.layers):
+            if i > 0:
+                h = self.dropout(h)
+            inp = (h * keep).transpose(1, 2)                        # (B, D, T)
+            h = torch.cat([torch.relu(conv(inp))[:, :, :T] for conv in convs], dim=1).transpose(1, 2)
+        return h                                                    # (B, T, H*len(k))
 
 
 class TransformerEncoder(nn.Module):

@@ -85,7 +85,7 @@ class RoundRobinSchedule:
             self.rng.shuffle(self.round)
 
     def state_dict(self) -> dict:
-        return {"rng": _rng_state(self.rng), "left": self.left, "round": self.round}
+        return {"rng": _rng_state(self.rng), "left": dict(self.left), "round": list(self.round)}
 
     def load_state_dict(self, state: dict) -> None:
         _set_rng_state(self.rng, state["rng"])

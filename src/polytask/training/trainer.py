@@ -86,7 +86,9 @@ class Trainer:
     """
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, train: dict[str, list[Encoded]],
-                 dev: dict[str, list[Encoded]], vocab: Vocab, task_info: dict, run_dir: Path):
+                 dev: dict[str, list[Encoded]], vocab: Vocab, task_info: dict, run_dir: Path,
+                 progress: bool = True):
+        self.progress = progress
         self.cfg, self.model, self.train_items, self.dev_items = cfg, model, train, dev
         self.vocab, self.task_info, self.run_dir = vocab, task_info, Path(run_dir)
         self.tasks = list(train)
@@ -255,6 +257,7 @@ class Trainer:
         best_dev = {task: b["dev"] for task, b in self.best["tasks"].items()}
         self.best["mean"] = sum(best_dev.values()) / len(best_dev)
         if improved:
+            self.best["step"] = self.step  # the last step at which any task improved
             self._save_best(self._best_state, {"step": self.step, "dev": best_dev,
                                                "per_task": self.best["tasks"]})
         return len(self.finished) == len(self.tasks)
@@ -268,7 +271,7 @@ class Trainer:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover
             tqdm = None
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress or tqdm is None,
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress or tqdm is None,
                    desc="train", dynamic_ncols=True, mininterval=1.0) if tqdm else None
         running: dict[str, list[float]] = {}
         wall0 = time.perf_counter()
