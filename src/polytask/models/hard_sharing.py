@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..modules import SentenceEncoder, WordEmbedding, build_encoder, build_head
-from .outputs import TaskOutput, TaskSpec
+from .outputs import TaskOutput, TaskSpec, classification_output
 
 
 class HardSharingModel(nn.Module):
@@ -32,11 +31,7 @@ class HardSharingModel(nn.Module):
             logits = self.heads[batch.task](u, v)
         else:
             logits = self.heads[batch.task](u)                           # (B, C)
-        out = TaskOutput(logits=logits)
-        if batch.labels is not None:
-            out.loss = F.cross_entropy(logits, batch.labels)
-            out.parts["task"] = out.loss.detach()
-        return out
+        return classification_output(logits, batch.labels)
 
     def shared_parameters(self):
         return self.encoder.parameters()

@@ -22,3 +22,12 @@ class TaskOutput:
     loss: Optional[torch.Tensor] = None                   # task loss + the architecture's own terms
     parts: dict[str, torch.Tensor] = field(default_factory=dict)    # loss terms, for logging
     inspect: dict[str, torch.Tensor] = field(default_factory=dict)  # gates, mixing weights, ...
+
+
+def classification_output(logits: torch.Tensor, labels: Optional[torch.Tensor]) -> TaskOutput:
+    """Wrap class logits (B, C); with labels, add the cross-entropy loss."""
+    out = TaskOutput(logits=logits)
+    if labels is not None:
+        out.loss = torch.nn.functional.cross_entropy(logits, labels)
+        out.parts["task"] = out.loss.detach()
+    return out

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules import GradientReversal, SentenceEncoder, WordEmbedding, build_encoder, build_head
-from .outputs import TaskOutput, TaskSpec
+from .outputs import TaskOutput, TaskSpec, classification_output
 
 
 class SharedPrivateModel(nn.Module):
@@ -60,11 +60,7 @@ class SharedPrivateModel(nn.Module):
 
     def forward(self, batch) -> TaskOutput:
         logits, _, _ = self.features(batch)
-        out = TaskOutput(logits=logits)
-        if batch.labels is not None:
-            out.loss = F.cross_entropy(logits, batch.labels)
-            out.parts["task"] = out.loss.detach()
-        return out
+        return classification_output(logits, batch.labels)
 
     def shared_parameters(self):
         return self.shared.parameters()

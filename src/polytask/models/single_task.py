@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..modules import SentenceEncoder, WordEmbedding, build_encoder, build_head
-from .outputs import TaskOutput, TaskSpec
+from .outputs import TaskOutput, TaskSpec, classification_output
 
 
 class TaskModel(nn.Module):
@@ -40,11 +39,7 @@ class SingleTaskModel(nn.Module):
 
     def forward(self, batch) -> TaskOutput:
         logits = self.models[batch.task](batch)
-        out = TaskOutput(logits=logits)
-        if batch.labels is not None:
-            out.loss = F.cross_entropy(logits, batch.labels)
-            out.parts["task"] = out.loss.detach()
-        return out
+        return classification_output(logits, batch.labels)
 
     def shared_parameters(self):
         return iter(())
