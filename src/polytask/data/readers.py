@@ -32,6 +32,7 @@ class Example:
     label: Optional[str] = None
     tokens_b: Optional[list[str]] = None
     line: int = 0
+    tags: Optional[list[str]] = None  # one label per token, for tagging tasks
 
 
 @dataclass
@@ -71,6 +72,25 @@ def _decode(raw: bytes, encoding: str, fallback: str, stats: ReadStats) -> str:
         text = raw.decode(fallback, errors="replace")
         stats.replaced_chars += text.count("\ufffd")
         return text
+
+
+def _read_lines_keep_blank(path: Path, encoding: str, fallback: str,
+                           stats: ReadStats) -> list[tuple[int, str]]:
+    """Every line (blank ones too, as ""), numbered from 1; split on ``\n`` only."""
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(path, "file is empty")
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for number, raw in enumerate(lines, start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        out.append((number, _decode(raw, encoding, fallback, stats) if raw.strip() else ""))
+    stats.lines = len(out)
+    return out
 
 
 def _read_lines(path: Path, encoding: str, fallback: str, stats: ReadStats) -> list[tuple[int, str]]:

@@ -1,0 +1,96 @@
+"""Readers for token-level data: CoNLL column files and CoNLL-U.
+
+Both return :class:`~polytask.data.readers.Example` objects whose ``tags`` hold one label per
+token. Malformed lines are errors naming the file and line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from .readers import DataError, Example, ReadStats, _read_lines_keep_blank
+
+
+def read_conll(path: str | Path, *, token_column: int = 0, label_column: int = -1,
+               separator: Optional[str] = None, lowercase: bool = False, encoding: str = "utf-8",
+               fallback_encoding: str = "cp1252") -> tuple[list[Example], ReadStats]:
+    """Read a CoNLL column file: one token per line, blank lines between sentences.
+
+    ``-DOCSTART-`` lines (and the blank line after them) are skipped. Columns are split on
+    whitespace unless ``separator`` is given; every token line of a file must have the same
+    number of columns.
+    """
+    path = Path(path)
+    stats = ReadStats()
+    examples: list[Example] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    width = None
+    for number, line in _read_lines_keep_blank(path, encoding, fallback_encoding, stats) + [(None, "")]:
+        if not line.strip():
+            if tokens:
+                examples.append(Example(tokens=tokens, tags=tags, line=start))
+                tokens, tags = [], []
+            continue
+        fields = line.split(separator) if separator else line.split()
+        if fields[0] == "-DOCSTART-":
+            continue
+        if width is None:
+            width = len(fields)
+        if len(fields) != width:
+            raise DataError(path, f"expected {width} columns, found {len(fields)}", number)
+        try:
+            token, label = fields[token_column], fields[label_column]
+        except IndexError:
+            raise DataError(path, f"no column {label_column} (the line has {len(fields)})", number) from None
+        if not tokens:
+            start = number
+        tokens.append(token.lower() if lowercase else token)
+        tags.append(label)
+    if not examples:
+        raise DataError(path, "no sentences found")
+    return examples, stats
+
+
+def read_conllu(path: str | Path, *, label_field: str = "upos", lowercase: bool = False,
+                encoding: str = "utf-8") -> tuple[list[Example], ReadStats]:
+    """Read CoNLL-U: ``label_field`` is ``upos`` or ``xpos``.
+
+    Comment lines (``#``), multi-word token ranges (``3-4``) and empty nodes (``8.1``) are
+    skipped: the syntactic words are the tokens.
+    """
+    column = {"upos": 3, "xpos": 4}.get(label_field)
+    if column is None:
+        raise ValueError(f"label_field must be 'upos' or 'xpos', not {label_field!r}")
+    path = Path(path)
+    stats = ReadStats()
+    examples: list[Example] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    for number, line in _read_lines_keep_blank(path, encoding, encoding, stats) + [(None, "")]:
+        if not line.strip():
+            if tokens:
+                examples.append(Example(tokens=tokens, tags=tags, line=start))
+                tokens, tags = [], []
+            continue
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            raise DataError(path, f"expected 10 tab-separated CoNLL-U fields, found {len(fields)}", number)
+        if "-" in fields[0] or "." in fields[0]:
+            continue
+        if not fields[0].isdigit():
+            raise DataError(path, f"bad token id {fields[0]!r}", number)
+        label = fields[column]
+        if label in ("", "_"):
+            raise DataError(path, f"missing {label_field.upper()} label", number)
+        if not tokens:
+            start = number
+        tokens.append(fields[1].lower() if lowercase else fields[1])
+        tags.append(label)
+    if not examples:
+        raise DataError(path, "no sentences found")
+    return examples, stats
