@@ -34,9 +34,34 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _write_tagging(args, run) -> int:
+    """Tagging: raw sentences (whitespace tokens, one per line) or CoNLL in; JSON lines or CoNLL out."""
+    from .data.conll import read_conll
+    from .runner import predict_tagging
+    if args.input_format == "conll":
+        if not args.input:
+            raise ValueError("--input-format conll needs --input FILE")
+        sentences = [ex.tokens for ex in read_conll(args.input, label_column=0)[0]]
+    else:
+        source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+        with source:
+            sentences = [line.split() for line in source if line.strip()]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    for pred in predict_tagging(run, args.task, sentences):
+        if args.output_format == "conll":
+            out.write("".join(f"{tok}\t{tag}\n" for tok, tag in zip(pred["tokens"], pred["tags"])) + "\n")
+        else:
+            out.write(json.dumps(pred, ensure_ascii=False) + "\n")
+    if args.output:
+        out.close()
+    return 0
+
+
 def cmd_predict(args) -> int:
     from .runner import load_run, predict
     run = load_run(args.run_dir)
+    if run.task_info.get(args.task, {}).get("type") == "tagging":
+        return _write_tagging(args, run)
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     pair = run.task_info.get(args.task, {}).get("type") == "pair_classification"
     texts = []
@@ -123,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
+    p.add_argument("--input-format", choices=["text", "conll"], default="text",
+                   help="tagging tasks: whitespace-tokenised sentences, or a CoNLL file (first column)")
+    p.add_argument("--output-format", choices=["json", "conll"], default="json",
+                   help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
 
     data = sub.add_parser("data", help="inspect, download or embed data").add_subparsers(

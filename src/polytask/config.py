@@ -36,11 +36,17 @@ class DevSplitConfig:
 
 @dataclass
 class TaskConfig:
-    """One task: its data files and how to read them. Paths are relative to the data directory."""
+    """One task: its data files and how to read them. Paths are relative to the data directory.
+
+    Tagging tasks read ``conll`` (columns ``token_column`` / ``tag_column``, 0-based, negative from
+    the end) or ``conllu`` (``conllu_field`` upos/xpos) files. With ``tag_scheme`` (BIO/BIOES) the
+    metric is span F1 and a CRF head forbids invalid transitions; ``tagging_head`` picks a
+    per-token softmax or a linear-chain CRF.
+    """
 
     name: str = ""
-    type: Literal["classification", "pair_classification"] = "classification"
-    format: Literal["fdu", "tsv", "csv", "jsonl"] = "fdu"
+    type: Literal["classification", "pair_classification", "tagging"] = "classification"
+    format: Literal["fdu", "tsv", "csv", "jsonl", "conll", "conllu"] = "fdu"
     train: Optional[str] = None
     dev: Optional[str] = None
     test: Optional[str] = None
@@ -56,6 +62,11 @@ class TaskConfig:
     tokenizer: Literal["whitespace", "regex", "ptb"] = "whitespace"
     unlabeled_tokenizer: Optional[Literal["whitespace", "regex", "ptb"]] = None
     labels: Optional[list[str]] = None
+    token_column: int = 0
+    tag_column: int = -1
+    conllu_field: Literal["upos", "xpos"] = "upos"
+    tag_scheme: Optional[Literal["BIO", "BIOES"]] = None
+    tagging_head: Literal["softmax", "crf"] = "crf"
 
 
 @dataclass
@@ -98,6 +109,9 @@ class ModelConfig:
     dropout: float = 0.3
     adversarial_weight: float = 0.05
     orthogonality_weight: float = 0.01
+    char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
+    char_hidden_dim: int = 50
+    char_encoder: Literal["cnn", "bilstm"] = "cnn"
 
 
 @dataclass
@@ -328,9 +342,17 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: tasks[{i}].dev: dev_split.policy is 'file' but no dev path")
         if task.type == "pair_classification" and task.text_b_column is None and task.format != "fdu":
             raise ConfigError(f"{source}: tasks[{i}].text_b_column: pair tasks need a second text column")
+        tagging_formats = ("conll", "conllu")
+        if (task.type == "tagging") != (task.format in tagging_formats):
+            raise ConfigError(f"{source}: tasks[{i}].format: tagging tasks read conll/conllu files, "
+                              f"and conll/conllu files are for tagging tasks ({task.name}: "
+                              f"type {task.type}, format {task.format})")
         if task.type == "pair_classification" and task.format == "fdu":
             raise ConfigError(f"{source}: tasks[{i}].format: the fdu format has one text column; "
                               "use tsv/csv/jsonl for pairs")
+    if cfg.model.char_embedding_dim > 0 and any(t.type == "pair_classification" for t in cfg.tasks):
+        raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
+                          "available for sentence-pair tasks yet; set it to 0")
     positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.eval_every": cfg.trainer.eval_every,
                 "data.batch_size": cfg.data.batch_size, "data.max_length": cfg.data.max_length,
                 "model.embedding_dim": cfg.model.embedding_dim,

@@ -36,16 +36,38 @@ def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
     return Vocab.build(sentences(), cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
 
 
+def build_char_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Optional[Vocab]:
+    """Characters of every training token, when the model reads characters (else None)."""
+    if cfg.model.char_embedding_dim <= 0:
+        return None
+    return Vocab.build(list(tok) for task in tasks.values() for ex in task.train
+                       for tok in ex.tokens[: cfg.data.max_length])
+
+
+def task_info(tasks: dict[str, Task]) -> dict[str, dict]:
+    """What a run directory records about each task (``tasks.json``)."""
+    return {n: {"type": t.type, "labels": t.labels, "metric": t.metric, "scheme": t.scheme,
+                "head": t.head} for n, t in tasks.items()}
+
+
+def specs_from_info(info: dict[str, dict]) -> list[TaskSpec]:
+    return [TaskSpec(name, len(i["labels"]), i["type"] == "pair_classification",
+                     tagging=i["type"] == "tagging", labels=tuple(i["labels"]),
+                     scheme=i.get("scheme"), head=i.get("head", "softmax"))
+            for name, i in info.items()]
+
+
 def task_specs(tasks: dict[str, Task]) -> list[TaskSpec]:
-    return [TaskSpec(t.name, len(t.labels), t.is_pair) for t in tasks.values()]
+    return specs_from_info(task_info(tasks))
 
 
-def encode_split(task: Task, split: str, vocab: Vocab, max_length: int) -> list[Encoded]:
-    return encode_examples(task.split(split), vocab, task.labels, max_length)
+def encode_split(task: Task, split: str, vocab: Vocab, max_length: int,
+                 char_vocab: Optional[Vocab] = None) -> list[Encoded]:
+    return encode_examples(task.split(split), vocab, task.labels, max_length, char_vocab)
 
 
 def make_model(cfg: ExperimentConfig, specs: list[TaskSpec], vocab: Vocab, data_dir: Optional[Path],
-               with_vectors: bool = True):
+               with_vectors: bool = True, char_vocab: Optional[Vocab] = None):
     """Build the model; initialise embeddings from ``data.vectors`` when given (training only)."""
     vectors = None
     if with_vectors and cfg.data.vectors:
@@ -54,4 +76,4 @@ def make_model(cfg: ExperimentConfig, specs: list[TaskSpec], vocab: Vocab, data_
         if not path.is_absolute() and not path.exists():
             path = resolve_path(data_dir, cfg.data.vectors)
         vectors, _ = vectors_for_vocab(path, vocab, cfg.model.embedding_dim, cfg.seed)
-    return build_model(cfg, specs, len(vocab), vectors)
+    return build_model(cfg, specs, len(vocab), vectors, num_chars=len(char_vocab) if char_vocab else 0)

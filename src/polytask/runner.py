@@ -15,10 +15,11 @@ from .config import ExperimentConfig, load_config
 from .data.batching import encode_examples
 from .data.readers import Example, tokenize
 from .data.vocab import Vocab
-from .evaluation.evaluate import evaluate_model, predict_items
+from .evaluation.evaluate import evaluate_model, predict_items, predict_tags
 from .evaluation.tables import format_table
-from .experiment import build_vocab, encode_split, load_tasks, make_model, resolve_data_dir, task_specs
-from .models import TaskSpec, build_model
+from .experiment import (build_char_vocab, build_vocab, encode_split, load_tasks, make_model,
+                         resolve_data_dir, specs_from_info, task_info, task_specs)
+from .models import build_model
 from .training import checkpoint as ckpt
 from .training.trainer import Trainer, resolve_device
 
@@ -34,22 +35,23 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     tasks = load_tasks(cfg, data_dir)
     if resume and (run_dir / "vocab.json").is_file():
         vocab = Vocab.load(run_dir / "vocab.json")
+        chars = Vocab.load(run_dir / "chars.json") if (run_dir / "chars.json").is_file() else None
     else:
-        vocab = build_vocab(cfg, tasks)
+        vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg, task_specs(tasks), vocab, data_dir)
+    model = make_model(cfg, task_specs(tasks), vocab, data_dir, char_vocab=chars)
     max_len = cfg.data.max_length
-    train_items = {n: encode_split(t, "train", vocab, max_len) for n, t in tasks.items()}
-    dev_items = {n: encode_split(t, "dev", vocab, max_len) for n, t in tasks.items()}
-    test_items = {n: encode_split(t, "test", vocab, max_len) for n, t in tasks.items()}
-    task_info = {n: {"type": t.type, "labels": t.labels} for n, t in tasks.items()}
-    trainer = Trainer(cfg, model, train_items, dev_items, vocab, task_info, run_dir,
-                      progress=cfg.trainer.progress and not quiet)
+    split = lambda name: {n: encode_split(t, name, vocab, max_len, chars)  # noqa: E731
+                          for n, t in tasks.items()}
+    train_items, dev_items, test_items = split("train"), split("dev"), split("test")
+    info = task_info(tasks)
+    trainer = Trainer(cfg, model, train_items, dev_items, vocab, info, run_dir,
+                      progress=cfg.trainer.progress and not quiet, char_vocab=chars)
     trainer.setup(resume=resume)
     summary = trainer.train()
     trainer.load_best()
-    dev = evaluate_model(model, dev_items, cfg.data.eval_batch_size, trainer.device)
-    test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device)
+    dev = evaluate_model(model, dev_items, cfg.data.eval_batch_size, trainer.device, info)
+    test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device, info)
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": time.perf_counter() - wall0,
@@ -75,6 +77,7 @@ class LoadedRun:
     task_info: dict
     model: torch.nn.Module
     device: torch.device
+    chars: Optional[Vocab] = None
 
 
 def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> LoadedRun:
@@ -85,16 +88,16 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
             raise FileNotFoundError(f"{run_dir}: not a polytask run directory (no {name})")
     cfg = load_config(run_dir / "config.yaml")
     vocab = Vocab.load(run_dir / "vocab.json")
-    task_info = ckpt.read_json(run_dir / "tasks.json")
-    specs = [TaskSpec(n, len(i["labels"]), i["type"] == "pair_classification") for n, i in task_info.items()]
-    model = build_model(cfg, specs, len(vocab))
+    chars = Vocab.load(run_dir / "chars.json") if (run_dir / "chars.json").is_file() else None
+    info = ckpt.read_json(run_dir / "tasks.json")
+    model = build_model(cfg, specs_from_info(info), len(vocab), num_chars=len(chars) if chars else 0)
     path = run_dir / weights / "model.safetensors"
     if not path.is_file():
         path = run_dir / "last" / "model.safetensors"
     ckpt.load_weights(model, path)
     dev = resolve_device(device)
     model.to(dev).eval()
-    return LoadedRun(cfg, vocab, task_info, model, dev)
+    return LoadedRun(cfg, vocab, info, model, dev, chars)
 
 
 def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] = None) -> dict[str, float]:
@@ -106,8 +109,8 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] 
         if task.labels != run.task_info[name]["labels"]:
             raise ValueError(f"task {name!r}: the data's labels {task.labels} differ from the "
                              f"trained ones {run.task_info[name]['labels']}")
-        items[name] = encode_split(task, split, run.vocab, run.cfg.data.max_length)
-    return evaluate_model(run.model, items, run.cfg.data.eval_batch_size, run.device)
+        items[name] = encode_split(task, split, run.vocab, run.cfg.data.max_length, run.chars)
+    return evaluate_model(run.model, items, run.cfg.data.eval_batch_size, run.device, run.task_info)
 
 
 def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -> list[dict]:
@@ -116,6 +119,8 @@ def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -
         raise KeyError(f"unknown task {task!r} (tasks: {', '.join(run.task_info)})")
     tcfg = next(t for t in run.cfg.tasks if t.name == task)
     info = run.task_info[task]
+    if info["type"] == "tagging":
+        return predict_tagging(run, task, texts)
     pair = info["type"] == "pair_classification"
     examples = []
     for i, text in enumerate(texts):
@@ -130,14 +135,38 @@ def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -
                                     None, i + 1))
     if not examples:
         return []
-    items = encode_examples(examples, run.vocab, info["labels"], run.cfg.data.max_length)
-    for it in items:
-        if not it.ids:
-            it.ids = [1]
+    items = encode_examples(examples, run.vocab, info["labels"], run.cfg.data.max_length, run.chars)
     probs = predict_items(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
     out = []
     for p in probs:
         k = int(p.argmax())
         out.append({"label": info["labels"][k], "probability": round(float(p[k]), 6),
                     "probabilities": {lab: round(float(v), 6) for lab, v in zip(info["labels"], p)}})
+    return out
+
+
+def predict_tagging(run: LoadedRun, task: str, sentences: Iterable[str | list[str]]) -> list[dict]:
+    """Tags for each sentence: a whitespace-tokenised string or a token list.
+
+    Sentences longer than ``data.max_length`` are tagged in consecutive pieces.
+    """
+    info = run.task_info[task]
+    tcfg = next(t for t in run.cfg.tasks if t.name == task)
+    limit = run.cfg.data.max_length
+    originals = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+    pieces, owner = [], []
+    for i, toks in enumerate(originals):
+        if not toks:
+            raise ValueError(f"input {i + 1}: empty sentence")
+        model_toks = [t.lower() for t in toks] if tcfg.lowercase else toks
+        for start in range(0, len(toks), limit):
+            pieces.append(Example(tokens=model_toks[start:start + limit], line=i + 1))
+            owner.append(i)
+    if not pieces:
+        return []
+    items = encode_examples(pieces, run.vocab, info["labels"], limit, run.chars)
+    tags = predict_tags(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
+    out = [{"tokens": toks, "tags": []} for toks in originals]
+    for i, pred in zip(owner, tags):
+        out[i]["tags"].extend(info["labels"][t] for t in pred)
     return out

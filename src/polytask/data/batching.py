@@ -23,7 +23,8 @@ class Batch:
     tokens: torch.Tensor                    # (B, T) word ids, 0 = padding
     mask: torch.Tensor                      # (B, T) bool, True at real tokens
     lengths: torch.Tensor                   # (B,) number of real tokens
-    labels: Optional[torch.Tensor] = None   # (B,) class ids
+    labels: Optional[torch.Tensor] = None   # (B,) class ids, or (B, T) tag ids (0 at padding)
+    chars: Optional[torch.Tensor] = None    # (B, T, C) character ids of each token, 0 = padding
     tokens_b: Optional[torch.Tensor] = None  # (B, T2) second text of a sentence pair
     mask_b: Optional[torch.Tensor] = None
     lengths_b: Optional[torch.Tensor] = None
@@ -44,18 +45,28 @@ class Encoded:
 
     ids: list[int]
     ids_b: Optional[list[int]]
-    label: int  # -1 when unlabelled
+    label: int                          # -1 when unlabelled (or a tagging example)
+    tags: Optional[list[int]] = None    # tag ids, for tagging
+    chars: Optional[list[list[int]]] = None  # character ids per token
 
 
-def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str],
-                    max_length: int) -> list[Encoded]:
-    """Token ids and label id per example; an empty text becomes one unknown token."""
+def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str], max_length: int,
+                    char_vocab: Optional[Vocab] = None, max_word_length: int = 20) -> list[Encoded]:
+    """Token ids and label (or tag) ids per example; an empty text becomes one unknown token.
+
+    Tagging examples are cut to ``max_length`` tokens like any other; their tags with them.
+    """
     label_ids = {label: i for i, label in enumerate(labels)}
     out = []
     for ex in examples:
         ids_b = (vocab.encode(ex.tokens_b[:max_length]) or [1]) if ex.tokens_b is not None else None
         label = label_ids[ex.label] if ex.label is not None else -1
-        out.append(Encoded(vocab.encode(ex.tokens[:max_length]) or [1], ids_b, label))
+        tags = [label_ids[t] for t in ex.tags[:max_length]] if ex.tags is not None else None
+        chars = None
+        if char_vocab is not None:
+            chars = [char_vocab.encode(list(tok[:max_word_length])) or [1]
+                     for tok in ex.tokens[:max_length]] or [[1]]
+        out.append(Encoded(vocab.encode(ex.tokens[:max_length]) or [1], ids_b, label, tags, chars))
     return out
 
 
@@ -73,8 +84,17 @@ def collate(task: str, items: list[Encoded], index: Optional[list[int]] = None) 
     batch = Batch(task=task, tokens=tokens, mask=mask, lengths=lengths, index=index)
     if items[0].ids_b is not None:
         batch.tokens_b, batch.mask_b, batch.lengths_b = _pad([it.ids_b for it in items])
-    if items[0].label >= 0:
+    if items[0].tags is not None:
+        batch.labels, _, _ = _pad([it.tags for it in items])
+    elif items[0].label >= 0:
         batch.labels = torch.tensor([it.label for it in items], dtype=torch.long)
+    if items[0].chars is not None:
+        width = max(len(w) for it in items for w in it.chars)
+        chars = torch.zeros(len(items), batch.tokens.shape[1], width, dtype=torch.long)
+        for i, it in enumerate(items):
+            for j, word in enumerate(it.chars):
+                chars[i, j, : len(word)] = torch.tensor(word, dtype=torch.long)
+        batch.chars = chars
     return batch
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import TaskConfig
+from .conll import read_conll, read_conllu
 from .readers import DataError, Example, ReadStats, read_fdu, read_table
 
 
@@ -23,9 +24,16 @@ class Task:
     stats: dict[str, ReadStats] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
 
+    scheme: Optional[str] = None
+    head: str = "softmax"
+
     @property
     def is_pair(self) -> bool:
         return self.type == "pair_classification"
+
+    @property
+    def is_tagging(self) -> bool:
+        return self.type == "tagging"
 
     def split(self, name: str) -> list[Example]:
         if name not in ("train", "dev", "test"):
@@ -42,6 +50,13 @@ def resolve_path(data_dir: Optional[Path], rel: str) -> Path:
 
 def read_split(cfg: TaskConfig, path: Path, labeled: bool = True) -> tuple[list[Example], ReadStats]:
     """Read one file of a task with the reader its ``format`` names."""
+    if cfg.format == "conll":
+        return read_conll(path, token_column=cfg.token_column, label_column=cfg.tag_column,
+                          lowercase=cfg.lowercase, encoding=cfg.encoding,
+                          fallback_encoding=cfg.fallback_encoding)
+    if cfg.format == "conllu":
+        return read_conllu(path, label_field=cfg.conllu_field, lowercase=cfg.lowercase,
+                           encoding=cfg.encoding)
     if cfg.format == "fdu":
         return read_fdu(path, labeled=labeled, tokenizer=cfg.tokenizer, lowercase=cfg.lowercase,
                         encoding=cfg.encoding, fallback_encoding=cfg.fallback_encoding)
@@ -88,18 +103,27 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
         paths["test"] = str(test_path)
         test, stats["test"] = read_split(cfg, test_path)
 
-    labels = list(cfg.labels) if cfg.labels is not None else sorted({ex.label for ex in train})
+    if cfg.type == "tagging":
+        labels = list(cfg.labels) if cfg.labels is not None else sorted(
+            {tag for ex in train for tag in ex.tags})
+        gold = lambda ex: ex.tags                                        # noqa: E731
+    else:
+        labels = list(cfg.labels) if cfg.labels is not None else sorted({ex.label for ex in train})
+        gold = lambda ex: [ex.label]                                     # noqa: E731
     known = set(labels)
     for split, examples in (("train", train), ("dev", dev), ("test", test)):
         for ex in examples:
-            if ex.label not in known:
-                source = paths.get(split, paths["train"])
-                raise DataError(source, f"unknown label {ex.label!r} for task {cfg.name!r} "
-                                f"(known: {', '.join(labels)})", ex.line)
+            for label in gold(ex):
+                if label not in known:
+                    source = paths.get(split, paths["train"])
+                    raise DataError(source, f"unknown label {label!r} for task {cfg.name!r} "
+                                    f"(known: {', '.join(labels)})", ex.line)
     if len(labels) < 2:
         raise DataError(train_path, f"task {cfg.name!r} needs at least two labels, found {labels}")
+    metric = "f1" if cfg.type == "tagging" and cfg.tag_scheme else "accuracy"
     return Task(name=cfg.name, type=cfg.type, labels=labels, train=train, dev=dev, test=test,
-                stats=stats, paths=paths)
+                metric=metric, stats=stats, paths=paths, scheme=cfg.tag_scheme,
+                head=cfg.tagging_head if cfg.type == "tagging" else "softmax")
 
 
 def load_unlabeled(cfg: TaskConfig, data_dir: Optional[Path]) -> list[list[str]]:

@@ -1,9 +1,12 @@
 """Evaluation: run a model over encoded examples in length-sorted batches, without gradients."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ..data.batching import Encoded, eval_batches
+from .spans import span_scores, token_accuracy
 
 
 @torch.inference_mode()
@@ -25,6 +28,34 @@ def predict_items(model: torch.nn.Module, task: str, items: list[Encoded], batch
     return probs if probs is not None else torch.empty(0, 0)
 
 
+@torch.inference_mode()
+def predict_tags(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
+                 device: torch.device) -> list[list[int]]:
+    """Decoded tag ids per item (its own length), in the original order."""
+    was_training = model.training
+    model.eval()
+    out: list[list[int]] = [[] for _ in items]
+    try:
+        for batch in eval_batches(task, items, batch_size):
+            batch.labels = None
+            pred = model(batch.to(device)).predictions.cpu()
+            for row, i, n in zip(pred.tolist(), batch.index, batch.lengths.tolist()):
+                out[i] = row[:n]
+    finally:
+        model.train(was_training)
+    return out
+
+
+def tagging_score(pred: list[list[int]], items: list[Encoded], info: dict) -> float:
+    """Span F1 when the task has a BIO/BIOES scheme, token accuracy otherwise (percent)."""
+    labels = info["labels"]
+    gold = [[labels[t] for t in it.tags] for it in items]
+    guess = [[labels[t] for t in p] for p in pred]
+    if info.get("scheme"):
+        return span_scores(gold, guess)["f1"]
+    return token_accuracy(gold, guess)
+
+
 def accuracy(probs: torch.Tensor, items: list[Encoded]) -> float:
     if not items:
         return float("nan")
@@ -33,7 +64,21 @@ def accuracy(probs: torch.Tensor, items: list[Encoded]) -> float:
 
 
 def evaluate_model(model: torch.nn.Module, splits: dict[str, list[Encoded]], batch_size: int,
-                   device: torch.device) -> dict[str, float]:
-    """Accuracy (percent) per task; tasks with an empty split are left out."""
-    return {task: accuracy(predict_items(model, task, items, batch_size, device), items)
-            for task, items in splits.items() if items}
+                   device: torch.device, info: Optional[dict[str, dict]] = None) -> dict[str, float]:
+    """Each task's metric in percent: accuracy, or for tagging token accuracy / span F1 (which
+    needs ``info[task]`` with ``labels`` and ``scheme``). Tasks with an empty split are left out."""
+    scores = {}
+    for task, items in splits.items():
+        if not items:
+            continue
+        if items[0].tags is not None:
+            task_info = (info or {}).get(task, {"labels": [], "scheme": None})
+            pred = predict_tags(model, task, items, batch_size, device)
+            if not task_info.get("labels"):
+                flat = [(a == b) for p, it in zip(pred, items) for a, b in zip(p, it.tags)]
+                scores[task] = 100.0 * sum(flat) / len(flat)
+            else:
+                scores[task] = tagging_score(pred, items, task_info)
+        else:
+            scores[task] = accuracy(predict_items(model, task, items, batch_size, device), items)
+    return scores

@@ -12,14 +12,14 @@ REGISTRY = {
 }
 
 
-def build_model(cfg, tasks: list[TaskSpec], vocab_size: int, vectors=None):
+def build_model(cfg, tasks: list[TaskSpec], vocab_size: int, vectors=None, num_chars: int = 0):
     """Build the architecture ``cfg.model.architecture`` names; unknown names list the known ones."""
     name = cfg.model.architecture
     if name not in REGISTRY:
         from ..config import ConfigError
         raise ConfigError(f"model.architecture: unknown architecture {name!r} "
                           f"(known: {', '.join(sorted(REGISTRY))})")
-    return REGISTRY[name](cfg, tasks, vocab_size, vectors)
+    return REGISTRY[name](cfg, tasks, vocab_size, vectors, num_chars=num_chars)
 
 
 __all__ = ["REGISTRY", "build_model", "TaskOutput", "TaskSpec"]

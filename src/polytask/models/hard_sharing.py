@@ -4,6 +4,9 @@ One embedding and one encoder serve every task; each task has only its own outpu
 
     s = pool(Encoder(Embed(x)))          shared by all tasks
     ŷ = softmax(W^k s + b^k)             task k
+
+Tagging tasks read the encoder's per-token states instead of the pooled vector, so sentence-level
+and token-level tasks share one encoder.
 """
 from __future__ import annotations
 
@@ -12,20 +15,24 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..modules import SentenceEncoder, WordEmbedding, build_encoder, build_head
-from .outputs import TaskOutput, TaskSpec, classification_output
+from ..modules import SentenceEncoder, build_encoder
+from ..modules.embeddings import build_embedding
+from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
 
 class HardSharingModel(nn.Module):
     def __init__(self, encoder: SentenceEncoder, tasks: list[TaskSpec], dropout: float):
         super().__init__()
         self.encoder = encoder
-        self.heads = nn.ModuleDict(
-            {t.name: build_head(encoder.output_dim, t.num_labels, t.pair, dropout) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
         self.pair = {t.name: t.pair for t in tasks}
+        self.tagging = {t.name: t.tagging for t in tasks}
 
     def forward(self, batch) -> TaskOutput:
-        u = self.encoder(batch.tokens, batch.mask)                       # (B, H)
+        if self.tagging[batch.task]:                                     # token-level head
+            states = self.encoder.states(batch.tokens, batch.mask, batch.chars)   # (B, T, H)
+            return tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
+        u = self.encoder(batch.tokens, batch.mask, batch.chars)          # (B, H)
         if self.pair[batch.task]:
             v = self.encoder(batch.tokens_b, batch.mask_b)               # (B, H)
             logits = self.heads[batch.task](u, v)
@@ -40,9 +47,9 @@ class HardSharingModel(nn.Module):
         return self.heads[task].parameters()
 
 
-def build(cfg, tasks: list[TaskSpec], vocab_size: int,
-          vectors: Optional[torch.Tensor] = None) -> HardSharingModel:
+def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+          num_chars: int = 0) -> HardSharingModel:
     m = cfg.model
-    embedding = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout)
-    encoder = SentenceEncoder(embedding, build_encoder(m.encoder, m.embedding_dim), m.pooling)
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
     return HardSharingModel(encoder, tasks, m.dropout)

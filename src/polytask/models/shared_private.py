@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modules import GradientReversal, SentenceEncoder, WordEmbedding, build_encoder, build_head
+from ..modules import GradientReversal, SentenceEncoder, build_encoder, build_head
+from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output
 
 
@@ -42,14 +43,14 @@ class SharedPrivateModel(nn.Module):
                                     for t in tasks})
         self.pair = {t.name: t.pair for t in tasks}
 
-    def encode(self, task: str, tokens: torch.Tensor, mask: torch.Tensor):
-        s = self.shared(tokens, mask)                    # (B, Hs)
-        h = self.private[task](tokens, mask)             # (B, Hp)
+    def encode(self, task: str, tokens: torch.Tensor, mask: torch.Tensor, chars=None):
+        s = self.shared(tokens, mask, chars)             # (B, Hs)
+        h = self.private[task](tokens, mask, chars)      # (B, Hp)
         return s, h
 
     def features(self, batch):
         """Logits plus the shared/private vectors of the (first) text."""
-        s, h = self.encode(batch.task, batch.tokens, batch.mask)
+        s, h = self.encode(batch.task, batch.tokens, batch.mask, batch.chars)
         u = torch.cat([s, h], dim=-1)                    # (B, Hs + Hp)
         if self.pair[batch.task]:
             s_b, h_b = self.encode(batch.task, batch.tokens_b, batch.mask_b)
@@ -110,23 +111,27 @@ class AdversarialSharedPrivateModel(nn.Module):
         return self.sp.task_parameters(task)
 
 
-def _build_sp(cfg, tasks: list[TaskSpec], vocab_size: int,
-              vectors: Optional[torch.Tensor]) -> SharedPrivateModel:
+def _build_sp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor],
+              num_chars: int = 0) -> SharedPrivateModel:
     m = cfg.model
-    embedding = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout)
-    shared = SentenceEncoder(embedding, build_encoder(m.encoder, m.embedding_dim), m.pooling)
-    private = {t.name: SentenceEncoder(embedding, build_encoder(m.encoder, m.embedding_dim), m.pooling)
-               for t in tasks}
+    tagging = [t.name for t in tasks if t.tagging]
+    if tagging:
+        raise ValueError(f"model.architecture: {m.architecture} handles sentence-level tasks only; "
+                         f"{', '.join(tagging)} are tagging tasks (use hard_sharing or single_task)")
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    shared = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
+    private = {t.name: SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim),
+                                       m.pooling) for t in tasks}
     return SharedPrivateModel(shared, private, tasks, m.dropout)
 
 
-def build_sp(cfg, tasks: list[TaskSpec], vocab_size: int,
-             vectors: Optional[torch.Tensor] = None) -> SharedPrivateModel:
-    return _build_sp(cfg, tasks, vocab_size, vectors)
+def build_sp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+             num_chars: int = 0) -> SharedPrivateModel:
+    return _build_sp(cfg, tasks, vocab_size, vectors, num_chars)
 
 
-def build_asp(cfg, tasks: list[TaskSpec], vocab_size: int,
-              vectors: Optional[torch.Tensor] = None) -> AdversarialSharedPrivateModel:
-    return AdversarialSharedPrivateModel(_build_sp(cfg, tasks, vocab_size, vectors),
+def build_asp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+              num_chars: int = 0) -> AdversarialSharedPrivateModel:
+    return AdversarialSharedPrivateModel(_build_sp(cfg, tasks, vocab_size, vectors, num_chars),
                                          [t.name for t in tasks], cfg.model.adversarial_weight,
                                          cfg.model.orthogonality_weight)

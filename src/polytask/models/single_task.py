@@ -12,22 +12,29 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..modules import SentenceEncoder, WordEmbedding, build_encoder, build_head
-from .outputs import TaskOutput, TaskSpec, classification_output
+from ..modules import SentenceEncoder, build_encoder
+from ..modules.embeddings import build_embedding
+from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
 
 class TaskModel(nn.Module):
     """One task's whole model: embedding, encoder, pooling, head."""
 
-    def __init__(self, encoder: SentenceEncoder, head: nn.Module, pair: bool):
+    def __init__(self, encoder: SentenceEncoder, head: nn.Module, spec: TaskSpec):
         super().__init__()
-        self.encoder, self.head, self.pair = encoder, head, pair
+        self.encoder, self.head = encoder, head
+        self.pair, self.tagging = spec.pair, spec.tagging
 
-    def forward(self, batch) -> torch.Tensor:
-        u = self.encoder(batch.tokens, batch.mask)
+    def forward(self, batch) -> TaskOutput:
+        if self.tagging:
+            states = self.encoder.states(batch.tokens, batch.mask, batch.chars)      # (B, T, H)
+            return tagging_output(self.head, states, batch.mask, batch.labels)
+        u = self.encoder(batch.tokens, batch.mask, batch.chars)                      # (B, H)
         if self.pair:
-            return self.head(u, self.encoder(batch.tokens_b, batch.mask_b))
-        return self.head(u)
+            logits = self.head(u, self.encoder(batch.tokens_b, batch.mask_b))
+        else:
+            logits = self.head(u)
+        return classification_output(logits, batch.labels)
 
 
 class SingleTaskModel(nn.Module):
@@ -38,8 +45,7 @@ class SingleTaskModel(nn.Module):
         self.models = nn.ModuleDict(models)
 
     def forward(self, batch) -> TaskOutput:
-        logits = self.models[batch.task](batch)
-        return classification_output(logits, batch.labels)
+        return self.models[batch.task](batch)
 
     def shared_parameters(self):
         return iter(())
@@ -48,13 +54,12 @@ class SingleTaskModel(nn.Module):
         return self.models[task].parameters()
 
 
-def build(cfg, tasks: list[TaskSpec], vocab_size: int,
-          vectors: Optional[torch.Tensor] = None) -> SingleTaskModel:
+def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+          num_chars: int = 0) -> SingleTaskModel:
     m = cfg.model
     models = {}
     for t in tasks:
-        embedding = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout)
-        encoder = SentenceEncoder(embedding, build_encoder(m.encoder, m.embedding_dim), m.pooling)
-        models[t.name] = TaskModel(encoder, build_head(encoder.output_dim, t.num_labels, t.pair,
-                                                       m.dropout), t.pair)
+        embedding = build_embedding(m, vocab_size, vectors, num_chars)
+        encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
+        models[t.name] = TaskModel(encoder, task_head(t, encoder.output_dim, m.dropout), t)
     return SingleTaskModel(models)

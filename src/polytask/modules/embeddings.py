@@ -37,3 +37,20 @@ class WordEmbedding(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.embedding(tokens))
+
+
+def build_embedding(model_cfg, vocab_size: int, vectors: Optional[torch.Tensor] = None,
+                    num_chars: int = 0) -> nn.Module:
+    """Word vectors, plus a character encoder when ``model.char_embedding_dim > 0``."""
+    from .characters import CharCNNEncoder, CharLSTMEncoder, WordCharEmbedding
+    m = model_cfg
+    words = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout)
+    if m.char_embedding_dim <= 0:
+        return words
+    if num_chars <= 2:
+        raise ValueError("model.char_embedding_dim is set but no character vocabulary was built")
+    if m.char_encoder == "cnn":
+        chars = CharCNNEncoder(num_chars, m.char_embedding_dim, m.char_hidden_dim)
+    else:
+        chars = CharLSTMEncoder(num_chars, m.char_embedding_dim, m.char_hidden_dim)
+    return WordCharEmbedding(words, chars, m.dropout)

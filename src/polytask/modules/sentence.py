@@ -1,6 +1,8 @@
 """Embedding + encoder + pooling: token ids in, one vector per sentence out."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -20,6 +22,12 @@ class SentenceEncoder(nn.Module):
         self.pool = Pooling(pooling, bidirectional=encoder.bidirectional)
         self.output_dim = encoder.output_dim
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(self.embedding(tokens), mask)   # (B, T, H)
-        return self.pool(states, mask)                        # (B, H)
+    def states(self, tokens: torch.Tensor, mask: torch.Tensor,
+               chars: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-token states (B, T, H), for tagging."""
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+        return self.encoder(x, mask)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor,
+                chars: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.pool(self.states(tokens, mask, chars), mask)   # (B, H)

@@ -87,8 +87,8 @@ class Trainer:
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, train: dict[str, list[Encoded]],
                  dev: dict[str, list[Encoded]], vocab: Vocab, task_info: dict, run_dir: Path,
-                 progress: bool = True):
-        self.progress = progress
+                 progress: bool = True, char_vocab: Optional[Vocab] = None):
+        self.progress, self.char_vocab = progress, char_vocab
         self.cfg, self.model, self.train_items, self.dev_items = cfg, model, train, dev
         self.vocab, self.task_info, self.run_dir = vocab, task_info, Path(run_dir)
         self.tasks = list(train)
@@ -139,6 +139,8 @@ class Trainer:
                                   "or choose another output_dir")
         save_config(self.cfg, self.run_dir / "config.yaml")
         self.vocab.save(self.run_dir / "vocab.json")
+        if self.char_vocab is not None:
+            self.char_vocab.save(self.run_dir / "chars.json")
         ckpt.write_json(self.run_dir / "tasks.json", self.task_info)
         (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
         torch.manual_seed(self.cfg.seed)
@@ -219,7 +221,8 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation / selection
 
     def evaluate_dev(self) -> dict[str, float]:
-        return evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device)
+        return evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device,
+                              self.task_info)
 
     def _select(self, dev: dict[str, float]) -> bool:
         """Update best weights and early-stopping counters; True when training should stop."""

@@ -1,0 +1,102 @@
+"""Tagging tasks end to end: CoNLL data, softmax and CRF heads, character features, a tagging
+task and a classification task sharing one encoder, save -> load -> predict."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from polytask.cli import main
+from polytask.config import ConfigError, load_config
+from polytask.runner import load_run, predict, predict_tagging, train
+
+NOUNS = ["dog", "cat", "car", "tree", "house", "bird"]
+VERBS = ["runs", "eats", "sees", "likes", "walks"]
+DETS = ["the", "a", "this"]
+
+
+def sentence(rng: random.Random) -> list[tuple[str, str, str]]:
+    """(token, POS, chunk) triples: DT NN VBZ DT NN, chunks B-NP I-NP B-VP B-NP I-NP."""
+    out = []
+    for i in range(rng.randint(1, 2)):
+        if i:
+            out.append(("and", "CC", "O"))
+        out += [(rng.choice(DETS), "DT", "B-NP"), (rng.choice(NOUNS), "NN", "I-NP"),
+                (rng.choice(VERBS), "VBZ", "B-VP")]
+    return out
+
+
+def write_conll(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    lines = ["-DOCSTART- -X- O", ""]
+    for _ in range(n):
+        lines += [" ".join(t) for t in sentence(rng)] + [""]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def tagging_config(tmp_path: Path, data_dir: Path, fdu_config: dict) -> dict:
+    write_conll(data_dir / "chunk.train", 80, 1)
+    write_conll(data_dir / "chunk.test", 20, 2)
+    raw = dict(fdu_config)
+    raw["tasks"] = [
+        {"name": "a"},
+        {"name": "pos", "type": "tagging", "format": "conll", "train": "chunk.train", "labels": None,
+         "test": "chunk.test", "tag_column": 1, "tagging_head": "softmax", "lowercase": False},
+        {"name": "chunk", "type": "tagging", "format": "conll", "train": "chunk.train", "labels": None,
+         "test": "chunk.test", "tag_column": 2, "tag_scheme": "BIO", "tagging_head": "crf",
+         "lowercase": False},
+    ]
+    raw["model"] = {**raw["model"], "char_embedding_dim": 8, "char_hidden_dim": 8}
+    raw["trainer"] = {**raw["trainer"], "max_steps": 150, "eval_every": 50}
+    return raw
+
+
+def test_tagging_and_classification_share_one_encoder(tagging_config: dict, tmp_path: Path):
+    cfg = load_config(raw=tagging_config)
+    results = train(cfg, quiet=True)
+    assert results["dev"]["pos"] >= 95.0, results      # token accuracy
+    assert results["dev"]["chunk"] >= 90.0, results    # span F1
+    info = json.loads((Path(cfg.output_dir) / "tasks.json").read_text())
+    assert info["chunk"]["metric"] == "f1" and info["pos"]["metric"] == "accuracy"
+    assert (Path(cfg.output_dir) / "chars.json").is_file()
+
+    run = load_run(cfg.output_dir)
+    (pred,) = predict_tagging(run, "chunk", ["the zebra eats"])   # "zebra": unknown word
+    assert pred["tokens"] == ["the", "zebra", "eats"]
+    assert pred["tags"] == ["B-NP", "I-NP", "B-VP"]
+    assert predict(run, "pos", ["a bird sees"])[0]["tags"] == ["DT", "NN", "VBZ"]
+
+    sents = tmp_path / "sents.txt"
+    sents.write_text("the dog runs\na cat eats and this car sees\n")
+    out = tmp_path / "tags.conll"
+    assert main(["predict", cfg.output_dir, "--task", "chunk", "--input", str(sents),
+                 "--output", str(out), "--output-format", "conll"]) == 0
+    blocks = out.read_text().strip().split("\n\n")
+    assert len(blocks) == 2 and blocks[0].splitlines() == ["the\tB-NP", "dog\tI-NP", "runs\tB-VP"]
+    out_json = tmp_path / "tags.jsonl"
+    assert main(["predict", cfg.output_dir, "--task", "pos", "--input",
+                 str(Path(tagging_config["data_dir"]) / "chunk.test"), "--input-format", "conll",
+                 "--output", str(out_json)]) == 0
+    rows = [json.loads(line) for line in out_json.read_text().splitlines()]
+    assert len(rows) == 20 and all(len(r["tokens"]) == len(r["tags"]) for r in rows)
+
+
+def test_single_task_taggers(tagging_config: dict):
+    tagging_config["tasks"] = tagging_config["tasks"][1:]
+    tagging_config["model"] = {**tagging_config["model"], "architecture": "single_task",
+                               "char_embedding_dim": 0}
+    results = train(load_config(raw=tagging_config), quiet=True)
+    assert results["dev"]["pos"] >= 95.0 and results["dev"]["chunk"] >= 90.0, results
+
+
+def test_tagging_config_errors(tagging_config: dict):
+    bad = dict(tagging_config)
+    bad["tasks"] = [{**tagging_config["tasks"][1], "format": "fdu"}]
+    with pytest.raises(ConfigError, match="tagging tasks read conll"):
+        load_config(raw=bad)
+    sp = {**tagging_config, "model": {**tagging_config["model"], "architecture": "shared_private"}}
+    with pytest.raises(ValueError, match="sentence-level tasks only"):
+        train(load_config(raw=sp), quiet=True)
