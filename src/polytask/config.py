@@ -109,6 +109,9 @@ class ModelConfig:
     dropout: float = 0.3
     adversarial_weight: float = 0.05
     orthogonality_weight: float = 0.01
+    task_layers: dict[str, Any] = field(default_factory=dict)  # hierarchical: task -> layer (1-based)
+    label_embedding_dim: int = 32        # joint_many_task: embeddings of lower tasks' labels
+    successive_regularization: float = 0.0  # joint_many_task: δ of the successive regularization
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
     char_encoder: Literal["cnn", "bilstm"] = "cnn"
