@@ -295,14 +295,22 @@ def test_every_config_loads_and_builds(path):
     assert cfg.model.architecture in REGISTRY
     for task in cfg.tasks:
         assert task.train and "{" not in task.train, task.train
-    specs = [TaskSpec(t.name, len(t.labels or ["0", "1"]), t.type == "pair_classification")
-             for t in cfg.tasks]
-    model = build_model(cfg, specs, vocab_size=30)
+    tags = ("B-X", "I-X", "O")
+    specs = [TaskSpec(t.name, len(t.labels or tags), t.type == "pair_classification",
+                      tagging=t.type == "tagging", labels=tuple(t.labels or tags),
+                      scheme=t.tag_scheme, head=t.tagging_head) for t in cfg.tasks]
+    chars = 10 if cfg.model.char_embedding_dim else 0
+    model = build_model(cfg, specs, vocab_size=30, num_chars=chars)
     model.eval()
     first = cfg.tasks[0].name
-    items = [Encoded([2, 3, 4, 5], None, 0), Encoded([6, 7], None, 1)]
+    if specs[0].tagging:
+        items = [Encoded([2, 3, 4, 5], None, -1, [0, 1, 2, 0], [[3, 4]] * 4),
+                 Encoded([6, 7], None, -1, [2, 0], [[5], [6, 7]])]
+    else:
+        items = [Encoded([2, 3, 4, 5], None, 0), Encoded([6, 7], None, 1)]
     batch = collate(first, items, [0, 1])
     with torch.no_grad():
         out = model(batch)
-    assert out.logits.shape == (2, specs[0].num_labels)
+    shape = (2, 4, specs[0].num_labels) if specs[0].tagging else (2, specs[0].num_labels)
+    assert out.logits.shape == shape
     assert torch.isfinite(out.loss)

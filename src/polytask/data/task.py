@@ -70,6 +70,14 @@ def read_split(cfg: TaskConfig, path: Path, labeled: bool = True) -> tuple[list[
                       encoding=cfg.encoding, fallback_encoding=cfg.fallback_encoding)
 
 
+def complete_tag_set(tags: list[str], scheme: str) -> list[str]:
+    """Every prefix of every chunk type seen (a type seen as B-LST also gets I-LST), so a test
+    tag whose type is known but whose prefix never occurred in training is not an error."""
+    prefixes = "BI" if scheme == "BIO" else "BIES"
+    kinds = {t.split("-", 1)[1] for t in tags if "-" in t}
+    return sorted(set(tags) | {f"{p}-{k}" for k in kinds for p in prefixes})
+
+
 def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
     """Read a task's files and carve its dev set as ``cfg.dev_split`` says."""
     paths, stats = {}, {}
@@ -106,6 +114,8 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
     if cfg.type == "tagging":
         labels = list(cfg.labels) if cfg.labels is not None else sorted(
             {tag for ex in train for tag in ex.tags})
+        if cfg.labels is None and cfg.tag_scheme:
+            labels = complete_tag_set(labels, cfg.tag_scheme)
         gold = lambda ex: ex.tags                                        # noqa: E731
     else:
         labels = list(cfg.labels) if cfg.labels is not None else sorted({ex.label for ex in train})
