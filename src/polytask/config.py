@@ -112,6 +112,10 @@ class ModelConfig:
     task_layers: dict[str, Any] = field(default_factory=dict)  # hierarchical: task -> layer (1-based)
     label_embedding_dim: int = 32        # joint_many_task: embeddings of lower tasks' labels
     successive_regularization: float = 0.0  # joint_many_task: δ of the successive regularization
+    meta_hidden_dim: int = 40            # meta_lstm: hidden size of the shared Meta-LSTM
+    meta_dim: int = 40                   # meta_lstm: size of z_t
+    meta_rank: int = 40                  # meta_lstm: rank m of W(z) = P diag(Qz) R
+    meta_shared_directions: bool = False  # meta_lstm: one Meta-LSTM for both directions
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
     char_encoder: Literal["cnn", "bilstm"] = "cnn"

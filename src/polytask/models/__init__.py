@@ -1,7 +1,7 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import hard_sharing, hierarchical, shared_private, single_task
+from . import hard_sharing, hierarchical, meta_lstm, shared_private, single_task
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -11,6 +11,7 @@ REGISTRY = {
     "adversarial_shared_private": shared_private.build_asp,
     "low_supervision": hierarchical.build_low_supervision,
     "joint_many_task": hierarchical.build_joint_many_task,
+    "meta_lstm": meta_lstm.build,
 }
 
 
