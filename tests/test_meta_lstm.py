@@ -1,6 +1,9 @@
 """Meta-LSTM: the fast pass equals the equations written out, and the model learns."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +53,30 @@ def test_meta_lstm_padding_does_not_change_real_positions():
     alone = enc("a", x[:1, :3], mask[:1, :3])
     torch.testing.assert_close(padded[:1, :3], alone, atol=1e-6, rtol=1e-6)
     assert padded[0, 3:].abs().sum() == 0
+
+
+def test_transfer_freezes_the_meta_lstm_and_trains_a_new_task(fdu_config, tmp_path):
+    import yaml
+    from polytask.cli import main
+    from polytask.runner import load_run
+    from polytask.training.checkpoint import read_weights
+    raw = dict(fdu_config)
+    raw["model"] = {**raw["model"], "architecture": "meta_lstm", "meta_hidden_dim": 16, "meta_dim": 16,
+                    "meta_rank": 16}
+    train(load_config(raw=raw), quiet=True)
+    # a task the source run never saw (its words are in the vocabulary: b's files, a new name)
+    new = {**fdu_config, "tasks": [{"name": "c", "train": "fdu/b.task.train", "test": "fdu/b.task.test"}],
+           "output_dir": str(tmp_path / "transfer")}
+    new.pop("model")
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump(new))
+    assert main(["transfer", raw["output_dir"], "--task", str(tmp_path / "new.yaml"), "--quiet",
+                 "trainer.max_steps=200", "trainer.eval_every=50"]) == 0
+    before = read_weights(Path(raw["output_dir"]) / "best" / "model.safetensors")
+    after = read_weights(tmp_path / "transfer" / "best" / "model.safetensors")
+    for name in before:
+        if name.startswith(("encoder.meta_", "embedding.")):
+            assert torch.equal(before[name], after[name]), name      # frozen
+    assert any(name.startswith("encoder.basic_fwd.c.") for name in after)
+    results = json.loads((tmp_path / "transfer" / "results.json").read_text())
+    assert results["dev"]["c"] >= 89.99, results
+    assert load_run(tmp_path / "transfer").task_info.keys() == {"c"}

@@ -24,6 +24,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_transfer(args) -> int:
+    from .runner import train, transfer_config
+    overrides = list(args.overrides) + ([f"output_dir={args.output_dir}"] if args.output_dir else [])
+    cfg = transfer_config(args.run_dir, args.task, overrides)
+    train(cfg, Path(args.data_dir) if args.data_dir else None, resume=args.resume, quiet=args.quiet,
+          transfer_from=Path(args.run_dir))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation.tables import format_table
     from .runner import evaluate
@@ -135,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("transfer", help="train new tasks on a trained run's frozen shared parameters")
+    p.add_argument("run_dir", help="the trained run directory")
+    p.add_argument("--task", required=True, help="YAML with the new task(s), trainer and output_dir")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=200")
+    p.add_argument("--data-dir")
+    p.add_argument("--output-dir")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
     p.add_argument("run_dir")

@@ -25,21 +25,30 @@ from .training.trainer import Trainer, resolve_device
 
 
 def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool = False,
-          quiet: bool = False) -> dict:
-    """Train ``cfg``; returns (and writes to ``results.json``) dev/test accuracy per task."""
+          quiet: bool = False, transfer_from: Optional[Path] = None) -> dict:
+    """Train ``cfg``; returns (and writes to ``results.json``) dev/test accuracy per task.
+
+    With ``transfer_from`` (a trained run directory) the vocabulary and every shared parameter
+    (``model.shared_parameters()``: embeddings, shared encoder, Meta-LSTM, ...) are taken from that
+    run and frozen; only the new tasks' own parameters train.
+    """
     wall0 = time.perf_counter()
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
     run_dir = Path(cfg.output_dir)
     tasks = load_tasks(cfg, data_dir)
-    if resume and (run_dir / "vocab.json").is_file():
-        vocab = Vocab.load(run_dir / "vocab.json")
-        chars = Vocab.load(run_dir / "chars.json") if (run_dir / "chars.json").is_file() else None
+    source = transfer_from if transfer_from is not None else run_dir
+    if (resume or transfer_from is not None) and (Path(source) / "vocab.json").is_file():
+        vocab = Vocab.load(Path(source) / "vocab.json")
+        chars = Vocab.load(Path(source) / "chars.json") if (Path(source) / "chars.json").is_file() else None
     else:
         vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg, task_specs(tasks), vocab, data_dir, char_vocab=chars)
+    model = make_model(cfg, task_specs(tasks), vocab, data_dir, char_vocab=chars,
+                       with_vectors=transfer_from is None)
+    if transfer_from is not None:
+        _load_shared_and_freeze(model, Path(transfer_from))
     max_len = cfg.data.max_length
     split = lambda name: {n: encode_split(t, name, vocab, max_len, chars)  # noqa: E731
                           for n, t in tasks.items()}
@@ -64,6 +73,40 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
               f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
               f"run directory {run_dir}")
     return results
+
+
+def _load_shared_and_freeze(model: torch.nn.Module, source: Path) -> None:
+    """Copy the source run's shared parameters into ``model`` and freeze them."""
+    state = ckpt.read_weights(source / "best" / "model.safetensors")
+    names = {id(p): n for n, p in model.named_parameters()}
+    shared = list(model.shared_parameters())
+    missing = [names[id(p)] for p in shared if names[id(p)] not in state]
+    if missing:
+        raise ValueError(f"{source}: the trained run has no weights for {missing[:3]}; "
+                         "was it trained with the same architecture?")
+    with torch.no_grad():
+        for p in shared:
+            value = state[names[id(p)]]
+            if value.shape != p.shape:
+                raise ValueError(f"{source}: {names[id(p)]} has shape {tuple(value.shape)}, "
+                                 f"the new model {tuple(p.shape)}")
+            p.copy_(value)
+            p.requires_grad_(False)
+
+
+def transfer_config(run_dir: str | Path, task_config: str | Path,
+                    overrides: Optional[list[str]] = None) -> ExperimentConfig:
+    """The config of a transfer run: tasks, data, trainer and output from ``task_config``; the
+    model section from the trained run (its weights must fit)."""
+    import yaml
+    source = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    path = Path(task_config)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw["model"] = source["model"]
+    raw.setdefault("data", {})["max_length"] = source["data"]["max_length"]
+    return load_config(raw=raw, overrides=overrides)
 
 
 def _avg(scores: dict[str, float]) -> Optional[float]:
