@@ -116,6 +116,9 @@ class ModelConfig:
     meta_dim: int = 40                   # meta_lstm: size of z_t
     meta_rank: int = 40                  # meta_lstm: rank m of W(z) = P diag(Qz) R
     meta_shared_directions: bool = False  # meta_lstm: one Meta-LSTM for both directions
+    memory_slots: int = 50               # shared memory: K slots ...
+    memory_width: int = 20               # ... of width M (Liu et al. 2016: (50, 20))
+    memory_sharpness: float = 1.0        # shared memory: initial β of the cosine addressing
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
     char_encoder: Literal["cnn", "bilstm"] = "cnn"

@@ -1,7 +1,7 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import hard_sharing, hierarchical, meta_lstm, shared_private, single_task
+from . import hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private, single_task
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -12,6 +12,9 @@ REGISTRY = {
     "low_supervision": hierarchical.build_low_supervision,
     "joint_many_task": hierarchical.build_joint_many_task,
     "meta_lstm": meta_lstm.build,
+    "me_lstm": shared_memory.build_me_lstm,
+    "shared_memory_arc1": shared_memory.build_arc1,
+    "shared_memory_arc2": shared_memory.build_arc2,
 }
 
 

@@ -1,0 +1,192 @@
+"""Deep multi-task learning with shared memory: ME-LSTM, ARC-I and ARC-II.
+
+Liu, Qiu, Huang, EMNLP 2016, "Deep Multi-Task Learning with Shared Memory" (§2-3).
+
+Memory-enhanced LSTM (ME-LSTM). An LSTM whose cell reads from and writes to an external memory
+M ∈ R^{K×M} (K slots of width M), reset for every sequence (to a learned M_0):
+
+    α_t = softmax_j(β · cos(M_{t-1,j}, k_{t-1}))             read weights from the last key
+    r_t = Σ_j α_{t,j} M_{t-1,j}                               read vector
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ ĉ_t                           the usual LSTM cell
+    g_t = σ(W_g c_t + U_g r_t)                                deep-fusion gate
+    h_t = o_t ⊙ tanh(c_t + g_t ⊙ (W_f r_t))                   internal and external memory fused
+    k_t = tanh(W_k h_t), e_t = σ(W_e h_t), a_t = tanh(W_a h_t) key, erase and add vectors
+    M_t = M_{t-1} ⊙ (1 - α_t e_tᵀ) + α_t a_tᵀ                 erase, then add
+
+ARC-I (global shared memory): each task has its own ME-LSTM; all tasks read and write one memory
+whose parameters (M_0, key/erase/add projections, β) are shared. ARC-II (local-global): each task
+also has a local memory of its own; the cell fuses both read vectors with two fusion gates. The
+fusion gates are returned in ``TaskOutput.inspect`` ("fusion_global", (B, T, H)) so a user can see
+how much each step drew from the shared memory. Padding steps leave every state and the memory
+unchanged.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modules import Pooling
+from ..modules.embeddings import build_embedding
+from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+
+
+def memory_read(memory: torch.Tensor, key: torch.Tensor, sharpness: torch.Tensor):
+    """Content addressing. memory (B, K, M), key (B, M) -> weights α (B, K), read vector (B, M)."""
+    sim = F.cosine_similarity(memory, key[:, None, :], dim=-1, eps=1e-8)   # (B, K)
+    alpha = torch.softmax(sharpness * sim, dim=-1)
+    return alpha, torch.einsum("bk,bkm->bm", alpha, memory)
+
+
+def memory_write(memory: torch.Tensor, alpha: torch.Tensor, erase: torch.Tensor,
+                 add: torch.Tensor) -> torch.Tensor:
+    """Erase then add: M ⊙ (1 - α eᵀ) + α aᵀ. memory (B, K, M), alpha (B, K), erase/add (B, M)."""
+    return memory * (1 - alpha[:, :, None] * erase[:, None, :]) + alpha[:, :, None] * add[:, None, :]
+
+
+class ExternalMemory(nn.Module):
+    """A memory's own parameters: initial content M_0, key/erase/add projections from h, sharpness β."""
+
+    def __init__(self, hidden_dim: int, slots: int, width: int, sharpness: float = 1.0):
+        super().__init__()
+        self.initial = nn.Parameter(torch.randn(slots, width) * 0.1)
+        self.kea = nn.Linear(hidden_dim, 3 * width)          # key, erase, add in one product
+        self.sharpness = nn.Parameter(torch.tensor(float(sharpness)))
+        self.width = width
+
+    def start(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(memory (B, K, M), first key (B, M)) for a new batch of sequences."""
+        return self.initial.expand(batch, -1, -1), self.initial.new_zeros(batch, self.width)
+
+    def heads(self, h: torch.Tensor):
+        k, e, a = self.kea(h).chunk(3, dim=-1)
+        return torch.tanh(k), torch.sigmoid(e), torch.tanh(a)
+
+
+class MemoryLSTM(nn.Module):
+    """One task's ME-LSTM cell reading ``len(memories)`` memories (1 for ME-LSTM/ARC-I, 2 for ARC-II).
+
+    The memories themselves are passed to :meth:`forward`, so several tasks can share one.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, memory_widths: list[int]):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.input = nn.Linear(input_dim, 4 * hidden_dim)                  # W x_t + b
+        self.recurrent = nn.Linear(hidden_dim, 4 * hidden_dim, bias=False)  # U h_{t-1}
+        self.fuse_c = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in memory_widths)
+        self.fuse_r = nn.ModuleList(nn.Linear(w, hidden_dim, bias=False) for w in memory_widths)
+        self.project_r = nn.ModuleList(nn.Linear(w, hidden_dim, bias=False) for w in memory_widths)
+        with torch.no_grad():
+            self.input.bias[hidden_dim:2 * hidden_dim].fill_(1.0)          # forget gate open
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, memories: list[ExternalMemory]):
+        """x (B, T, D), mask (B, T) -> h (B, T, H), the fusion gates (one (B, T, H) per memory) and
+        each memory's final content (B, K, M)."""
+        B, T, _ = x.shape
+        H = self.hidden_dim
+        pre = self.input(x)                                                 # (B, T, 4H), one matmul
+        h = x.new_zeros(B, H)
+        c = x.new_zeros(B, H)
+        state = [m.start(B) for m in memories]                              # [(M, key)]
+        out = x.new_empty(B, T, H)
+        gates = [x.new_empty(B, T, H) for _ in memories]
+        for t in range(T):
+            keep = mask[:, t, None]                                         # (B, 1)
+            reads = [memory_read(mem, key, m.sharpness) for (mem, key), m in zip(state, memories)]
+            i, f, o, g = (pre[:, t] + self.recurrent(h)).chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            fused = c_new
+            for j, (_, r) in enumerate(reads):
+                gate = torch.sigmoid(self.fuse_c[j](c_new) + self.fuse_r[j](r))
+                fused = fused + gate * self.project_r[j](r)
+                gates[j][:, t] = gate
+            h_new = torch.sigmoid(o) * torch.tanh(fused)
+            new_state = []
+            for (mem, key), (alpha, _), m in zip(state, reads, memories):
+                k, e, a = m.heads(h_new)
+                mem_new = memory_write(mem, alpha, e, a)
+                new_state.append((torch.where(keep[:, :, None], mem_new, mem), torch.where(keep, k, key)))
+            state = new_state
+            h = torch.where(keep, h_new, h)
+            c = torch.where(keep, c_new, c)
+            out[:, t] = h_new
+        m = mask[..., None].to(x.dtype)
+        return out * m, [gate * m for gate in gates], [mem for mem, _ in state]
+
+
+class SharedMemoryModel(nn.Module):
+    """ME-LSTM (no shared memory), ARC-I (one global memory) or ARC-II (local + global memory)."""
+
+    def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, slots: int,
+                 width: int, sharpness: float, variant: str, pooling: str, dropout: float):
+        super().__init__()
+        if variant not in ("me_lstm", "arc1", "arc2"):
+            raise ValueError(f"unknown shared-memory variant {variant!r} (me_lstm, arc1, arc2)")
+        self.embedding, self.variant = embedding, variant
+        names = [t.name for t in tasks]
+        self.global_memory = ExternalMemory(hidden_dim, slots, width, sharpness) if variant != "me_lstm" else None
+        self.local_memory = (nn.ModuleDict({n: ExternalMemory(hidden_dim, slots, width, sharpness) for n in names})
+                             if variant in ("me_lstm", "arc2") else None)
+        n_mem = 2 if variant == "arc2" else 1
+        self.cells = nn.ModuleDict({n: MemoryLSTM(embedding.output_dim, hidden_dim, [width] * n_mem)
+                                    for n in names})
+        self.pool = Pooling(pooling, bidirectional=False)
+        self.heads = nn.ModuleDict({t.name: task_head(t, hidden_dim, dropout) for t in tasks})
+        self.specs = {t.name: t for t in tasks}
+
+    def memories(self, task: str) -> list[ExternalMemory]:
+        if self.variant == "me_lstm":
+            return [self.local_memory[task]]
+        if self.variant == "arc1":
+            return [self.global_memory]
+        return [self.local_memory[task], self.global_memory]
+
+    def _states(self, task: str, tokens, mask, chars=None):
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+        return self.cells[task](x, mask, self.memories(task))
+
+    def forward(self, batch) -> TaskOutput:
+        spec = self.specs[batch.task]
+        states, gates, _ = self._states(batch.task, batch.tokens, batch.mask, batch.chars)
+        if spec.tagging:
+            out = tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
+        elif spec.pair:
+            v, _, _ = self._states(batch.task, batch.tokens_b, batch.mask_b)
+            out = classification_output(self.heads[batch.task](self.pool(states, batch.mask),
+                                                              self.pool(v, batch.mask_b)), batch.labels)
+        else:
+            out = classification_output(self.heads[batch.task](self.pool(states, batch.mask)), batch.labels)
+        if self.variant != "me_lstm":
+            out.inspect["fusion_global"] = gates[-1].detach()
+        if self.variant != "arc1":
+            out.inspect["fusion_local"] = gates[0].detach()
+        return out
+
+    def shared_parameters(self):
+        yield from self.embedding.parameters()
+        if self.global_memory is not None:
+            yield from self.global_memory.parameters()
+
+    def task_parameters(self, task: str):
+        yield from self.cells[task].parameters()
+        if self.local_memory is not None:
+            yield from self.local_memory[task].parameters()
+        yield from self.heads[task].parameters()
+
+
+def _builder(variant: str):
+    def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+              num_chars: int = 0) -> SharedMemoryModel:
+        m = cfg.model
+        embedding = build_embedding(m, vocab_size, vectors, num_chars)
+        return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, m.memory_slots, m.memory_width,
+                                 m.memory_sharpness, variant, m.pooling, m.dropout)
+    return build
+
+
+build_me_lstm = _builder("me_lstm")
+build_arc1 = _builder("arc1")
+build_arc2 = _builder("arc2")
