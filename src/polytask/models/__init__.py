@@ -1,7 +1,8 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private, single_task
+from . import (hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private, single_task,
+               transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -15,6 +16,7 @@ REGISTRY = {
     "me_lstm": shared_memory.build_me_lstm,
     "shared_memory_arc1": shared_memory.build_arc1,
     "shared_memory_arc2": shared_memory.build_arc2,
+    **transformer_sharing.REGISTRY,   # transformer_sp, transformer_sc, transformer_li, transformer_le
 }
 
 

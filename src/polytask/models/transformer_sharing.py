@@ -1,0 +1,113 @@
+"""Multi-task Transformers: top-layer divergence (S-P, S-C) and layer-wise divergence (L-I, L-E).
+
+T. Sun, "Multi-task learning with Transformers for text classification" (Xidian bachelor thesis,
+2019, ch. 4; summary in ../shared/references/architectures.md §5). One Transformer encoder is
+shared by all tasks; the patterns differ in where the tasks part ways:
+
+* ``sp`` Stack-Pooling: pool (mean/max) the top layer; a task head reads the pooled vector.
+* ``sc`` Stack-CLS: a shared [CLS] vector is prepended; its top-layer state feeds the task head.
+* ``li`` Layerwise-Implicit: the prepended vector is the *task's* embedding (a TASK_ID token), so
+  every layer builds a task-specific representation at that position.
+* ``le`` Layerwise-Explicit: all K task vectors are prepended to every input; task k reads its own
+  position, and at every layer each task token can attend to the other tasks' tokens.
+
+Tagging tasks read the top-layer states of the word positions (after the prepended tokens).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..modules import Pooling, TransformerEncoder
+from ..modules.embeddings import build_embedding
+from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+
+VARIANTS = ("sp", "sc", "li", "le")
+
+
+class TransformerSharingModel(nn.Module):
+    def __init__(self, embedding: nn.Module, encoder: TransformerEncoder, tasks: list[TaskSpec],
+                 variant: str, pooling: str, dropout: float):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown transformer sharing pattern {variant!r} ({', '.join(VARIANTS)})")
+        self.embedding, self.encoder, self.variant = embedding, encoder, variant
+        self.names = [t.name for t in tasks]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        width = embedding.output_dim
+        if variant == "sc":
+            self.cls = nn.Parameter(torch.randn(1, width) * 0.02)
+        elif variant in ("li", "le"):
+            self.task_tokens = nn.Parameter(torch.randn(len(tasks), width) * 0.02)
+        self.prefix = {"sp": 0, "sc": 1, "li": 1, "le": len(tasks)}[variant]
+        self.pool = Pooling(pooling)
+        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
+        self.specs = {t.name: t for t in tasks}
+
+    def _prefix(self, task: str) -> Optional[torch.Tensor]:
+        if self.variant == "sc":
+            return self.cls                                               # (1, D)
+        if self.variant == "li":
+            return self.task_tokens[self.index[task]][None]               # (1, D)
+        if self.variant == "le":
+            return self.task_tokens                                       # (K, D)
+        return None
+
+    def encode(self, task: str, tokens, mask, chars=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-layer states of the words (B, T, H) and the sentence vector (B, H)."""
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)   # (B, T, D)
+        prefix = self._prefix(task)
+        if prefix is not None:
+            B = x.shape[0]
+            x = torch.cat([prefix[None].expand(B, -1, -1), x], dim=1)                  # (B, P+T, D)
+            mask = torch.cat([mask.new_ones(B, prefix.shape[0]), mask], dim=1)
+        states = self.encoder(x, mask)                                                 # (B, P+T, H)
+        words = states[:, self.prefix:]
+        if self.variant == "sp":
+            return words, self.pool(words, mask)
+        position = self.index[task] if self.variant == "le" else 0
+        return words, states[:, position]
+
+    def forward(self, batch) -> TaskOutput:
+        spec = self.specs[batch.task]
+        words, sentence = self.encode(batch.task, batch.tokens, batch.mask, batch.chars)
+        if spec.tagging:
+            return tagging_output(self.heads[batch.task], words, batch.mask, batch.labels)
+        if spec.pair:
+            _, other = self.encode(batch.task, batch.tokens_b, batch.mask_b)
+            return classification_output(self.heads[batch.task](sentence, other), batch.labels)
+        return classification_output(self.heads[batch.task](sentence), batch.labels)
+
+    def shared_parameters(self):
+        yield from self.embedding.parameters()
+        yield from self.encoder.parameters()
+        if self.variant == "sc":
+            yield self.cls
+        if self.variant == "le":   # each task token is seen by every task at every layer
+            yield self.task_tokens
+
+    def task_parameters(self, task: str):
+        yield from self.heads[task].parameters()
+        # an L-I task token is only ever used by its own task (a row of a shared table; the
+        # whole table is listed under the first task so every parameter has one owner)
+        if self.variant == "li" and task == self.names[0]:
+            yield self.task_tokens
+
+
+def _builder(variant: str):
+    def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+              num_chars: int = 0) -> TransformerSharingModel:
+        m, e = cfg.model, cfg.model.encoder
+        if e.type != "transformer":
+            raise ValueError(f"model.encoder.type: transformer_{variant} needs 'transformer', not {e.type!r}")
+        embedding = build_embedding(m, vocab_size, vectors, num_chars)
+        prefix = len(tasks) if variant == "le" else (0 if variant == "sp" else 1)
+        encoder = TransformerEncoder(embedding.output_dim, e.hidden_dim, e.num_layers, e.num_heads, e.ff_dim,
+                                     e.dropout, e.max_positions + prefix)
+        return TransformerSharingModel(embedding, encoder, tasks, variant, m.pooling, m.dropout)
+    return build
+
+
+REGISTRY = {f"transformer_{v}": _builder(v) for v in VARIANTS}

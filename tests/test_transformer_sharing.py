@@ -1,0 +1,54 @@
+"""Multi-task Transformer sharing patterns S-P, S-C, L-I, L-E."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polytask.config import load_config
+from polytask.data.batching import Encoded, collate
+from polytask.models import TaskSpec, build_model
+from polytask.runner import train
+
+VARIANTS = ["transformer_sp", "transformer_sc", "transformer_li", "transformer_le"]
+
+
+def config(fdu_config, architecture: str, **trainer):
+    return {**fdu_config,
+            "model": {**fdu_config["model"], "architecture": architecture, "embedding_dim": 16,
+                      "encoder": {"type": "transformer", "hidden_dim": 16, "num_layers": 2, "num_heads": 2,
+                                  "ff_dim": 32, "dropout": 0.0, "max_positions": 64}},
+            "trainer": {**fdu_config["trainer"], **trainer}}
+
+
+@pytest.mark.parametrize("architecture", VARIANTS)
+def test_patterns_build_route_tasks_and_ignore_padding(architecture, fdu_config):
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=config(fdu_config, architecture)),
+                        [TaskSpec("a", 2), TaskSpec("b", 3)], vocab_size=20).eval()
+    batch = collate("b", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
+    out = model(batch)
+    assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
+    alone = model(collate("b", [Encoded([5, 6], None, 0)]))
+    torch.testing.assert_close(out.logits[1:], alone.logits, atol=1e-5, rtol=1e-5)
+    shared = {id(p) for p in model.shared_parameters()}
+    owned = [{id(p) for p in model.task_parameters(t)} for t in ("a", "b")]
+    assert not (owned[0] & shared) and not (owned[1] & shared) and not (owned[0] & owned[1])
+    assert shared | owned[0] | owned[1] == {id(p) for p in model.parameters()}
+
+
+def test_layerwise_explicit_task_tokens_see_each_other(fdu_config):
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=config(fdu_config, "transformer_le")),
+                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20).eval()
+    batch = collate("a", [Encoded([2, 3, 4], None, 1)])
+    before = model(batch).logits
+    with torch.no_grad():
+        model.task_tokens[1].add_(torch.randn(16))   # change task b's token: task a's output moves
+    assert not torch.allclose(before, model(batch).logits)
+
+
+@pytest.mark.parametrize("architecture", ["transformer_sc", "transformer_li"])
+def test_transformer_patterns_learn_the_toy_tasks(architecture, fdu_config):
+    results = train(load_config(raw=config(fdu_config, architecture, max_steps=200, eval_every=50,
+                                           lr=0.002)), quiet=True)
+    assert results["dev_avg"] >= 89.99, results
