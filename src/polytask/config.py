@@ -119,6 +119,9 @@ class ModelConfig:
     memory_slots: int = 50               # shared memory: K slots ...
     memory_width: int = 20               # ... of width M (Liu et al. 2016: (50, 20))
     memory_sharpness: float = 1.0        # shared memory: initial β of the cosine addressing
+    soft_sharing: Literal["l2", "trace"] = "l2"  # soft_sharing: the penalty tying task encoders
+    soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
+    cross_stitch_init: float = 0.9       # cross_stitch: initial diagonal of each α
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
     char_encoder: Literal["cnn", "bilstm"] = "cnn"

@@ -1,8 +1,8 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import (hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private, single_task,
-               transformer_sharing)
+from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private,
+               single_task, soft_sharing, transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -16,6 +16,8 @@ REGISTRY = {
     "me_lstm": shared_memory.build_me_lstm,
     "shared_memory_arc1": shared_memory.build_arc1,
     "shared_memory_arc2": shared_memory.build_arc2,
+    "soft_sharing": soft_sharing.build,
+    "cross_stitch": cross_stitch.build,
     **transformer_sharing.REGISTRY,   # transformer_sp, transformer_sc, transformer_li, transformer_le
 }
 

@@ -1,0 +1,73 @@
+"""Soft parameter sharing: one encoder per task, pulled together by a regularizer.
+
+Duong, Cohn, Bird, Cook, ACL 2015 (L2 distance between the tasks' parameters) and Yang &
+Hospedales, ICLR 2017 workshop (trace norm of the parameters stacked over tasks); Ruder 2017 §4.
+Every task has its own encoder of the same shape; the word embedding table is shared. The model's
+loss is the task loss plus λ times the penalty over all tasks' encoder parameters
+(``model.soft_sharing``: ``l2`` or ``trace``; ``model.soft_sharing_weight``: λ).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..modules import SentenceEncoder, build_encoder
+from ..modules.embeddings import build_embedding
+from ..training.regularizers import l2_distance_penalty, trace_norm_penalty
+from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+
+PENALTIES = {"l2": l2_distance_penalty, "trace": trace_norm_penalty}
+
+
+class SoftSharingModel(nn.Module):
+    def __init__(self, embedding: nn.Module, encoders: dict[str, SentenceEncoder], tasks: list[TaskSpec],
+                 penalty: str, weight: float, dropout: float):
+        super().__init__()
+        if penalty not in PENALTIES:
+            raise ValueError(f"model.soft_sharing: unknown penalty {penalty!r} ({', '.join(PENALTIES)})")
+        self.embedding = embedding
+        self.encoders = nn.ModuleDict(encoders)
+        self.heads = nn.ModuleDict({t.name: task_head(t, next(iter(encoders.values())).output_dim, dropout)
+                                    for t in tasks})
+        self.specs = {t.name: t for t in tasks}
+        self.penalty, self.weight = PENALTIES[penalty], weight
+        self.names = [t.name for t in tasks]
+
+    def penalty_value(self) -> torch.Tensor:
+        per_task = [[p for n, p in self.encoders[t].encoder.named_parameters()] for t in self.names]
+        return self.penalty([list(group) for group in zip(*per_task)])
+
+    def forward(self, batch) -> TaskOutput:
+        spec, enc = self.specs[batch.task], self.encoders[batch.task]
+        if spec.tagging:
+            out = tagging_output(self.heads[batch.task], enc.states(batch.tokens, batch.mask, batch.chars),
+                                 batch.mask, batch.labels)
+        elif spec.pair:
+            out = classification_output(self.heads[batch.task](enc(batch.tokens, batch.mask),
+                                                              enc(batch.tokens_b, batch.mask_b)), batch.labels)
+        else:
+            out = classification_output(self.heads[batch.task](enc(batch.tokens, batch.mask, batch.chars)),
+                                        batch.labels)
+        if out.loss is not None and self.weight and len(self.names) > 1:
+            penalty = self.penalty_value()
+            out.loss = out.loss + self.weight * penalty
+            out.parts["soft_sharing"] = penalty.detach()
+        return out
+
+    def shared_parameters(self):
+        return self.embedding.parameters()
+
+    def task_parameters(self, task: str):
+        yield from self.encoders[task].encoder.parameters()
+        yield from self.heads[task].parameters()
+
+
+def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+          num_chars: int = 0) -> SoftSharingModel:
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    encoders = {t.name: SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
+                for t in tasks}
+    return SoftSharingModel(embedding, encoders, tasks, m.soft_sharing, m.soft_sharing_weight, m.dropout)

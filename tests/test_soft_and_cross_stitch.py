@@ -1,0 +1,72 @@
+"""Soft sharing regularizers and cross-stitch networks."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from polytask.config import load_config
+from polytask.data.batching import Encoded, collate
+from polytask.models import TaskSpec, build_model
+from polytask.runner import train
+from polytask.training.regularizers import l2_distance_penalty, trace_norm_penalty
+
+
+def test_l2_penalty_equals_the_pairwise_sum():
+    torch.manual_seed(0)
+    groups = [[torch.randn(3, 4) for _ in range(5)], [torch.randn(7) for _ in range(5)]]
+    pairwise = sum((a - b).pow(2).sum() for g in groups for a, b in itertools.combinations(g, 2))
+    torch.testing.assert_close(l2_distance_penalty(groups), pairwise)
+
+
+def test_trace_norm_on_hand_computed_cases():
+    eye = [[torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]]              # stacked: I_2 -> ||I||_* = 2
+    assert trace_norm_penalty(eye).item() == pytest.approx(2.0)
+    same = [[torch.tensor([3.0, 4.0]), torch.tensor([3.0, 4.0])]]            # rank 1: √2 · 5
+    assert trace_norm_penalty(same).item() == pytest.approx(5 * 2 ** 0.5, rel=1e-5)
+
+
+def build(fdu_config, architecture: str, **model):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture, **model}}
+    torch.manual_seed(0)
+    return build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 2), TaskSpec("c", 2)],
+                       vocab_size=20)
+
+
+@pytest.mark.parametrize("penalty", ["l2", "trace"])
+def test_soft_sharing_adds_the_penalty_and_its_gradient(fdu_config, penalty):
+    model = build(fdu_config, "soft_sharing", soft_sharing=penalty, soft_sharing_weight=0.5)
+    out = model(collate("a", [Encoded([2, 3, 4], None, 1)]))
+    assert out.parts["soft_sharing"] > 0
+    out.loss.backward()
+    # the penalty reaches the other tasks' encoders too: that is how they are tied
+    assert all(p.grad is not None for p in model.encoders["c"].encoder.parameters())
+
+
+def test_cross_stitch_identity_alpha_means_independent_columns(fdu_config):
+    model = build(fdu_config, "cross_stitch", cross_stitch_init=1.0).eval()
+    batch = collate("b", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
+    before = model(batch).logits
+    with torch.no_grad():                       # with α = I, task b never reads other columns
+        for p in model.columns[0].parameters():
+            p.add_(torch.randn_like(p))
+    torch.testing.assert_close(model(batch).logits, before)
+    with torch.no_grad():
+        model.alpha[0, 1, 0] = 0.5              # now column a flows into task b
+    assert not torch.allclose(model(batch).logits, before)
+
+
+def test_cross_stitch_alpha_learns_and_is_inspectable(fdu_config):
+    model = build(fdu_config, "cross_stitch")
+    out = model(collate("a", [Encoded([2, 3, 4], None, 1)]))
+    out.loss.backward()
+    assert model.alpha.grad is not None and model.alpha.grad.abs().sum() > 0
+    assert out.inspect["cross_stitch_alpha"].shape == (1, 3, 3)
+
+
+@pytest.mark.parametrize("architecture", ["soft_sharing", "cross_stitch"])
+def test_toy_tasks_are_learned(fdu_config, architecture):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture}}
+    results = train(load_config(raw=raw), quiet=True)
+    assert results["dev_avg"] >= 89.99, results
