@@ -35,7 +35,8 @@ def write_task(root: Path, name: str, n_train: int, n_test: int, seed: int) -> N
     (root / f"{name}.test").write_text("".join(line() for _ in range(n_test)))
 
 
-def make_config(tmp: Path, out: str, architecture: str, select: str = "mean") -> Path:
+def make_config(tmp: Path, out: str, architecture: str, select: str = "mean",
+                trainer: dict | None = None) -> Path:
     data = tmp / "data"
     data.mkdir(exist_ok=True)
     for i, name in enumerate(WORDS):
@@ -49,7 +50,7 @@ def make_config(tmp: Path, out: str, architecture: str, select: str = "mean") ->
                      "encoder": {"type": "bilstm", "hidden_dim": 8}},
            "trainer": {"max_steps": 60, "eval_every": 10, "lr": 0.01, "progress": False,
                        "select": select, "patience": 4 if select == "per_task" else None,
-                       "schedule": "round_robin"}}
+                       "schedule": "round_robin", **(trainer or {})}}
     path = tmp / f"{out}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -76,20 +77,26 @@ KILLER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("architecture,select", [("adversarial_shared_private", "mean"),
-                                                 ("single_task", "per_task")])
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, architecture: str, select: str):
-    reference_cfg = make_config(tmp_path, "reference", architecture, select)
+@pytest.mark.parametrize("architecture,select,trainer,checkpoint", [
+    ("adversarial_shared_private", "mean", {}, 30),
+    ("single_task", "per_task", {}, 30),
+    # a batch of both tasks per step (2 batches a step: the crash falls in step 18), DWA weights
+    ("hard_sharing", "mean", {"step_mode": "all_tasks", "weighting": "dwa",
+                              "weighting_options": {"window": 3}}, 10),
+])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, architecture: str, select: str,
+                                                   trainer: dict, checkpoint: int):
+    reference_cfg = make_config(tmp_path, "reference", architecture, select, trainer)
     reference = train(load_config(reference_cfg), quiet=True)
 
-    killed_cfg = make_config(tmp_path, "killed", architecture, select)
+    killed_cfg = make_config(tmp_path, "killed", architecture, select, trainer)
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     proc = subprocess.run([sys.executable, str(script), str(killed_cfg), "35"], capture_output=True,
                           text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     state = json.loads((tmp_path / "killed" / "last" / "state.json").read_text())
-    assert state["step"] == 30                       # the last checkpoint before the crash
+    assert state["step"] == checkpoint               # the last checkpoint before the crash
     assert not (tmp_path / "killed" / "results.json").exists()
 
     resumed = train(load_config(killed_cfg), resume=True, quiet=True)

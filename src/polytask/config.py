@@ -140,6 +140,9 @@ class TrainerConfig:
     warmup_steps: int = 0
     schedule: Literal["uniform", "round_robin", "proportional", "temperature"] = "uniform"
     temperature: float = 2.0
+    step_mode: Literal["one_task", "all_tasks"] = "one_task"  # all_tasks: a batch of every task per step
+    weighting: str = "equal"             # equal, fixed, uncertainty, dwa, rlw, upgrad, mgda, pcgrad, ...
+    weighting_options: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 500
     patience: Optional[int] = None
     select: Literal["mean", "per_task"] = "mean"
@@ -363,6 +366,13 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         if task.type == "pair_classification" and task.format == "fdu":
             raise ConfigError(f"{source}: tasks[{i}].format: the fdu format has one text column; "
                               "use tsv/csv/jsonl for pairs")
+    from .training.weighting import GRADIENT_METHODS, LOSS_METHODS
+    if cfg.trainer.weighting not in LOSS_METHODS + GRADIENT_METHODS:
+        raise ConfigError(f"{source}: trainer.weighting: unknown method {cfg.trainer.weighting!r} "
+                          f"(known: {', '.join(LOSS_METHODS + GRADIENT_METHODS)})")
+    if cfg.trainer.weighting in GRADIENT_METHODS and cfg.trainer.step_mode != "all_tasks":
+        raise ConfigError(f"{source}: trainer.weighting: {cfg.trainer.weighting} combines the tasks' "
+                          "gradients of one step; set trainer.step_mode: all_tasks")
     if cfg.model.char_embedding_dim > 0 and any(t.type == "pair_classification" for t in cfg.tasks):
         raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
                           "available for sentence-pair tasks yet; set it to 0")

@@ -26,6 +26,7 @@ from ..data.vocab import Vocab
 from ..evaluation.evaluate import evaluate_model
 from . import checkpoint as ckpt
 from .schedules import build_schedule
+from .weighting import build_weighting
 
 
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:
@@ -98,7 +99,8 @@ class Trainer:
                               f"nothing (single_task), not {cfg.model.architecture!r}")
         self.device = resolve_device(t.device)
         self.model.to(self.device)
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.weighting = build_weighting(cfg, self.tasks, cfg.seed).to(self.device)
+        self.params = [p for p in model.parameters() if p.requires_grad] + list(self.weighting.parameters())
         self.optimizer = build_optimizer(cfg, self.params)
         self.lr_schedule = build_lr_schedule(cfg, self.optimizer)
         self.iterators = {task: TaskBatchIterator(task, items, cfg.data.batch_size, cfg.seed,
@@ -150,6 +152,8 @@ class Trainer:
         ckpt.load_weights(self.model, last / "model.safetensors")
         blobs = ckpt.load_trainer_state(last / "trainer.pt")
         self.optimizer.load_state_dict(blobs["optimizer"])
+        self.weighting.load_state_dict(blobs["weighting"])
+        self.weighting.load_extra_state(state.get("weighting", {}))
         self.lr_schedule.load_state_dict(blobs["lr_schedule"])
         torch.set_rng_state(blobs["torch_rng"])
         self.schedule.load_state_dict(state["schedule"])
@@ -175,12 +179,13 @@ class Trainer:
                  "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                  "best": {**self.best, "mean": None if self.best["mean"] == -math.inf else self.best["mean"]},
                  "bad_evals": self.bad_evals, "finished": self.finished, "tokens": self.tokens,
-                 "train_seconds": self.train_seconds}
+                 "train_seconds": self.train_seconds, "weighting": self.weighting.extra_state()}
 
         def write(tmp: Path) -> None:
             ckpt.save_weights(self.model.state_dict(), tmp / "model.safetensors")
             ckpt.save_trainer_state(tmp / "trainer.pt", {
                 "optimizer": self.optimizer.state_dict(),
+                "weighting": self.weighting.state_dict(),
                 "lr_schedule": self.lr_schedule.state_dict(),
                 "torch_rng": torch.get_rng_state()})
             ckpt.write_json(tmp / "state.json", state)
@@ -285,30 +290,34 @@ class Trainer:
             while not stop:
                 t0 = time.perf_counter()
                 active = [task for task in self.tasks if task not in self.finished]
-                task = self.schedule.next(active)
-                batch = next(self.iterators[task]).to(self.device)
+                step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active)]
                 self.model.train()
-                out = self.model(batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+                losses = {}
+                for task in step_tasks:
+                    batch = next(self.iterators[task]).to(self.device)
+                    losses[task] = self.model(batch).loss
+                    self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
+                                                               if batch.lengths_b is not None else 0)
+                weights = self.weighting.backward(losses, self.model)
                 if t.clip_norm:
                     torch.nn.utils.clip_grad_norm_(self.params, t.clip_norm)
                 self.optimizer.step()
                 self.lr_schedule.step()
                 self.step += 1
-                self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
-                                                           if batch.lengths_b is not None else 0)
-                running.setdefault(task, []).append(out.loss.item())
+                for task, loss in losses.items():
+                    running.setdefault(task, []).append(loss.item())
                 self.train_seconds += time.perf_counter() - t0
                 if bar:
                     bar.update(1)
                 if self.step % t.eval_every == 0 or self.step >= t.max_steps:
                     dev = self.evaluate_dev()
-                    losses = {k: sum(v) / len(v) for k, v in running.items()}
+                    mean_losses = {k: sum(v) / len(v) for k, v in running.items()}
                     running = {}
                     stop = self._select(dev) or self.step >= t.max_steps
                     mean = sum(dev.values()) / len(dev) if dev else float("nan")
-                    self.log({"step": self.step, "event": "eval", "train_loss": losses, "dev": dev,
+                    self.log({"step": self.step, "event": "eval", "train_loss": mean_losses, "dev": dev,
+                              "weights": weights,
                               "dev_mean": mean, "best_dev_mean": self.best["mean"],
                               "lr": self.lr_schedule.get_last_lr()[0], "finished": list(self.finished),
                               "tokens_per_s": self.tokens / max(self.train_seconds, 1e-9)})

@@ -1,0 +1,191 @@
+"""Balancing tasks: loss weightings and gradient aggregators, handed to the trainer.
+
+Every method has one job: given this step's task losses, put gradients in ``.grad``. Loss
+weightings combine the losses into one scalar and call ``backward`` once; gradient methods take
+one gradient per task on the shared parameters and aggregate them. The gradient aggregators
+come from TorchJD (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024),
+which is maintained and tested; polytask only wires them to its models. Methods keep their own
+state (``state_dict``) so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Optional
+
+import torch
+from torch import nn
+
+Losses = dict[str, torch.Tensor]
+
+
+class EqualWeighting(nn.Module):
+    """Σ_k L_k: the plain sum (one task per step reduces to that task's loss)."""
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        sum(losses.values()).backward()
+        return {t: 1.0 for t in losses}
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+
+class FixedWeighting(EqualWeighting):
+    """Σ_k w_k L_k with user-given weights (missing tasks weigh 1)."""
+
+    def __init__(self, weights: dict[str, float]):
+        super().__init__()
+        self.weights = dict(weights)
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        w = {t: float(self.weights.get(t, 1.0)) for t in losses}
+        sum(w[t] * loss for t, loss in losses.items()).backward()
+        return w
+
+
+class UncertaintyWeighting(EqualWeighting):
+    """Kendall, Gal, Cipolla, CVPR 2018, Eq. 10 (classification form as commonly used):
+    Σ_k exp(−s_k) L_k + s_k with s_k = log σ_k² learned alongside the model."""
+
+    def __init__(self, tasks: list[str]):
+        super().__init__()
+        self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in tasks})
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        total = sum(torch.exp(-self.log_vars[t]) * loss + self.log_vars[t] for t, loss in losses.items())
+        total.backward()
+        return {t: math.exp(-self.log_vars[t].item()) for t in losses}
+
+
+class DynamicWeightAverage(EqualWeighting):
+    """Liu, Johns, Davison, CVPR 2019 (MTAN), Eq. 7: w_k = K exp(r_k / T) / Σ_j exp(r_j / T) with
+    r_k = L_k(t−1) / L_k(t−2), the ratio of a task's average loss over the last two windows of
+    ``window`` steps (equal weights until two windows are complete)."""
+
+    def __init__(self, tasks: list[str], temperature: float = 2.0, window: int = 50):
+        super().__init__()
+        self.tasks, self.temperature, self.window = list(tasks), temperature, window
+        self.sums = {t: 0.0 for t in tasks}
+        self.counts = {t: 0 for t in tasks}
+        self.history: list[dict[str, float]] = []   # the last two completed windows
+        self.steps = 0
+
+    def weights(self) -> dict[str, float]:
+        if len(self.history) < 2:
+            return {t: 1.0 for t in self.tasks}
+        prev, last = self.history
+        ratios = {t: last[t] / max(prev[t], 1e-12) for t in self.tasks}
+        exps = {t: math.exp(r / self.temperature) for t, r in ratios.items()}
+        z = sum(exps.values())
+        return {t: len(self.tasks) * e / z for t, e in exps.items()}
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        w = self.weights()
+        sum(w[t] * loss for t, loss in losses.items()).backward()
+        for t, loss in losses.items():
+            self.sums[t] += loss.item()
+            self.counts[t] += 1
+        self.steps += 1
+        if self.steps % self.window == 0:
+            averages = {t: self.sums[t] / self.counts[t] if self.counts[t] else
+                        (self.history[-1][t] if self.history else 1.0) for t in self.tasks}
+            self.history = (self.history + [averages])[-2:]
+            self.sums = {t: 0.0 for t in self.tasks}
+            self.counts = {t: 0 for t in self.tasks}
+        return {t: w[t] for t in losses}
+
+    def extra_state(self) -> dict:
+        return {"sums": self.sums, "counts": self.counts, "history": self.history, "steps": self.steps}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+        self.history, self.steps = [dict(h) for h in state["history"]], int(state["steps"])
+
+
+class RandomLossWeighting(EqualWeighting):
+    """Lin, Ye, Zhang, Tsang, TMLR 2022 (RLW): weights drawn each step as softmax of N(0, 1)
+    samples, scaled to sum to K."""
+
+    def __init__(self, tasks: list[str], seed: int):
+        super().__init__()
+        self.rng = random.Random(f"{seed}/rlw")
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        draws = {t: math.exp(self.rng.gauss(0.0, 1.0)) for t in sorted(losses)}
+        z = sum(draws.values())
+        w = {t: len(losses) * d / z for t, d in draws.items()}
+        sum(w[t] * loss for t, loss in losses.items()).backward()
+        return w
+
+    def extra_state(self) -> dict:
+        version, internal, gauss = self.rng.getstate()
+        return {"rng": [version, list(internal), gauss]}
+
+    def load_extra_state(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
+
+class JacobianAggregation(EqualWeighting):
+    """A TorchJD aggregator on the shared parameters: one gradient per task (the rows of the
+    Jacobian), combined by ``aggregator`` (UPGrad, MGDA, PCGrad, CAGrad, Nash-MTL, IMTL-G, ...).
+    Task-specific parameters get their own task's gradient as usual."""
+
+    def __init__(self, aggregator, name: str):
+        super().__init__()
+        self.aggregator, self.name = aggregator, name
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        from torchjd.autojac import backward as jac_backward, jac_to_grad
+        tasks = list(losses)
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        if len(tasks) == 1 or not shared:
+            return super().backward(losses, model)
+        own = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
+        if own:
+            torch.autograd.backward(sum(losses.values()), inputs=own, retain_graph=True)
+        jac_backward([losses[t] for t in tasks], inputs=shared)
+        weights = jac_to_grad(shared, self.aggregator)
+        if weights is None:
+            return {}
+        return {t: float(w) for t, w in zip(tasks, weights)}
+
+
+def _torchjd(name: str):
+    try:
+        import torchjd.aggregation as agg
+    except ImportError:
+        raise ImportError(f"trainer.weighting {name!r} needs TorchJD: pip install 'polytask[balancing]'") from None
+    makers = {"upgrad": agg.UPGrad, "mgda": agg.MGDA, "pcgrad": agg.PCGrad, "imtlg": agg.IMTLG,
+              "cagrad": lambda: agg.CAGrad(c=0.5), "nashmtl": lambda: agg.NashMTL(n_tasks=0)}
+    return makers[name]
+
+
+GRADIENT_METHODS = ("upgrad", "mgda", "pcgrad", "imtlg", "cagrad", "nashmtl")
+LOSS_METHODS = ("equal", "fixed", "uncertainty", "dwa", "rlw")
+
+
+def build_weighting(cfg, tasks: list[str], seed: int) -> EqualWeighting:
+    """The method ``trainer.weighting`` names (options under ``trainer.weighting_options``)."""
+    name, opts = cfg.trainer.weighting, dict(cfg.trainer.weighting_options)
+    if name == "equal":
+        return EqualWeighting()
+    if name == "fixed":
+        return FixedWeighting(opts.get("weights", {}))
+    if name == "uncertainty":
+        return UncertaintyWeighting(tasks)
+    if name == "dwa":
+        return DynamicWeightAverage(tasks, float(opts.get("temperature", 2.0)), int(opts.get("window", 50)))
+    if name == "rlw":
+        return RandomLossWeighting(tasks, seed)
+    if name in GRADIENT_METHODS:
+        maker = _torchjd(name)
+        if name == "nashmtl":
+            import torchjd.aggregation as agg
+            return JacobianAggregation(agg.NashMTL(n_tasks=len(tasks)), name)
+        return JacobianAggregation(maker(), name)
+    raise ValueError(f"trainer.weighting: unknown method {name!r} "
+                     f"(known: {', '.join(LOSS_METHODS + GRADIENT_METHODS)})")

@@ -1,0 +1,103 @@
+"""Loss weightings and gradient aggregators behind the trainer's weighting interface."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from polytask.config import ConfigError, load_config
+from polytask.runner import train
+from polytask.training.weighting import (DynamicWeightAverage, JacobianAggregation, RandomLossWeighting,
+                                         UncertaintyWeighting)
+
+
+class TwoLosses(nn.Module):
+    """A shared vector w and one private scalar per task; losses chosen so that the gradients on
+    w are g_a = (1, 0) and g_b = (-1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2))
+        self.own = nn.ParameterDict({"a": nn.Parameter(torch.tensor(1.0)), "b": nn.Parameter(torch.tensor(1.0))})
+
+    def losses(self):
+        return {"a": self.w[0] + self.own["a"] ** 2, "b": -self.w[0] + self.w[1] + 3 * self.own["b"]}
+
+    def shared_parameters(self):
+        return iter([self.w])
+
+    def task_parameters(self, task):
+        return iter([self.own[task]])
+
+
+def test_pcgrad_through_polytask_matches_the_hand_computed_projection():
+    pytest.importorskip("torchjd")
+    from torchjd.aggregation import PCGrad
+    model = TwoLosses()
+    JacobianAggregation(PCGrad(), "pcgrad").backward(model.losses(), model)
+    # g_a·g_b = -1 < 0: g_a -> g_a - (-1/2) g_b = (0.5, 0.5); g_b -> g_b - (-1/1) g_a = (0, 1); sum
+    torch.testing.assert_close(model.w.grad, torch.tensor([0.5, 1.5]))
+    assert model.own["a"].grad.item() == pytest.approx(2.0) and model.own["b"].grad.item() == pytest.approx(3.0)
+
+
+def test_mgda_gives_the_min_norm_point():
+    pytest.importorskip("torchjd")
+    from torchjd.aggregation import MGDA
+    model = TwoLosses()
+    JacobianAggregation(MGDA(), "mgda").backward(model.losses(), model)
+    # min over λ of |λ g_a + (1-λ) g_b|²: λ = 0.6 -> (0.2, 0.4)
+    torch.testing.assert_close(model.w.grad, torch.tensor([0.2, 0.4]), atol=1e-4, rtol=1e-4)
+
+
+def test_dwa_weights_follow_the_loss_ratio():
+    dwa = DynamicWeightAverage(["a", "b"], temperature=2.0, window=1)
+    w = nn.Parameter(torch.tensor(1.0))
+    for la, lb in [(1.0, 1.0), (0.5, 1.0)]:
+        dwa.backward({"a": w * la, "b": w * lb}, None)
+    ra, rb = 0.5 / 1.0, 1.0 / 1.0
+    za = math.exp(ra / 2)
+    expected_a = 2 * za / (za + math.exp(rb / 2))
+    assert dwa.weights()["a"] == pytest.approx(expected_a)
+    restored = DynamicWeightAverage(["a", "b"], 2.0, 1)
+    restored.load_extra_state(dwa.extra_state())
+    assert restored.weights() == dwa.weights()
+
+
+def test_uncertainty_weighting_learns_log_variances():
+    weighting = UncertaintyWeighting(["a", "b"])
+    w = nn.Parameter(torch.tensor(2.0))
+    used = weighting.backward({"a": w * 1.0, "b": w * 3.0}, None)
+    assert used == {"a": 1.0, "b": 1.0}
+    # d/ds (exp(-s) L + s) at s = 0 is 1 - L
+    assert weighting.log_vars["a"].grad.item() == pytest.approx(1 - 2.0)
+    assert weighting.log_vars["b"].grad.item() == pytest.approx(1 - 6.0)
+
+
+def test_rlw_state_round_trip_gives_the_same_weights():
+    first = RandomLossWeighting(["a", "b"], seed=3)
+    w = nn.Parameter(torch.tensor(1.0))
+    first.backward({"a": w, "b": w}, None)
+    second = RandomLossWeighting(["a", "b"], seed=99)
+    second.load_extra_state(first.extra_state())
+    assert first.backward({"a": w, "b": w}, None) == second.backward({"a": w, "b": w}, None)
+
+
+def test_gradient_methods_need_all_tasks_per_step(fdu_config):
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "weighting": "upgrad"}}
+    with pytest.raises(ConfigError, match="step_mode: all_tasks"):
+        load_config(raw=raw)
+    raw["trainer"]["weighting"] = "magic"
+    with pytest.raises(ConfigError, match="trainer.weighting"):
+        load_config(raw=raw)
+
+
+@pytest.mark.parametrize("method", ["upgrad", "uncertainty", "dwa"])
+def test_all_tasks_mode_trains_with_each_method(fdu_config, method):
+    if method == "upgrad":
+        pytest.importorskip("torchjd")
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "step_mode": "all_tasks", "weighting": method,
+                                     "max_steps": 80, "weighting_options": {"window": 10} if method == "dwa" else {}}}
+    results = train(load_config(raw=raw), quiet=True)
+    assert results["dev_avg"] >= 89.99, results
