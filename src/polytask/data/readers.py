@@ -94,22 +94,13 @@ def _read_lines_keep_blank(path: Path, encoding: str, fallback: str,
 
 
 def _read_lines(path: Path, encoding: str, fallback: str, stats: ReadStats) -> list[tuple[int, str]]:
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError(path, "file is empty")
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+    """Non-blank lines, numbered as in the file; blank ones are counted in ``stats.skipped_blank``."""
     out = []
-    for number, raw in enumerate(lines, start=1):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw.strip():
+    for number, line in _read_lines_keep_blank(path, encoding, fallback, stats):
+        if not line.strip():
             stats.skipped_blank += 1
             continue
-        out.append((number, _decode(raw, encoding, fallback, stats)))
+        out.append((number, line))
     stats.lines = len(out)
     return out
 
