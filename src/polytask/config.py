@@ -122,6 +122,9 @@ class ModelConfig:
     soft_sharing: Literal["l2", "trace"] = "l2"  # soft_sharing: the penalty tying task encoders
     soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
     cross_stitch_init: float = 0.9       # cross_stitch: initial diagonal of each α
+    pretrained: Optional[str] = None     # a local Hugging Face model directory, or "minilm"
+    freeze: Literal["none", "all", "bottom"] = "none"  # pretrained: what stays fixed
+    freeze_layers: int = 0               # pretrained, freeze "bottom": how many lowest layers
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
     char_encoder: Literal["cnn", "bilstm"] = "cnn"

@@ -26,7 +26,11 @@ def load_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict[str, Tas
 
 
 def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
-    """One vocabulary over every task's training text (dev and test never enter it)."""
+    """One vocabulary over every task's training text (dev and test never enter it), or the
+    tokenizer of ``model.pretrained``."""
+    if cfg.model.pretrained:
+        from .modules.pretrained import PretrainedVocab, load_tokenizer
+        return PretrainedVocab(load_tokenizer(cfg.model.pretrained), cfg.data.max_length)
     def sentences():
         for task in tasks.values():
             for ex in task.train:

@@ -14,7 +14,7 @@ import torch
 from .config import ExperimentConfig, load_config
 from .data.batching import encode_examples
 from .data.readers import Example, tokenize
-from .data.vocab import Vocab
+from .data.vocab import Vocab, load_vocab
 from .evaluation.evaluate import evaluate_model, predict_items, predict_tags
 from .evaluation.tables import format_table
 from .experiment import (build_char_vocab, build_vocab, encode_split, load_tasks, make_model,
@@ -40,7 +40,7 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     tasks = load_tasks(cfg, data_dir)
     source = transfer_from if transfer_from is not None else run_dir
     if (resume or transfer_from is not None) and (Path(source) / "vocab.json").is_file():
-        vocab = Vocab.load(Path(source) / "vocab.json")
+        vocab = load_vocab(Path(source) / "vocab.json")
         chars = Vocab.load(Path(source) / "chars.json") if (Path(source) / "chars.json").is_file() else None
     else:
         vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
@@ -130,7 +130,7 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: not a polytask run directory (no {name})")
     cfg = load_config(run_dir / "config.yaml")
-    vocab = Vocab.load(run_dir / "vocab.json")
+    vocab = load_vocab(run_dir / "vocab.json")
     chars = Vocab.load(run_dir / "chars.json") if (run_dir / "chars.json").is_file() else None
     info = ckpt.read_json(run_dir / "tasks.json")
     model = build_model(cfg, specs_from_info(info), len(vocab), num_chars=len(chars) if chars else 0)

@@ -41,3 +41,12 @@ class Vocab:
     @classmethod
     def load(cls, path: Path) -> "Vocab":
         return cls(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_vocab(path: Path):
+    """A run's vocabulary: polytask's word list, or a pretrained model's tokenizer."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "tokenizer" in data:
+        from ..modules.pretrained import PretrainedVocab
+        return PretrainedVocab.load(path)
+    return Vocab(data)

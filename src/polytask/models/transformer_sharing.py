@@ -96,10 +96,72 @@ class TransformerSharingModel(nn.Module):
             yield self.task_tokens
 
 
+class PretrainedSharingModel(nn.Module):
+    """The four patterns on a pretrained Hugging Face encoder (``model.pretrained``).
+
+    S-P pools the top layer; S-C reads the tokenizer's own first token ([CLS]); L-I prepends the
+    task's new trainable token vector, L-E all K of them (before [CLS]), and reads the task's
+    position. Sentence-level tasks only (tagging would need subword-to-word alignment).
+    """
+
+    def __init__(self, encoder, tasks: list[TaskSpec], variant: str, pooling: str, dropout: float):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown transformer sharing pattern {variant!r} ({', '.join(VARIANTS)})")
+        tagging = [t.name for t in tasks if t.tagging]
+        if tagging:
+            raise ValueError(f"model.pretrained: tagging tasks ({', '.join(tagging)}) are not supported on "
+                             "pretrained encoders yet")
+        self.encoder, self.variant = encoder, variant
+        self.names = [t.name for t in tasks]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        if variant in ("li", "le"):
+            self.task_tokens = nn.Parameter(torch.randn(len(tasks), encoder.output_dim) * 0.02)
+        self.prefix = {"sp": 0, "sc": 0, "li": 1, "le": len(tasks)}[variant]
+        self.pool = Pooling(pooling)
+        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
+        self.specs = {t.name: t for t in tasks}
+
+    def encode(self, task: str, ids, mask) -> torch.Tensor:
+        prefix = None
+        if self.variant == "li":
+            prefix = self.task_tokens[self.index[task]][None, None].expand(ids.shape[0], 1, -1)
+        elif self.variant == "le":
+            prefix = self.task_tokens[None].expand(ids.shape[0], -1, -1)
+        states = self.encoder(ids, mask, prefix)                          # (B, P + T, H)
+        if self.variant == "sp":
+            return self.pool(states, mask)
+        if self.variant == "le":
+            return states[:, self.index[task]]
+        return states[:, 0]                                               # [CLS] or the task token
+
+    def forward(self, batch) -> TaskOutput:
+        spec = self.specs[batch.task]
+        u = self.encode(batch.task, batch.tokens, batch.mask)
+        if spec.pair:
+            v = self.encode(batch.task, batch.tokens_b, batch.mask_b)
+            return classification_output(self.heads[batch.task](u, v), batch.labels)
+        return classification_output(self.heads[batch.task](u), batch.labels)
+
+    def shared_parameters(self):
+        yield from self.encoder.parameters()
+        if self.variant == "le":
+            yield self.task_tokens
+
+    def task_parameters(self, task: str):
+        yield from self.heads[task].parameters()
+        if self.variant == "li" and task == self.names[0]:
+            yield self.task_tokens
+
+
 def _builder(variant: str):
     def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
-              num_chars: int = 0) -> TransformerSharingModel:
+              num_chars: int = 0) -> nn.Module:
         m, e = cfg.model, cfg.model.encoder
+        if m.pretrained:
+            from ..modules.pretrained import PretrainedEncoder
+            encoder = PretrainedEncoder(m.pretrained, m.freeze, m.freeze_layers)
+            return PretrainedSharingModel(encoder, tasks, variant, m.pooling, m.dropout)
         if e.type != "transformer":
             raise ValueError(f"model.encoder.type: transformer_{variant} needs 'transformer', not {e.type!r}")
         embedding = build_embedding(m, vocab_size, vectors, num_chars)
