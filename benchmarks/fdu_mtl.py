@@ -64,6 +64,9 @@ def run_polytask(name: str, config: str, overrides: list[str], args) -> dict:
     cmd = [sys.executable, "-m", "polytask.cli", "train", config, "--data-dir", args.data_dir,
            "--output-dir", str(out), "--quiet", "--resume", f"trainer.num_threads={args.threads}",
            *overrides]
+    commit_file = Path(args.work_dir) / f"{name}.commit"
+    if not commit_file.is_file():                        # the code that produces this run's numbers
+        commit_file.write_text(git_commit() + "\n")
     print(f"[bench] {name}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     log = (Path(args.work_dir) / f"{name}.log").open("a")
@@ -144,7 +147,9 @@ def main() -> None:
             with vectors_lock:
                 ensure_vectors(args)
         res = run_polytask(name, config, overrides, args)
+        commit_file = Path(args.work_dir) / f"{name}.commit"
         return {"name": name, "architecture": arch, "config": config, "settings": settings,
+                "code_commit": commit_file.read_text().strip() if commit_file.is_file() else "unknown",
                 "overrides": overrides, "test": res["test"], "test_avg": res["test_avg"],
                 "dev_avg": res["dev_avg"], "seeds": [1], "wall_s": round(res["wall_seconds"], 1),
                 "train_tokens_per_s": round(res["train_tokens_per_s"]), "peak_rss_mb": round(res["peak_rss_mb"]),

@@ -10,6 +10,7 @@ from torch import nn
 from polytask.config import load_config
 from polytask.data.batching import Encoded, collate
 from polytask.models import TaskSpec, build_model
+from polytask.models.shared_private import difference_loss
 from polytask.modules import CNNEncoder, GradientReversal, LSTMEncoder, Pooling, TransformerEncoder
 from polytask.modules.encoders import reverse_padded
 
@@ -298,7 +299,7 @@ def test_asp_reverses_the_adversarial_gradient_into_the_shared_encoder(tmp_path)
     target = torch.zeros(s.shape[0], dtype=torch.long)       # task "a" has index 0
     task_loss = F.cross_entropy(logits, batch.labels)
     adv = F.cross_entropy(model.discriminator(s), target)     # no reversal here
-    diff = (F.normalize(s, dim=1).t() @ F.normalize(h, dim=1)).pow(2).sum()
+    diff = difference_loss(s, h)
     lam, gamma = cfg.model.adversarial_weight, cfg.model.orthogonality_weight
     g_task = torch.autograd.grad(task_loss, shared, retain_graph=True, allow_unused=True)
     g_adv = torch.autograd.grad(adv, shared + disc, retain_graph=True, allow_unused=True)
@@ -321,3 +322,12 @@ def test_shared_private_private_encoders_share_only_the_embedding(tmp_path):
 def test_single_task_models_share_nothing(tmp_path):
     model, _ = tiny_model(tmp_path, "single_task")
     assert not ids(model.models["a"].parameters()) & ids(model.models["b"].parameters())
+
+
+def test_difference_loss_is_zero_for_orthogonal_features_and_bounded():
+    s = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])   # feature 0: + - + -
+    h = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, -1.0], [0.0, -1.0]])   # feature 1: + + - -
+    assert difference_loss(s, h).item() == pytest.approx(0.0, abs=1e-12)
+    torch.manual_seed(0)
+    same = torch.randn(32, 16)
+    assert 0.0 < difference_loss(same, same).item() <= 32.0 ** 2 / 16 ** 2 + 1e-6

