@@ -33,6 +33,22 @@ def cmd_transfer(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .runner import load_run
+    from .serving import make_server
+    server = make_server(load_run(args.run_dir), args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"[polytask] serving {args.run_dir} on http://{host}:{port} (GET /tasks, POST /predict)",
+          file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation.tables import format_table
     from .runner import evaluate
@@ -172,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["json", "conll"], default="json",
                    help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="serve predictions of a trained run over HTTP (JSON)")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_serve)
 
     data = sub.add_parser("data", help="inspect, download or embed data").add_subparsers(
         dest="data_command", required=True)
