@@ -70,3 +70,24 @@ def test_toy_tasks_are_learned(fdu_config, architecture):
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture}}
     results = train(load_config(raw=raw), quiet=True)
     assert results["dev_avg"] >= 89.99, results
+
+
+def test_sluice_mixes_subspaces_weights_layers_and_penalises_overlap(fdu_config):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "sluice", "sluice_orthogonality": 0.5,
+                                   "encoder": {"type": "bilstm", "hidden_dim": 8, "num_layers": 2}}}
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 2), TaskSpec("c", 2)],
+                        vocab_size=20)
+    out = model(collate("b", [Encoded([2, 3, 4, 5], None, 1), Encoded([6, 7], None, 0)]))
+    assert out.inspect["sluice_alpha"].shape == (2, 6, 6)
+    assert out.inspect["sluice_beta"].shape == (3, 2)
+    assert torch.allclose(out.inspect["sluice_beta"].sum(1), torch.ones(3))
+    assert out.parts["subspace_orthogonality"] > 0
+    out.loss.backward()
+    for p in (model.alpha, model.beta):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_sluice_learns_the_toy_tasks(fdu_config):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "sluice"}}
+    assert train(load_config(raw=raw), quiet=True)["dev_avg"] >= 89.99

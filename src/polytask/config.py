@@ -121,7 +121,8 @@ class ModelConfig:
     memory_sharpness: float = 1.0        # shared memory: initial β of the cosine addressing
     soft_sharing: Literal["l2", "trace"] = "l2"  # soft_sharing: the penalty tying task encoders
     soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
-    cross_stitch_init: float = 0.9       # cross_stitch: initial diagonal of each α
+    cross_stitch_init: float = 0.9       # cross_stitch, sluice: initial diagonal of each α
+    sluice_orthogonality: float = 0.01   # sluice: weight of the subspace orthogonality penalty
     pretrained: Optional[str] = None     # a local Hugging Face model directory, or "minilm"
     freeze: Literal["none", "all", "bottom"] = "none"  # pretrained: what stays fixed
     freeze_layers: int = 0               # pretrained, freeze "bottom": how many lowest layers

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private,
-               single_task, soft_sharing, transformer_sharing)
+               single_task, sluice, soft_sharing, transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -18,6 +18,7 @@ REGISTRY = {
     "shared_memory_arc2": shared_memory.build_arc2,
     "soft_sharing": soft_sharing.build,
     "cross_stitch": cross_stitch.build,
+    "sluice": sluice.build,
     **transformer_sharing.REGISTRY,   # transformer_sp, transformer_sc, transformer_li, transformer_le
 }
 

@@ -1,0 +1,107 @@
+"""Sluice networks (Ruder, Bingel, Augenstein, Søgaard, AAAI 2019, "Latent multi-task
+architecture learning", §2).
+
+Every task k has its own stack of BiLSTM layers, and each layer's output is split into two
+subspaces G_{k,1}, G_{k,2}. After layer ℓ a learned matrix α^ℓ of size 2K × 2K mixes all tasks'
+subspaces (Eq. 2, a generalisation of cross-stitch units):
+
+    [G̃_{1,1}; …; G̃_{K,2}] = α^ℓ [G_{1,1}; …; G_{K,2}]
+
+and the next layer of task k reads [G̃_{k,1}; G̃_{k,2}]. The representation a task's head reads is
+a learned mixture of all its layers, Σ_ℓ β_{k,ℓ} h_k^ℓ (the "β" layer weights, §2.2, softmax-
+normalised here). An orthogonality penalty Σ ||G_{k,1}ᵀ G_{k,2}||_F² (Eq. 3) pushes the two
+subspaces of each task layer apart (computed on centred, row-normalised token states and averaged,
+as :func:`polytask.models.shared_private.difference_loss` does). α and β are returned in
+``TaskOutput.inspect``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..modules import LSTMEncoder, Pooling
+from ..modules.embeddings import build_embedding
+from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .shared_private import difference_loss
+
+
+class SluiceNetwork(nn.Module):
+    def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, num_layers: int,
+                 dropout: float, pooling: str, orthogonality: float, diagonal: float = 0.9):
+        super().__init__()
+        if hidden_dim % 2:
+            raise ValueError(f"model.encoder.hidden_dim: sluice splits each direction's {hidden_dim} units "
+                             "into two subspaces; use an even size")
+        self.embedding = embedding
+        self.names = [t.name for t in tasks]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        K, S = len(tasks), 2 * len(tasks)
+        self.columns = nn.ModuleList(
+            nn.ModuleList(LSTMEncoder(embedding.output_dim if layer == 0 else 2 * hidden_dim, hidden_dim)
+                          for layer in range(num_layers))
+            for _ in range(K))
+        off = (1.0 - diagonal) / (S - 1) if S > 1 else 0.0
+        init = torch.full((S, S), off) + torch.eye(S) * (diagonal - off)
+        self.alpha = nn.Parameter(init.repeat(num_layers, 1, 1))               # (L, 2K, 2K)
+        self.beta = nn.Parameter(torch.zeros(K, num_layers))                   # softmax over layers
+        self.orthogonality = orthogonality
+        self.dropout = nn.Dropout(dropout)
+        self.pool = Pooling(pooling, bidirectional=False)
+        self.heads = nn.ModuleDict({t.name: task_head(t, 2 * hidden_dim, dropout) for t in tasks})
+        self.specs = {t.name: t for t in tasks}
+
+    def states(self, task: str, tokens, mask, chars=None):
+        """Task ``task``'s β-mixed states (B, T, 2H) and the subspace orthogonality penalty."""
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+        K = len(self.columns)
+        hs = [x] * K
+        per_layer, penalty = [], x.new_zeros(())
+        for layer in range(self.alpha.shape[0]):
+            outs = [col[layer](h if layer == 0 else self.dropout(h), mask) for col, h in zip(self.columns, hs)]
+            B, T, W = outs[0].shape
+            subspaces = torch.stack([half for o in outs for half in o.split(W // 2, dim=-1)])  # (2K, B, T, W/2)
+            if self.orthogonality:
+                flat = subspaces[:, mask]                                    # (2K, N, W/2) real tokens
+                penalty = penalty + sum(difference_loss(flat[2 * k], flat[2 * k + 1]) for k in range(K))
+            mixed = torch.einsum("st,tbhw->sbhw", self.alpha[layer], subspaces)
+            hs = [torch.cat([mixed[2 * k], mixed[2 * k + 1]], dim=-1) for k in range(K)]
+            per_layer.append(hs[self.index[task]])
+        beta = torch.softmax(self.beta[self.index[task]], dim=0)             # (L,)
+        return torch.einsum("l,lbth->bth", beta, torch.stack(per_layer)), penalty
+
+    def forward(self, batch) -> TaskOutput:
+        spec = self.specs[batch.task]
+        h, penalty = self.states(batch.task, batch.tokens, batch.mask, batch.chars)
+        if spec.tagging:
+            out = tagging_output(self.heads[batch.task], h, batch.mask, batch.labels)
+        elif spec.pair:
+            v, _ = self.states(batch.task, batch.tokens_b, batch.mask_b)
+            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask),
+                                                              self.pool(v, batch.mask_b)), batch.labels)
+        else:
+            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask)), batch.labels)
+        if out.loss is not None and self.orthogonality:
+            out.loss = out.loss + self.orthogonality * penalty
+            out.parts["subspace_orthogonality"] = penalty.detach()
+        out.inspect["sluice_alpha"] = self.alpha.detach()
+        out.inspect["sluice_beta"] = torch.softmax(self.beta.detach(), dim=1)
+        return out
+
+    def shared_parameters(self):
+        yield from self.embedding.parameters()
+        yield from self.columns.parameters()
+        yield self.alpha
+        yield self.beta
+
+    def task_parameters(self, task: str):
+        return self.heads[task].parameters()
+
+
+def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+          num_chars: int = 0) -> SluiceNetwork:
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    return SluiceNetwork(embedding, tasks, m.encoder.hidden_dim, m.encoder.num_layers, m.encoder.dropout,
+                         m.pooling, m.sluice_orthogonality, m.cross_stitch_init)
