@@ -49,6 +49,14 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .evaluation.report import build_report
+    out = Path(args.output)
+    build_report([Path(d) for d in args.run_dirs], out, Path(args.baseline) if args.baseline else None)
+    print(f"[polytask] wrote {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation.tables import format_table
     from .runner import evaluate
@@ -188,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["json", "conll"], default="json",
                    help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="Markdown/HTML report of one or several runs side by side")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--output", default="report", help="directory for report.md/.html/.json and plots")
+    p.add_argument("--baseline", help="single-task run for Δm (default: a single_task run among them)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="serve predictions of a trained run over HTTP (JSON)")
     p.add_argument("run_dir")
