@@ -123,6 +123,8 @@ class ModelConfig:
     soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
     cross_stitch_init: float = 0.9       # cross_stitch, sluice: initial diagonal of each α
     sluice_orthogonality: float = 0.01   # sluice: weight of the subspace orthogonality penalty
+    head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
+    head_regularizer_weight: float = 1e-3  # regularized_heads: weight of the prior on the task layers
     pretrained: Optional[str] = None     # a local Hugging Face model directory, or "minilm"
     freeze: Literal["none", "all", "bottom"] = "none"  # pretrained: what stays fixed
     freeze_layers: int = 0               # pretrained, freeze "bottom": how many lowest layers

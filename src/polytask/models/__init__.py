@@ -1,8 +1,8 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, shared_memory, shared_private,
-               single_task, sluice, soft_sharing, transformer_sharing)
+from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, regularized_heads, shared_memory,
+               shared_private, single_task, sluice, soft_sharing, transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -19,6 +19,7 @@ REGISTRY = {
     "soft_sharing": soft_sharing.build,
     "cross_stitch": cross_stitch.build,
     "sluice": sluice.build,
+    "regularized_heads": regularized_heads.build,
     **transformer_sharing.REGISTRY,   # transformer_sp, transformer_sc, transformer_li, transformer_le
 }
 

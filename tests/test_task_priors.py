@@ -1,0 +1,51 @@
+"""Priors on the task-specific layers: block sparsity, task clustering, tensor-normal."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polytask.config import load_config
+from polytask.data.batching import Encoded, collate
+from polytask.models import TaskSpec, build_model
+from polytask.runner import train
+from polytask.training import regularizers as reg
+
+W = torch.tensor([[[3.0, 0.0, 1.0]], [[4.0, 0.0, -2.0]]])     # K=2 tasks, C=1, D=3
+
+
+def test_block_sparse_norms_by_hand():
+    # feature columns across tasks: (3, 4) -> 5, (0, 0) -> 0, (1, -2) -> √5
+    assert reg.l1_l2_penalty(W).item() == pytest.approx(5 + 5 ** 0.5)
+    assert reg.l1_linf_penalty(W).item() == pytest.approx(4 + 0 + 2)
+
+
+def test_task_clustering_by_hand():
+    mean = torch.tensor([3.5, 0.0, -0.5])
+    expected = mean.pow(2).sum() + (W[:, 0] - mean).pow(2).sum()
+    assert reg.task_clustering_penalty(W).item() == pytest.approx(expected.item())
+
+
+def test_tensor_normal_with_identity_covariances_is_the_squared_norm():
+    eye = [torch.eye(2), torch.eye(1), torch.eye(3)]
+    assert reg.tensor_normal_penalty(W, *eye).item() == pytest.approx(W.pow(2).sum().item())
+    cov = reg.update_covariance(W, 0, eye[1:])
+    assert torch.allclose(cov, cov.t()) and torch.trace(cov).item() == pytest.approx(2.0)
+    assert cov[0, 1] < 0 or cov[0, 1] > 0                    # the two tasks' layers are related
+
+
+@pytest.mark.parametrize("prior", ["l1_l2", "l1_linf", "task_clustering", "tensor_normal"])
+def test_each_prior_trains_the_toy_tasks(fdu_config, prior):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "regularized_heads",
+                                   "head_regularizer": prior, "head_regularizer_weight": 1e-3}}
+    results = train(load_config(raw=raw), quiet=True)
+    assert results["dev_avg"] >= 89.99, results
+
+
+def test_mismatched_class_counts_are_refused(fdu_config):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "regularized_heads"}}
+    with pytest.raises(ValueError, match="same number of classes"):
+        build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 3)], vocab_size=10)
+    model = build_model(load_config(raw={**raw, "model": {**raw["model"], "head_regularizer": "tensor_normal"}}),
+                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=10)
+    out = model(collate("a", [Encoded([2, 3], None, 1)]))
+    assert out.inspect["task_covariance"].shape == (2, 2) and out.parts["head_prior"] > 0
