@@ -49,3 +49,20 @@ def test_mismatched_class_counts_are_refused(fdu_config):
                         [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=10)
     out = model(collate("a", [Encoded([2, 3], None, 1)]))
     assert out.inspect["task_covariance"].shape == (2, 2) and out.parts["head_prior"] > 0
+
+
+def test_factorised_heads_shapes_and_rank(fdu_config):
+    from polytask.models.tensor_factorisation import TensorTrainHeads, TuckerHeads
+    W = TuckerHeads(5, 3, 16, [2, 3, 4])()
+    assert W.shape == (5, 3, 16)
+    assert torch.linalg.matrix_rank(W.reshape(5, -1)) <= 2          # the task-mode rank is r_K
+    W = TensorTrainHeads(5, 3, 16, [2, 4])()
+    assert W.shape == (5, 3, 16) and torch.linalg.matrix_rank(W.reshape(5, -1)) <= 2
+    with pytest.raises(ValueError, match="three ranks"):
+        TuckerHeads(5, 3, 16, [2, 3])
+
+
+@pytest.mark.parametrize("architecture", ["tucker_heads", "tensor_train_heads"])
+def test_factorised_heads_train_the_toy_tasks(fdu_config, architecture):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture}}
+    assert train(load_config(raw=raw), quiet=True)["dev_avg"] >= 89.99

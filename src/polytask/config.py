@@ -125,6 +125,7 @@ class ModelConfig:
     sluice_orthogonality: float = 0.01   # sluice: weight of the subspace orthogonality penalty
     head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
     head_regularizer_weight: float = 1e-3  # regularized_heads: weight of the prior on the task layers
+    factorisation_ranks: Optional[list[int]] = None  # tucker: [task, class, feature]; tensor_train: [r1, r2]
     pretrained: Optional[str] = None     # a local Hugging Face model directory, or "minilm"
     freeze: Literal["none", "all", "bottom"] = "none"  # pretrained: what stays fixed
     freeze_layers: int = 0               # pretrained, freeze "bottom": how many lowest layers

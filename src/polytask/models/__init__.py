@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, regularized_heads, shared_memory,
-               shared_private, single_task, sluice, soft_sharing, transformer_sharing)
+               shared_private, single_task, sluice, soft_sharing, tensor_factorisation, transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
 REGISTRY = {
@@ -20,6 +20,8 @@ REGISTRY = {
     "cross_stitch": cross_stitch.build,
     "sluice": sluice.build,
     "regularized_heads": regularized_heads.build,
+    "tucker_heads": tensor_factorisation.build_tucker,
+    "tensor_train_heads": tensor_factorisation.build_tensor_train,
     **transformer_sharing.REGISTRY,   # transformer_sp, transformer_sc, transformer_li, transformer_le
 }
 
