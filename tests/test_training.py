@@ -13,7 +13,7 @@ import torch
 
 import polytask.runner as runner
 from polytask.cli import main
-from polytask.config import load_config
+from polytask.config import ConfigError, load_config
 from polytask.data.batching import Encoded, TaskBatchIterator
 from polytask.evaluation.evaluate import predict_items
 from polytask.runner import LoadedRun, load_run, predict
@@ -459,3 +459,22 @@ def test_keywords_fixture_is_what_the_tests_assume():
         for label, text in lines:
             words = text.split()
             assert (pos in words) == (label == "1") and (neg in words) == (label == "0")
+
+
+def test_annealed_schedule_moves_from_proportional_to_flat():
+    from polytask.training.schedules import AnnealedSchedule
+    sched = AnnealedSchedule({"big": 900, "small": 100}, seed=1, temperature=1e9, max_steps=1000)
+    early = sum(sched.next(["big", "small"], step=0) == "small" for _ in range(2000)) / 2000
+    late = sum(sched.next(["big", "small"], step=1000) == "small" for _ in range(2000)) / 2000
+    assert abs(early - 0.1) < 0.03 and abs(late - 0.5) < 0.04
+
+
+def test_anti_curriculum_pretrains_on_the_chosen_tasks(fdu_config):
+    from polytask.training.schedules import build_schedule
+    sched = build_schedule("uniform", {"a": 10, "b": 10}, {"a": 1, "b": 1}, seed=1, pretrain_tasks=["b"],
+                           pretrain_steps=50)
+    assert {sched.next(["a", "b"], step) for step in range(50)} == {"b"}
+    assert {sched.next(["a", "b"], step) for step in range(50, 150)} == {"a", "b"}
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "pretrain_tasks": ["zzz"], "pretrain_steps": 5}}
+    with pytest.raises(ConfigError, match="pretrain_tasks"):
+        load_config(raw=raw)

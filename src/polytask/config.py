@@ -145,8 +145,10 @@ class TrainerConfig:
     clip_norm: Optional[float] = 5.0
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
-    schedule: Literal["uniform", "round_robin", "proportional", "temperature"] = "uniform"
+    schedule: Literal["uniform", "round_robin", "proportional", "temperature", "annealed"] = "uniform"
     temperature: float = 2.0
+    pretrain_tasks: list[str] = field(default_factory=list)  # anti-curriculum: these tasks only ...
+    pretrain_steps: int = 0              # ... for the first N steps, then every task
     step_mode: Literal["one_task", "all_tasks"] = "one_task"  # all_tasks: a batch of every task per step
     weighting: str = "equal"             # equal, fixed, uncertainty, dwa, rlw, upgrad, mgda, pcgrad, ...
     weighting_options: dict[str, Any] = field(default_factory=dict)
@@ -373,6 +375,9 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         if task.type == "pair_classification" and task.format == "fdu":
             raise ConfigError(f"{source}: tasks[{i}].format: the fdu format has one text column; "
                               "use tsv/csv/jsonl for pairs")
+    unknown = [t for t in cfg.trainer.pretrain_tasks if t not in seen]
+    if unknown:
+        raise ConfigError(f"{source}: trainer.pretrain_tasks: unknown tasks {unknown} (tasks: {sorted(seen)})")
     from .training.weighting import GRADIENT_METHODS, LOSS_METHODS
     if cfg.trainer.weighting not in LOSS_METHODS + GRADIENT_METHODS:
         raise ConfigError(f"{source}: trainer.weighting: unknown method {cfg.trainer.weighting!r} "

@@ -25,7 +25,7 @@ class WeightedSchedule:
         self.weights = dict(weights)
         self.rng = random.Random(f"{seed}/schedule")
 
-    def next(self, active: list[str]) -> str:
+    def next(self, active: list[str], step: int = 0) -> str:
         return self.rng.choices(active, weights=[self.weights[t] for t in active])[0]
 
     def state_dict(self) -> dict:
@@ -72,7 +72,7 @@ class RoundRobinSchedule:
         self.left = dict(batches)
         self.round: list[str] = []
 
-    def next(self, active: list[str]) -> str:
+    def next(self, active: list[str], step: int = 0) -> str:
         while True:
             while self.round:
                 task = self.round.pop()
@@ -92,8 +92,54 @@ class RoundRobinSchedule:
         self.left, self.round = dict(state["left"]), list(state["round"])
 
 
+class AnnealedSchedule(WeightedSchedule):
+    """Annealed sampling (Stickland & Murray, ICML 2019, §4): p_k ∝ n_k^α with α going from 1
+    (proportional) at step 0 down to 1/T at ``max_steps`` (T = ``trainer.temperature``), so
+    large tasks dominate early and small tasks catch up later."""
+
+    def __init__(self, sizes: dict[str, int], seed: int, temperature: float, max_steps: int):
+        super().__init__({t: float(n) for t, n in sizes.items()}, seed)
+        self.final_alpha, self.max_steps = 1.0 / temperature, max(1, max_steps)
+
+    def next(self, active: list[str], step: int = 0) -> str:
+        alpha = 1.0 + (self.final_alpha - 1.0) * min(step / self.max_steps, 1.0)
+        return self.rng.choices(active, weights=[self.weights[t] ** alpha for t in active])[0]
+
+
+class AntiCurriculum:
+    """Anti-curriculum pre-training (McCann et al. 2018, decaNLP §4): the first ``steps`` steps
+    draw only from ``tasks`` (the hardest ones, chosen by the user), then every task trains."""
+
+    def __init__(self, base, tasks: list[str], steps: int):
+        self.base, self.tasks, self.steps = base, list(tasks), steps
+
+    def next(self, active: list[str], step: int = 0) -> str:
+        if step < self.steps:
+            chosen = [t for t in active if t in self.tasks]
+            if chosen:
+                return self.base.next(chosen, step)
+        return self.base.next(active, step)
+
+    def state_dict(self) -> dict:
+        return self.base.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base.load_state_dict(state)
+
+
 def build_schedule(name: str, sizes: dict[str, int], batches: dict[str, int], seed: int,
-                   temperature: float = 2.0):
+                   temperature: float = 2.0, max_steps: int = 1, pretrain_tasks: list[str] = (),
+                   pretrain_steps: int = 0):
+    base = _base_schedule(name, sizes, batches, seed, temperature, max_steps)
+    if pretrain_steps and pretrain_tasks:
+        return AntiCurriculum(base, list(pretrain_tasks), pretrain_steps)
+    return base
+
+
+def _base_schedule(name: str, sizes: dict[str, int], batches: dict[str, int], seed: int,
+                   temperature: float, max_steps: int):
+    if name == "annealed":
+        return AnnealedSchedule(sizes, seed, temperature, max_steps)
     if name == "uniform":
         return UniformSchedule(sizes, seed)
     if name == "proportional":
@@ -103,4 +149,4 @@ def build_schedule(name: str, sizes: dict[str, int], batches: dict[str, int], se
     if name == "round_robin":
         return RoundRobinSchedule(batches, seed)
     raise ValueError(f"trainer.schedule: unknown schedule {name!r} "
-                     "(uniform, round_robin, proportional, temperature)")
+                     "(uniform, round_robin, proportional, temperature, annealed)")

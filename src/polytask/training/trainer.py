@@ -108,7 +108,8 @@ class Trainer:
                           for task, items in train.items()}
         sizes = {task: len(items) for task, items in train.items()}
         batches = {task: it.batches_per_epoch for task, it in self.iterators.items()}
-        self.schedule = build_schedule(t.schedule, sizes, batches, cfg.seed, t.temperature)
+        self.schedule = build_schedule(t.schedule, sizes, batches, cfg.seed, t.temperature, t.max_steps,
+                                       t.pretrain_tasks, t.pretrain_steps)
         self.step = 0
         self.best: dict = {"mean": -math.inf, "step": 0, "tasks": {}}
         self.bad_evals: dict[str, int] = {"mean": 0}
@@ -290,7 +291,7 @@ class Trainer:
             while not stop:
                 t0 = time.perf_counter()
                 active = [task for task in self.tasks if task not in self.finished]
-                step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active)]
+                step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active, self.step)]
                 self.model.train()
                 self.optimizer.zero_grad(set_to_none=True)
                 losses = {}
