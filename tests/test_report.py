@@ -39,3 +39,18 @@ def test_report_of_two_runs(tmp_path: Path):
     if pytest.importorskip("matplotlib"):
         assert (out / "learning-curves.png").stat().st_size > 1000
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_gradient_similarity_is_logged_and_plotted(fdu_config, tmp_path):
+    from polytask.config import load_config
+    from polytask.runner import train
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "gradient_similarity": True, "max_steps": 40}}
+    train(load_config(raw=raw), quiet=True)
+    run = Path(raw["output_dir"])
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    matrix = record["grad_cosine"]["matrix"]
+    assert record["grad_cosine"]["tasks"] == ["a", "b"]
+    assert matrix[0][0] == pytest.approx(1.0, abs=1e-5) and -1.0 <= matrix[0][1] <= 1.0
+    assert main(["report", str(run), "--output", str(tmp_path / "rep")]) == 0
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "rep" / f"grad-cosine-{run.name}.png").is_file()

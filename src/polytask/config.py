@@ -153,6 +153,7 @@ class TrainerConfig:
     weighting: str = "equal"             # equal, fixed, uncertainty, dwa, rlw, upgrad, mgda, pcgrad, ...
     weighting_options: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 500
+    gradient_similarity: bool = False    # log the tasks' gradient cosine similarities at each evaluation
     patience: Optional[int] = None
     select: Literal["mean", "per_task"] = "mean"
     device: str = "cpu"

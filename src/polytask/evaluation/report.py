@@ -54,6 +54,33 @@ def plot_curves(runs: list[dict], out: Path) -> Optional[Path]:
     return path
 
 
+def plot_gradient_cosines(run: dict, out: Path) -> Optional[Path]:
+    """Heat map of the tasks' gradient cosine similarities, averaged over the logged evaluations."""
+    records = [r["grad_cosine"] for r in run["log"] if "grad_cosine" in r]
+    if not records:
+        return None
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+    except ImportError:
+        return None
+    tasks = records[-1]["tasks"]
+    mean = np.nanmean(np.array([r["matrix"] for r in records], dtype=float), axis=0)
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(tasks), 0.8 + 0.45 * len(tasks)))
+    im = ax.imshow(mean, vmin=-1, vmax=1, cmap="RdBu")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=7)
+    ax.set_title(f"{run['name']}: gradient cosine (mean of {len(records)})", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = out / f"grad-cosine-{run['name']}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def build_report(run_dirs: list[Path], out: Path, baseline: Optional[Path] = None) -> dict:
     """Write ``report.md``, ``report.html`` (and ``learning-curves.png``) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -85,11 +112,16 @@ def build_report(run_dirs: list[Path], out: Path, baseline: Optional[Path] = Non
         lines += ["", f"Single-task baseline: `{base['dir']}`."]
     if plot is not None:
         lines += ["", f"![learning curves]({plot.name})"]
+    for run in runs:
+        heat = plot_gradient_cosines(run, out)
+        if heat is not None:
+            lines += ["", f"![gradient cosine similarity, {run['name']}]({heat.name})"]
     markdown = "\n".join(lines) + "\n"
     (out / "report.md").write_text(markdown, encoding="utf-8")
     body = "".join(f"<p>{html.escape(line)}</p>" if not line.startswith("|") else
                    f"<pre>{html.escape(line)}</pre>" for line in lines if not line.startswith("!["))
-    image = f'<img src="{plot.name}" alt="learning curves">' if plot is not None else ""
+    images = [line[line.index("(") + 1:-1] for line in lines if line.startswith("![")]
+    image = "".join(f'<img src="{name}" alt="{name}">' for name in images)
     (out / "report.html").write_text(f"<!doctype html><meta charset='utf-8'><title>polytask report</title>"
                                      f"<body>{body}{image}</body>", encoding="utf-8")
     (out / "report.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")

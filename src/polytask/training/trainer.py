@@ -226,6 +226,38 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation / selection
 
+    def gradient_cosines(self) -> list[list[float]]:
+        """Cosine similarity between the tasks' gradients on the shared parameters, each from the
+        first dev batch of the task (eval mode: no dropout, no batch drawn from training, so the
+        diagnostic changes nothing about training). Tasks without dev data get NaN rows."""
+        from ..data.batching import eval_batches
+        shared = [p for p in self.model.shared_parameters() if p.requires_grad]
+        grads = []
+        self.model.eval()
+        try:
+            for task in self.tasks:
+                items = self.dev_items.get(task) or []
+                if not items or not shared:
+                    grads.append(None)
+                    continue
+                batch = next(eval_batches(task, items, self.cfg.data.batch_size)).to(self.device)
+                loss = self.model(batch).loss
+                g = torch.autograd.grad(loss, shared, allow_unused=True)
+                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                        for x, p in zip(g, shared)]))
+        finally:
+            self.model.train()
+        matrix = []
+        for a in grads:
+            row = []
+            for b in grads:
+                if a is None or b is None:
+                    row.append(float("nan"))
+                else:
+                    row.append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
+            matrix.append(row)
+        return matrix
+
     def evaluate_dev(self) -> dict[str, float]:
         return evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device,
                               self.task_info)
@@ -317,7 +349,9 @@ class Trainer:
                     running = {}
                     stop = self._select(dev) or self.step >= t.max_steps
                     mean = sum(dev.values()) / len(dev) if dev else float("nan")
-                    self.log({"step": self.step, "event": "eval", "train_loss": mean_losses, "dev": dev,
+                    extra = {"grad_cosine": {"tasks": self.tasks, "matrix": self.gradient_cosines()}} \
+                        if t.gradient_similarity else {}
+                    self.log({**extra, "step": self.step, "event": "eval", "train_loss": mean_losses, "dev": dev,
                               "weights": weights,
                               "dev_mean": mean, "best_dev_mean": self.best["mean"],
                               "lr": self.lr_schedule.get_last_lr()[0], "finished": list(self.finished),
