@@ -101,3 +101,17 @@ def test_all_tasks_mode_trains_with_each_method(fdu_config, method):
                                      "max_steps": 80, "weighting_options": {"window": 10} if method == "dwa" else {}}}
     results = train(load_config(raw=raw), quiet=True)
     assert results["dev_avg"] >= 89.99, results
+
+
+def test_gradnorm_raises_the_weight_of_the_task_that_trains_slower():
+    from polytask.training.weighting import GradNorm
+    model = TwoLosses()
+    gn = GradNorm(["a", "b"], alpha=1.0)
+    gn.backward(model.losses(), model)                      # first step fixes the initial losses
+    model.zero_grad()
+    gn.weights.zero_grad()
+    # task a's loss has not moved while b's halved: a trains slower, so its target norm is above
+    # its norm (G_a = 1 < 0.854 · 4/3) and b's below (G_b = 0.707 > 0.854 · 2/3): w_a up, w_b down
+    losses = {"a": model.losses()["a"], "b": 0.5 * model.losses()["b"]}
+    gn.backward(losses, model)
+    assert gn.weights["a"].grad.item() < 0 < gn.weights["b"].grad.item()

@@ -129,6 +129,53 @@ class RandomLossWeighting(EqualWeighting):
         self.rng.setstate((version, tuple(internal), gauss))
 
 
+class GradNorm(EqualWeighting):
+    """Chen, Badrinarayanan, Lee, Rabinovich, ICML 2018 (GradNorm), Eq. 1-2.
+
+    Task weights w_k are learned so that the norms G_k = ||∇_W w_k L_k|| on the shared parameters
+    W move towards mean(G) · r_k^α, where r_k is task k's inverse training rate (its loss relative
+    to its first loss, over the mean of those ratios). Since w_k is a scalar, G_k = w_k ||∇_W L_k||
+    and no second-order gradient is needed. The weights are renormalised to sum to K before use.
+    """
+
+    def __init__(self, tasks: list[str], alpha: float = 1.5):
+        super().__init__()
+        self.weights = nn.ParameterDict({t: nn.Parameter(torch.ones(())) for t in tasks})
+        self.alpha = alpha
+        self.initial: dict[str, float] = {}
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+        tasks = list(losses)
+        with torch.no_grad():                                   # renormalise: Σ_k w_k = K
+            total = sum(self.weights[t].clamp_min(1e-3) for t in self.weights)
+            for t in self.weights:
+                self.weights[t].copy_(self.weights[t].clamp_min(1e-3) * len(self.weights) / total)
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        if len(tasks) > 1 and shared:
+            norms = {}
+            for t in tasks:
+                grads = torch.autograd.grad(losses[t], shared, retain_graph=True, allow_unused=True)
+                norms[t] = torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
+                self.initial.setdefault(t, max(losses[t].item(), 1e-12))
+            ratios = {t: losses[t].item() / self.initial[t] for t in tasks}
+            mean_ratio = sum(ratios.values()) / len(tasks)
+            g = {t: self.weights[t] * norms[t].detach() for t in tasks}
+            mean_g = sum(v.detach() for v in g.values()) / len(tasks)
+            target = {t: mean_g * (ratios[t] / mean_ratio) ** self.alpha for t in tasks}
+            grad_loss = sum((g[t] - target[t]).abs() for t in tasks)
+            for t, grad in zip(tasks, torch.autograd.grad(grad_loss, [self.weights[t] for t in tasks])):
+                self.weights[t].grad = grad
+        used = {t: self.weights[t].detach() for t in tasks}
+        sum(used[t] * loss for t, loss in losses.items()).backward()
+        return {t: float(w) for t, w in used.items()}
+
+    def extra_state(self) -> dict:
+        return {"initial": self.initial}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.initial = dict(state.get("initial", {}))
+
+
 class JacobianAggregation(EqualWeighting):
     """A TorchJD aggregator on the shared parameters: one gradient per task (the rows of the
     Jacobian), combined by ``aggregator`` (UPGrad, MGDA, PCGrad, CAGrad, Nash-MTL, IMTL-G, ...).
@@ -165,7 +212,7 @@ def _torchjd(name: str):
 
 
 GRADIENT_METHODS = ("upgrad", "mgda", "pcgrad", "imtlg", "cagrad", "nashmtl")
-LOSS_METHODS = ("equal", "fixed", "uncertainty", "dwa", "rlw")
+LOSS_METHODS = ("equal", "fixed", "uncertainty", "dwa", "rlw", "gradnorm")
 
 
 def build_weighting(cfg, tasks: list[str], seed: int) -> EqualWeighting:
@@ -181,6 +228,8 @@ def build_weighting(cfg, tasks: list[str], seed: int) -> EqualWeighting:
         return DynamicWeightAverage(tasks, float(opts.get("temperature", 2.0)), int(opts.get("window", 50)))
     if name == "rlw":
         return RandomLossWeighting(tasks, seed)
+    if name == "gradnorm":
+        return GradNorm(tasks, float(opts.get("alpha", 1.5)))
     if name in GRADIENT_METHODS:
         maker = _torchjd(name)
         if name == "nashmtl":
