@@ -83,3 +83,19 @@ def test_arc2_fits_the_toy_tasks(fdu_config):
     last = json.loads((Path(raw["output_dir"]) / "metrics.jsonl").read_text().splitlines()[-1])
     assert max(last["train_loss"].values()) < 0.05, last
     assert results["dev_avg"] >= 80.0, results
+
+
+def test_fusion_gates_can_be_dumped_per_example(fdu_config, tmp_path):
+    from polytask.cli import main
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "shared_memory_arc2",
+                                   "memory_slots": 4, "memory_width": 4},
+           "trainer": {**fdu_config["trainer"], "max_steps": 20, "eval_every": 20}}
+    train(load_config(raw=raw), quiet=True)
+    texts = tmp_path / "in.txt"
+    texts.write_text("the movie was good\nit was bad\n")
+    out = tmp_path / "gates.jsonl"
+    assert main(["inspect", raw["output_dir"], "--task", "a", "--input", str(texts), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["tokens"] == ["the", "movie", "was", "good"]
+    gates = rows[0]["inspect"]["fusion_global"]                 # (T, H), values in (0, 1)
+    assert len(gates) == 4 and all(0.0 < g < 1.0 for row in gates for g in row)

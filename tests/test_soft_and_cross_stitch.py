@@ -91,3 +91,13 @@ def test_sluice_mixes_subspaces_weights_layers_and_penalises_overlap(fdu_config)
 def test_sluice_learns_the_toy_tasks(fdu_config):
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "sluice"}}
     assert train(load_config(raw=raw), quiet=True)["dev_avg"] >= 89.99
+
+
+def test_learned_alpha_is_written_to_the_run_directory(fdu_config):
+    import json
+    from pathlib import Path
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "cross_stitch"},
+           "trainer": {**fdu_config["trainer"], "max_steps": 20, "eval_every": 20}}
+    train(load_config(raw=raw), quiet=True)
+    structure = json.loads((Path(raw["output_dir"]) / "structure.json").read_text())
+    assert len(structure["cross_stitch_alpha"]) == 1 and len(structure["cross_stitch_alpha"][0]) == 2

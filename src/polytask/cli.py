@@ -49,6 +49,20 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from .runner import inspect_examples, load_run
+    run = load_run(args.run_dir)
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    with source:
+        texts = [line.rstrip("\n") for line in source if line.strip()][: args.limit]
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    for record in inspect_examples(run, args.task, texts):
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if args.output:
+        out.close()
+    return 0
+
+
 def cmd_report(args) -> int:
     from .evaluation.report import build_report
     out = Path(args.output)
@@ -196,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["json", "conll"], default="json",
                    help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("inspect", help="dump what the model exposes per example (fusion gates, ...)")
+    p.add_argument("run_dir")
+    p.add_argument("--task", required=True)
+    p.add_argument("--input", help="texts, one per line (default: stdin)")
+    p.add_argument("--output", help="JSON lines out (default: stdout)")
+    p.add_argument("--limit", type=int, default=20, help="at most this many texts")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("report", help="Markdown/HTML report of one or several runs side by side")
     p.add_argument("run_dirs", nargs="+")

@@ -67,6 +67,9 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
                "params": sum(p.numel() for p in model.parameters()),
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
+    structure = learned_structure(model, dev_items or train_items, trainer.device)
+    if structure:
+        ckpt.write_json(run_dir / "structure.json", structure)
     if not quiet:
         print(format_table({"dev": dev, "test": test}, list(tasks), markdown=False))
         print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
@@ -107,6 +110,44 @@ def transfer_config(run_dir: str | Path, task_config: str | Path,
     raw["model"] = source["model"]
     raw.setdefault("data", {})["max_length"] = source["data"]["max_length"]
     return load_config(raw=raw, overrides=overrides)
+
+
+STRUCTURE_KEYS = ("cross_stitch_alpha", "sluice_alpha", "sluice_beta", "task_covariance")
+
+
+@torch.no_grad()
+def learned_structure(model: torch.nn.Module, items: dict, device) -> dict:
+    """The architecture's learned sharing structure (cross-stitch α, sluice α/β, task covariance),
+    read from ``TaskOutput.inspect`` on one example, as nested lists for ``structure.json``."""
+    from .data.batching import collate
+    task = next((t for t, its in items.items() if its), None)
+    if task is None:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(collate(task, items[task][:1]).to(device))
+    finally:
+        model.train(was_training)
+    return {k: v.cpu().tolist() for k, v in out.inspect.items() if k in STRUCTURE_KEYS}
+
+
+def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
+    """Per-example inspection values (fusion gates, mixing weights, ...) with the tokens."""
+    from .data.batching import collate
+    info = run.task_info[task]
+    tcfg = next(t for t in run.cfg.tasks if t.name == task)
+    out = []
+    for i, text in enumerate(texts):
+        tokens = tokenize(text, tcfg.tokenizer, tcfg.lowercase) or ["<unk>"]
+        items = encode_examples([Example(tokens=tokens, line=i + 1)], run.vocab, info["labels"],
+                                run.cfg.data.max_length, run.chars)
+        with torch.no_grad():
+            result = run.model(collate(task, items).to(run.device))
+        out.append({"text": text, "tokens": tokens[: run.cfg.data.max_length],
+                    "inspect": {k: v[0].cpu().tolist() if v.dim() > 2 else v.cpu().tolist()
+                                for k, v in result.inspect.items()}})
+    return out
 
 
 def _avg(scores: dict[str, float]) -> Optional[float]:
