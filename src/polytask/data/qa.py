@@ -1,0 +1,65 @@
+"""Question answering data: SQuAD-format JSON, and tasks cast as (context, question, answer).
+
+decaNLP (McCann et al. 2018) treats every task as question answering; this module holds the
+reading side: SQuAD v1.1 files and the article-level split used here (only the official dev file
+is available, so it is split by article).
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .readers import DataError
+
+
+@dataclass
+class QAExample:
+    context: str
+    question: str
+    answers: list[str] = field(default_factory=list)     # gold answer texts (several in SQuAD dev)
+    answer_starts: list[int] = field(default_factory=list)
+    id: str = ""
+    title: str = ""
+
+
+def read_squad(path: str | Path) -> list[QAExample]:
+    """Every question of a SQuAD v1.1 JSON file, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DataError(path, "not a SQuAD file: expected {\"data\": [articles]}")
+    out = []
+    for a, article in enumerate(data["data"]):
+        for p, para in enumerate(article.get("paragraphs", [])):
+            context = para.get("context")
+            if not isinstance(context, str):
+                raise DataError(path, f"data[{a}].paragraphs[{p}]: no context")
+            for qa in para.get("qas", []):
+                answers = qa.get("answers", [])
+                out.append(QAExample(context=context, question=qa["question"],
+                                     answers=[x["text"] for x in answers],
+                                     answer_starts=[x["answer_start"] for x in answers],
+                                     id=qa.get("id", ""), title=article.get("title", "")))
+    if not out:
+        raise DataError(path, "no questions found")
+    return out
+
+
+def split_by_article(examples: list[QAExample], test_fraction: float = 0.5,
+                     seed: int = 1) -> tuple[list[QAExample], list[QAExample]]:
+    """Split by article title (no paragraph of a test article is seen in training); the titles are
+    shuffled with ``seed`` and the first ``1 - test_fraction`` of them train."""
+    titles = list(dict.fromkeys(ex.title for ex in examples))
+    random.Random(f"{seed}/squad-split").shuffle(titles)
+    cut = round(len(titles) * (1 - test_fraction))
+    train_titles = set(titles[:cut])
+    train = [ex for ex in examples if ex.title in train_titles]
+    test = [ex for ex in examples if ex.title not in train_titles]
+    return train, test
