@@ -1,0 +1,185 @@
+"""MQAN: the multitask question answering network of decaNLP (McCann, Keskar, Xiong, Socher 2018,
+"The Natural Language Decathlon: Multitask Learning as Question Answering", §3, Fig. 2).
+
+Every task is (context, question) -> answer; the question names the task, so the network has no
+task-specific parts at all. Shapes: B batch, C context length, Q question length, A answer
+length, H hidden size, V vocabulary, V+ the extended vocabulary (V plus the batch's
+out-of-vocabulary source words, which can only be copied).
+
+Encoder (§3.1): word embeddings -> a shared BiLSTM over context and question (with a skip
+connection of the embeddings) -> coattention (each side summarises the other, and the context
+also reads the question's summary of it) -> a dimension-reducing BiLSTM -> Transformer
+self-attention layers -> a final BiLSTM.
+
+Decoder (§3.2): the answer so far is embedded, passed through Transformer decoder layers that
+attend over the context, then an LSTM whose state attends over the final context and question
+encodings. The output distribution mixes three sources (Eq. in §3.2):
+
+    p(w) = γ p_vocab(w) + (1 − γ) [λ p_context(w) + (1 − λ) p_question(w)]
+
+with γ (vocabulary vs copying) and λ (context vs question) predicted at every step. Copying from
+the question is what answers a question with label words never seen as answers (zero-shot).
+``pointers=False`` gives the paper's sequence-to-sequence baseline: p(w) = p_vocab(w) only.
+
+Character n-gram embeddings of the paper are not included yet (word embeddings only).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modules.encoders import LSTMEncoder
+
+
+def _attend(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor):
+    """Dot-product attention of query (B, H) over keys (B, T, H) -> weights (B, T), summary (B, H)."""
+    scores = torch.einsum("bh,bth->bt", query, keys).masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights, torch.einsum("bt,bth->bh", weights, keys)
+
+
+class Coattention(nn.Module):
+    """Context (B, C, H) and question (B, Q, H) -> context (B, C, 3H), question (B, Q, 2H)."""
+
+    def forward(self, c, q, c_mask, q_mask):
+        affinity = torch.einsum("bch,bqh->bcq", c, q)                              # (B, C, Q)
+        over_q = torch.softmax(affinity.masked_fill(~q_mask[:, None, :], float("-inf")), dim=2)
+        over_c = torch.softmax(affinity.masked_fill(~c_mask[:, :, None], float("-inf")), dim=1)
+        q_summary = torch.einsum("bcq,bch->bqh", over_c, c)                        # question reads context
+        c_summary = torch.einsum("bcq,bqh->bch", over_q, q)                        # context reads question
+        c_second = torch.einsum("bcq,bqh->bch", over_q, q_summary)                 # ... and its summary
+        return torch.cat([c, c_summary, c_second], -1), torch.cat([q, q_summary], -1)
+
+
+class MQAN(nn.Module):
+    def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_dim: int = 64,
+                 transformer_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
+                 pointers: bool = True):
+        super().__init__()
+        if hidden_dim % 2 or hidden_dim % num_heads:
+            raise ValueError("hidden_dim must be even and divisible by num_heads")
+        H = hidden_dim
+        self.vocab_size, self.pointers = vocab_size, pointers
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.shared = LSTMEncoder(embedding_dim, H // 2)
+        self.coattention = Coattention()
+        self.reduce_c = LSTMEncoder(3 * H + embedding_dim, H // 2)
+        self.reduce_q = LSTMEncoder(2 * H + embedding_dim, H // 2)
+        layer = lambda: nn.TransformerEncoderLayer(H, num_heads, 2 * H, dropout, batch_first=True)  # noqa: E731
+        self.self_attention_c = nn.TransformerEncoder(layer(), transformer_layers, enable_nested_tensor=False)
+        self.self_attention_q = nn.TransformerEncoder(layer(), transformer_layers, enable_nested_tensor=False)
+        self.final_c = LSTMEncoder(H, H // 2)
+        self.final_q = LSTMEncoder(H, H // 2)
+        self.answer_embedding = nn.Linear(embedding_dim, H)
+        self.positions = nn.Embedding(512, H)
+        dec_layer = nn.TransformerDecoderLayer(H, num_heads, 2 * H, dropout, batch_first=True)
+        self.decoder = nn.TransformerDecoder(dec_layer, transformer_layers)
+        self.cell = nn.LSTMCell(2 * H, H)
+        self.vocab_out = nn.Linear(3 * H, vocab_size)
+        self.switches = nn.Linear(4 * H, 2)                                         # γ, λ
+        self.dropout = nn.Dropout(dropout)
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, context, c_mask, question, q_mask):
+        """-> final context (B, C, H) and question (B, Q, H) encodings."""
+        ec = self.dropout(self.embedding(context.clamp_max(self.vocab_size - 1) * (context < self.vocab_size)))
+        eq = self.dropout(self.embedding(question.clamp_max(self.vocab_size - 1) * (question < self.vocab_size)))
+        c = self.shared(ec, c_mask)
+        q = self.shared(eq, q_mask)
+        c, q = self.coattention(c, q, c_mask, q_mask)
+        c = self.reduce_c(torch.cat([c, ec], -1), c_mask)                           # skip connection
+        q = self.reduce_q(torch.cat([q, eq], -1), q_mask)
+        c = self.self_attention_c(c, src_key_padding_mask=~c_mask)
+        q = self.self_attention_q(q, src_key_padding_mask=~q_mask)
+        return self.final_c(c, c_mask), self.final_q(q, q_mask)
+
+    # ------------------------------------------------------------------ decoder
+    def _embed_answer(self, prev: torch.Tensor) -> torch.Tensor:
+        in_vocab = prev * (prev < self.vocab_size)                                  # copied OOV -> <pad>
+        x = self.answer_embedding(self.embedding(in_vocab))
+        return x + self.positions(torch.arange(prev.shape[1], device=prev.device))[None]
+
+    def distributions(self, prev, enc_c, enc_q, c_ext, q_ext, c_mask, q_mask, extended_size: int):
+        """p(w) over the extended vocabulary for every answer position: (B, A, V+)."""
+        B, A = prev.shape
+        causal = torch.triu(torch.ones(A, A, dtype=torch.bool, device=prev.device), diagonal=1)
+        dec = self.decoder(self._embed_answer(prev), enc_c, tgt_mask=causal,
+                           memory_key_padding_mask=~c_mask)                          # (B, A, H)
+        H = dec.shape[-1]
+        h = dec.new_zeros(B, H)
+        cell = dec.new_zeros(B, H)
+        ctx = dec.new_zeros(B, H)
+        out = []
+        for t in range(A):
+            h, cell = self.cell(torch.cat([dec[:, t], ctx], -1), (h, cell))
+            a_c, ctx = _attend(h, enc_c, c_mask)                                     # over the context
+            a_q, q_vec = _attend(h, enc_q, q_mask)                                   # over the question
+            features = torch.cat([h, ctx, q_vec], -1)
+            p_vocab = torch.softmax(self.vocab_out(self.dropout(features)), -1)     # (B, V)
+            p = F.pad(p_vocab, (0, extended_size - self.vocab_size))
+            if self.pointers:
+                gamma, lam = torch.sigmoid(self.switches(torch.cat([features, dec[:, t]], -1))).unbind(-1)
+                p_ctx = p.new_zeros(B, extended_size).scatter_add_(1, c_ext, a_c)
+                p_q = p.new_zeros(B, extended_size).scatter_add_(1, q_ext, a_q)
+                p = gamma[:, None] * p + (1 - gamma)[:, None] * (lam[:, None] * p_ctx + (1 - lam)[:, None] * p_q)
+            out.append(p)
+        return torch.stack(out, 1)
+
+    def forward(self, context, c_mask, question, q_mask, answer, a_mask, extended_size: int):
+        """Teacher-forced NLL of ``answer`` (B, A) (ids in the extended vocabulary; answer[:, 0]
+        is the start symbol) -> (loss, distributions)."""
+        enc_c, enc_q = self.encode(context, c_mask, question, q_mask)
+        probs = self.distributions(answer[:, :-1], enc_c, enc_q, context, question, c_mask, q_mask,
+                                   extended_size)                                    # (B, A-1, V+)
+        target, mask = answer[:, 1:], a_mask[:, 1:]
+        nll = -torch.log(probs.gather(2, target[..., None]).squeeze(-1).clamp_min(1e-12))
+        return (nll * mask).sum() / mask.sum().clamp_min(1), probs
+
+    @torch.no_grad()
+    def greedy(self, context, c_mask, question, q_mask, start: int, end: int, max_length: int,
+               extended_size: int) -> torch.Tensor:
+        """Greedy decoding -> (B, ≤ max_length) extended ids, without the start symbol."""
+        enc_c, enc_q = self.encode(context, c_mask, question, q_mask)
+        prev = torch.full((context.shape[0], 1), start, dtype=torch.long, device=context.device)
+        done = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+        for _ in range(max_length):
+            p = self.distributions(prev, enc_c, enc_q, context, question, c_mask, q_mask, extended_size)
+            nxt = p[:, -1].argmax(-1)
+            prev = torch.cat([prev, nxt[:, None]], 1)
+            done |= nxt == end
+            if bool(done.all()):
+                break
+        return prev[:, 1:]
+
+    @torch.no_grad()
+    def beam_search(self, context, c_mask, question, q_mask, start: int, end: int, max_length: int,
+                    extended_size: int, beam: int = 4) -> list[list[int]]:
+        """Beam search, one example at a time; returns the best sequence per example (no start)."""
+        results = []
+        for i in range(context.shape[0]):
+            args = (context[i:i + 1], c_mask[i:i + 1], question[i:i + 1], q_mask[i:i + 1])
+            enc_c, enc_q = self.encode(*args)
+            beams = [([start], 0.0)]
+            finished = []
+            for _ in range(max_length):
+                candidates = []
+                for seq, score in beams:
+                    prev = torch.tensor([seq], device=context.device)
+                    p = self.distributions(prev, enc_c, enc_q, args[0], args[2], args[1], args[3],
+                                           extended_size)[0, -1]
+                    top = torch.topk(torch.log(p.clamp_min(1e-12)), beam)
+                    candidates += [(seq + [int(w)], score + float(s)) for s, w in zip(top.values, top.indices)]
+                candidates.sort(key=lambda c: c[1] / math.sqrt(len(c[0])), reverse=True)
+                beams = []
+                for seq, score in candidates[:beam]:
+                    (finished if seq[-1] == end else beams).append((seq, score))
+                if not beams:
+                    break
+            pool = finished or beams
+            best = max(pool, key=lambda c: c[1] / math.sqrt(len(c[0])))
+            results.append(best[0][1:])
+        return results
