@@ -49,3 +49,20 @@ def test_real_squad_dev_split():
     assert len(examples) == 10570 and len({e.title for e in examples}) == 48
     train, test = split_by_article(examples, 0.5, seed=1)
     assert len({e.title for e in train}) == 24 and len(train) + len(test) == 10570
+
+
+def test_every_task_type_renders_as_qa():
+    from polytask.data.qa import classification_as_qa, pair_as_qa, tagging_as_qa
+    words = {"0": "negative", "1": "positive"}
+    ex = classification_as_qa("works great", "1", "Is this review {labels}?", words)
+    assert (ex.context, ex.question, ex.answers) == ("works great", "Is this review negative, positive?",
+                                                     ["positive"])
+    ex = pair_as_qa("A man sleeps.", "Nobody sleeps.", "c", "{b} -- entailment, neutral, or contradiction?",
+                    {"c": "contradiction"})
+    assert ex.question.startswith("Nobody sleeps. --") and ex.answers == ["contradiction"]
+    ex = tagging_as_qa("John lives in New York".split(), ["B-PER", "O", "O", "B-LOC", "I-LOC"],
+                       "What are the named entities?")
+    assert ex.answers == ["John (PER), New York (LOC)"]
+    assert tagging_as_qa(["hi"], ["O"], "q").answers == ["none"]
+    with pytest.raises(ValueError, match="needs \\{b\\}"):
+        pair_as_qa("a", "b", "c", "no placeholder", {"c": "x"})

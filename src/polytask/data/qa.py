@@ -63,3 +63,38 @@ def split_by_article(examples: list[QAExample], test_fraction: float = 0.5,
     train = [ex for ex in examples if ex.title in train_titles]
     test = [ex for ex in examples if ex.title not in train_titles]
     return train, test
+
+
+# ----------------------------------------------------------------------------- tasks as QA
+# decaNLP casts every task as (context, question, answer). The templates are the user's: a
+# classification task gives its question and the answer word of each label; a sentence-pair task
+# puts its second text into the question with ``{b}``; a tagging task answers with the tagged
+# spans rendered as text. ``{labels}`` in a question lists the answer words.
+
+
+def classification_as_qa(text: str, label: str, question: str, answers: dict[str, str]) -> QAExample:
+    """("this blender is great", "1", "Is this review negative or positive?", {"0": "negative",
+    "1": "positive"}) -> context = the text, answer = "positive"."""
+    if label not in answers:
+        raise ValueError(f"no answer word for label {label!r} (answer words: {answers})")
+    return QAExample(context=text, question=question.format(labels=", ".join(answers.values())),
+                     answers=[answers[label]])
+
+
+def pair_as_qa(text_a: str, text_b: str, label: str, question: str, answers: dict[str, str]) -> QAExample:
+    """Premise as context; the question template holds the hypothesis: "{b} -- entailment,
+    neutral, or contradiction?"."""
+    if "{b}" not in question:
+        raise ValueError(f"the question template of a sentence-pair task needs {{b}}: {question!r}")
+    if label not in answers:
+        raise ValueError(f"no answer word for label {label!r} (answer words: {answers})")
+    return QAExample(context=text_a, question=question.format(b=text_b, labels=", ".join(answers.values())),
+                     answers=[answers[label]])
+
+
+def tagging_as_qa(tokens: list[str], tags: list[str], question: str, scheme: str = "BIO") -> QAExample:
+    """The tagged chunks as text: "John lives in New York" with PER/LOC tags and the question
+    "What are the named entities?" -> "John (PER), New York (LOC)"; "none" when there is none."""
+    from ..evaluation.spans import chunks
+    spans = [f"{' '.join(tokens[s:e + 1])} ({kind})" for kind, s, e in chunks(tags)] if scheme else []
+    return QAExample(context=" ".join(tokens), question=question, answers=[", ".join(spans) or "none"])
