@@ -478,3 +478,11 @@ def test_anti_curriculum_pretrains_on_the_chosen_tasks(fdu_config):
     raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "pretrain_tasks": ["zzz"], "pretrain_steps": 5}}
     with pytest.raises(ConfigError, match="pretrain_tasks"):
         load_config(raw=raw)
+
+
+@pytest.mark.parametrize("trainer", [{"grad_accumulation": 2}, {"precision": "bf16"}])
+def test_accumulation_and_mixed_precision_train(fdu_config, trainer):
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], **trainer}}
+    results = runner.train(load_config(raw=raw), quiet=True)
+    assert results["steps"] == raw["trainer"]["max_steps"]
+    assert results["dev_avg"] >= 89.99, results

@@ -153,6 +153,8 @@ class TrainerConfig:
     weighting: str = "equal"             # equal, fixed, uncertainty, dwa, rlw, upgrad, mgda, pcgrad, ...
     weighting_options: dict[str, Any] = field(default_factory=dict)
     eval_every: int = 500
+    grad_accumulation: int = 1           # micro-batches (schedule draws) per optimizer step
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; fp16 uses a gradient scaler (GPU)
     gradient_similarity: bool = False    # log the tasks' gradient cosine similarities at each evaluation
     patience: Optional[int] = None
     select: Literal["mean", "per_task"] = "mean"
@@ -389,7 +391,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if cfg.model.char_embedding_dim > 0 and any(t.type == "pair_classification" for t in cfg.tasks):
         raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
                           "available for sentence-pair tasks yet; set it to 0")
-    positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.eval_every": cfg.trainer.eval_every,
+    positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.grad_accumulation": cfg.trainer.grad_accumulation, "trainer.eval_every": cfg.trainer.eval_every,
                 "data.batch_size": cfg.data.batch_size, "data.max_length": cfg.data.max_length,
                 "model.embedding_dim": cfg.model.embedding_dim,
                 "model.encoder.hidden_dim": cfg.model.encoder.hidden_dim}

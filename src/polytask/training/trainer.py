@@ -118,6 +118,8 @@ class Trainer:
         self.train_seconds = 0.0
         self._best_state: Optional[dict[str, torch.Tensor]] = None
         self._writer = None
+        # fp16 needs loss scaling against underflow (CUDA); bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" and self.device.type == "cuda" else None
         self._task_param_names = self._param_names_by_task()
 
     # ------------------------------------------------------------------ setup / checkpoints
@@ -303,6 +305,13 @@ class Trainer:
                                                "per_task": self.best["tasks"]})
         return len(self.finished) == len(self.tasks)
 
+    def _autocast(self):
+        precision = self.cfg.trainer.precision
+        if precision == "fp32":
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> dict:
@@ -323,23 +332,32 @@ class Trainer:
             while not stop:
                 t0 = time.perf_counter()
                 active = [task for task in self.tasks if task not in self.finished]
-                step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active, self.step)]
                 self.model.train()
                 self.optimizer.zero_grad(set_to_none=True)
-                losses = {}
-                for task in step_tasks:
-                    batch = next(self.iterators[task]).to(self.device)
-                    losses[task] = self.model(batch).loss
-                    self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
-                                                               if batch.lengths_b is not None else 0)
-                weights = self.weighting.backward(losses, self.model)
+                for _ in range(t.grad_accumulation):
+                    step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active, self.step)]
+                    losses = {}
+                    for task in step_tasks:
+                        batch = next(self.iterators[task]).to(self.device)
+                        with self._autocast():
+                            losses[task] = self.model(batch).loss.float() / t.grad_accumulation
+                        self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
+                                                                   if batch.lengths_b is not None else 0)
+                    scaled = {k: self.scaler.scale(v) for k, v in losses.items()} if self.scaler else losses
+                    weights = self.weighting.backward(scaled, self.model)
+                    for task, loss in losses.items():
+                        running.setdefault(task, []).append(loss.item() * t.grad_accumulation)
+                if self.scaler:
+                    self.scaler.unscale_(self.optimizer)
                 if t.clip_norm:
                     torch.nn.utils.clip_grad_norm_(self.params, t.clip_norm)
-                self.optimizer.step()
+                if self.scaler:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
                 self.lr_schedule.step()
                 self.step += 1
-                for task, loss in losses.items():
-                    running.setdefault(task, []).append(loss.item())
                 self.train_seconds += time.perf_counter() - t0
                 if bar:
                     bar.update(1)
