@@ -110,7 +110,7 @@ def cmd_predict(args) -> int:
     if run.task_info.get(args.task, {}).get("type") == "tagging":
         return _write_tagging(args, run)
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin
-    pair = run.task_info.get(args.task, {}).get("type") == "pair_classification"
+    pair = run.task_info.get(args.task, {}).get("type") in ("pair_classification", "qa")
     texts = []
     with source:
         for line in source:
@@ -120,8 +120,8 @@ def cmd_predict(args) -> int:
             texts.append(tuple(line.split("\t", 1)) if pair else line)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     for text, pred in zip(texts, predict(run, args.task, texts)):
-        record = {"text": text if not pair else list(text), "label": pred["label"],
-                  "probability": pred["probability"]}
+        record = {"text": text if not pair else list(text), **{k: pred[k] for k in ("label", "probability", "answer")
+                                                                if k in pred}}
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     if args.output:
         out.close()

@@ -45,8 +45,8 @@ class TaskConfig:
     """
 
     name: str = ""
-    type: Literal["classification", "pair_classification", "tagging"] = "classification"
-    format: Literal["fdu", "tsv", "csv", "jsonl", "conll", "conllu"] = "fdu"
+    type: Literal["classification", "pair_classification", "tagging", "qa"] = "classification"
+    format: Literal["fdu", "tsv", "csv", "jsonl", "conll", "conllu", "squad"] = "fdu"
     train: Optional[str] = None
     dev: Optional[str] = None
     test: Optional[str] = None
@@ -67,6 +67,9 @@ class TaskConfig:
     conllu_field: Literal["upos", "xpos"] = "upos"
     tag_scheme: Optional[Literal["BIO", "BIOES"]] = None
     tagging_head: Literal["softmax", "crf"] = "crf"
+    question: Optional[str] = None       # qa from a labelled file: the question ({b}: second text, {labels})
+    answer_words: Optional[dict[str, Any]] = None  # qa from a labelled file: label -> answer text
+    article_split: Optional[float] = None  # squad: test fraction, split by article from the train file
 
 
 @dataclass
@@ -125,6 +128,8 @@ class ModelConfig:
     sluice_orthogonality: float = 0.01   # sluice: weight of the subspace orthogonality penalty
     head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
     head_regularizer_weight: float = 1e-3  # regularized_heads: weight of the prior on the task layers
+    max_answer_length: int = 30          # mqan / seq2seq: longest generated answer
+    beam_size: int = 1                   # mqan / seq2seq: 1 = greedy decoding
     factorisation_ranks: Optional[list[int]] = None  # tucker: [task, class, feature]; tensor_train: [r1, r2]
     pretrained: Optional[str] = None     # a local Hugging Face model directory, or "minilm"
     freeze: Literal["none", "all", "bottom"] = "none"  # pretrained: what stays fixed
@@ -368,8 +373,13 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: tasks[{i}].train: a train file is needed ({task.name})")
         if task.dev_split.policy == "file" and task.dev is None:
             raise ConfigError(f"{source}: tasks[{i}].dev: dev_split.policy is 'file' but no dev path")
-        if task.type == "pair_classification" and task.text_b_column is None and task.format != "fdu":
+        if task.type == "pair_classification" and task.text_b_column is None and task.format not in ("fdu",):
             raise ConfigError(f"{source}: tasks[{i}].text_b_column: pair tasks need a second text column")
+        if task.type == "qa" and task.format != "squad" and (task.question is None or not task.answer_words):
+            raise ConfigError(f"{source}: tasks[{i}].question: a qa task read from a {task.format} file "
+                              "needs a question template and answer_words (label -> answer)")
+        if task.format == "squad" and task.type != "qa":
+            raise ConfigError(f"{source}: tasks[{i}].type: squad files are read by qa tasks")
         tagging_formats = ("conll", "conllu")
         if (task.type == "tagging") != (task.format in tagging_formats):
             raise ConfigError(f"{source}: tasks[{i}].format: tagging tasks read conll/conllu files, "

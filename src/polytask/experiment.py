@@ -8,7 +8,7 @@ from typing import Optional
 from .config import ExperimentConfig
 from .data.batching import Encoded, encode_examples
 from .data.task import Task, load_task, resolve_path
-from .data.vocab import Vocab
+from .data.vocab import BOS, EOS, PAD, UNK, Vocab
 from .models import TaskSpec, build_model
 
 
@@ -37,7 +37,12 @@ def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
                 yield ex.tokens[: cfg.data.max_length]
                 if ex.tokens_b is not None:
                     yield ex.tokens_b[: cfg.data.max_length]
-    return Vocab.build(sentences(), cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
+                if ex.answer is not None:
+                    yield ex.answer
+    vocab = Vocab.build(sentences(), cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
+    if any(t.type == "qa" for t in tasks.values()):     # answers start and end with <s> ... </s>
+        vocab = Vocab([PAD, UNK, BOS, EOS] + [t for t in vocab.itos[2:] if t not in (BOS, EOS)])
+    return vocab
 
 
 def build_char_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Optional[Vocab]:
@@ -57,7 +62,7 @@ def task_info(tasks: dict[str, Task]) -> dict[str, dict]:
 def specs_from_info(info: dict[str, dict]) -> list[TaskSpec]:
     return [TaskSpec(name, len(i["labels"]), i["type"] == "pair_classification",
                      tagging=i["type"] == "tagging", labels=tuple(i["labels"]),
-                     scheme=i.get("scheme"), head=i.get("head", "softmax"))
+                     scheme=i.get("scheme"), head=i.get("head", "softmax"), qa=i["type"] == "qa")
             for name, i in info.items()]
 
 

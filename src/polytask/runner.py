@@ -59,8 +59,9 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     trainer.setup(resume=resume)
     summary = trainer.train()
     trainer.load_best()
-    dev = evaluate_model(model, dev_items, cfg.data.eval_batch_size, trainer.device, info)
-    test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device, info)
+    itos = getattr(vocab, "itos", None)
+    dev = evaluate_model(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
+    test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device, info, itos)
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": time.perf_counter() - wall0,
@@ -194,7 +195,8 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] 
             raise ValueError(f"task {name!r}: the data's labels {task.labels} differ from the "
                              f"trained ones {run.task_info[name]['labels']}")
         items[name] = encode_split(task, split, run.vocab, run.cfg.data.max_length, run.chars)
-    return evaluate_model(run.model, items, run.cfg.data.eval_batch_size, run.device, run.task_info)
+    return evaluate_model(run.model, items, run.cfg.data.eval_batch_size, run.device, run.task_info,
+                          getattr(run.vocab, "itos", None))
 
 
 def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -> list[dict]:
@@ -205,6 +207,8 @@ def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -
     info = run.task_info[task]
     if info["type"] == "tagging":
         return predict_tagging(run, task, texts)
+    if info["type"] == "qa":
+        return answer_questions(run, task, texts)
     pair = info["type"] == "pair_classification"
     examples = []
     for i, text in enumerate(texts):
@@ -254,3 +258,21 @@ def predict_tagging(run: LoadedRun, task: str, sentences: Iterable[str | list[st
     for i, pred in zip(owner, tags):
         out[i]["tags"].extend(info["labels"][t] for t in pred)
     return out
+
+
+def answer_questions(run: LoadedRun, task: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
+    """Answers to (context, question) pairs; the question may be new (zero-shot label words are
+    copied from it)."""
+    from .evaluation.evaluate import generate_answers
+    tcfg = next(t for t in run.cfg.tasks if t.name == task)
+    examples = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"input {i + 1}: a qa task takes (context, question) pairs (context<TAB>question)")
+        context, question = pair
+        examples.append(Example(tokens=tokenize(context, tcfg.tokenizer, tcfg.lowercase),
+                                tokens_b=tokenize(question, tcfg.tokenizer, tcfg.lowercase), answers_text=[],
+                                line=i + 1))
+    items = encode_examples(examples, run.vocab, [], run.cfg.data.max_length)
+    answers = generate_answers(run.model, task, items, run.cfg.data.eval_batch_size, run.device, run.vocab.itos)
+    return [{"answer": a} for a in answers]

@@ -29,6 +29,9 @@ class Batch:
     mask_b: Optional[torch.Tensor] = None
     lengths_b: Optional[torch.Tensor] = None
     index: Optional[list[int]] = None       # positions of the examples in their split
+    answer_mask: Optional[torch.Tensor] = None  # qa: (B, A) real answer positions (labels = answer ids)
+    oov: Optional[list[list[str]]] = None   # qa: each example's out-of-vocabulary source words
+    answers_text: Optional[list[list[str]]] = None  # qa: gold answers, for EM / F1
 
     def to(self, device: torch.device) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -48,6 +51,9 @@ class Encoded:
     label: int                          # -1 when unlabelled (or a tagging example)
     tags: Optional[list[int]] = None    # tag ids, for tagging
     chars: Optional[list[list[int]]] = None  # character ids per token
+    answer: Optional[list[int]] = None  # qa: <s> answer </s> in the extended vocabulary
+    oov: Optional[list[str]] = None     # qa: source words outside the vocabulary (ids V, V+1, ...)
+    answers_text: Optional[list[str]] = None
 
 
 def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str], max_length: int,
@@ -59,6 +65,9 @@ def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str], ma
     label_ids = {label: i for i, label in enumerate(labels)}
     out = []
     for ex in examples:
+        if ex.answer is not None or ex.answers_text is not None:
+            out.append(_encode_qa(ex, vocab, max_length))
+            continue
         ids_b = (vocab.encode(ex.tokens_b[:max_length]) or [1]) if ex.tokens_b is not None else None
         label = label_ids[ex.label] if ex.label is not None else -1
         tags = [label_ids[t] for t in ex.tags[:max_length]] if ex.tags is not None else None
@@ -68,6 +77,30 @@ def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str], ma
                      for tok in ex.tokens[:max_length]] or [[1]]
         out.append(Encoded(vocab.encode(ex.tokens[:max_length]) or [1], ids_b, label, tags, chars))
     return out
+
+
+def _encode_qa(ex: Example, vocab: Vocab, max_length: int) -> Encoded:
+    """Context and question ids in an extended vocabulary: a source word outside the vocabulary
+    gets the id V + j (j-th such word of this example), so the answer can copy it."""
+    V, oov = len(vocab), []
+
+    def ext(tokens: list[str], add: bool) -> list[int]:
+        ids = []
+        for tok in tokens:
+            i = vocab.stoi.get(tok)
+            if i is None:
+                if tok not in oov and add:
+                    oov.append(tok)
+                i = V + oov.index(tok) if tok in oov else 1
+            ids.append(i)
+        return ids
+
+    context = ext(ex.tokens[:max_length], True) or [1]
+    question = ext((ex.tokens_b or [])[:max_length], True) or [1]
+    answer = None
+    if ex.answer is not None:
+        answer = [vocab.stoi["<s>"]] + ext(ex.answer[:max_length], False) + [vocab.stoi["</s>"]]
+    return Encoded(context, question, -1, answer=answer, oov=oov, answers_text=ex.answers_text)
 
 
 def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,6 +117,12 @@ def collate(task: str, items: list[Encoded], index: Optional[list[int]] = None) 
     batch = Batch(task=task, tokens=tokens, mask=mask, lengths=lengths, index=index)
     if items[0].ids_b is not None:
         batch.tokens_b, batch.mask_b, batch.lengths_b = _pad([it.ids_b for it in items])
+    if items[0].oov is not None:                                # qa
+        batch.oov = [it.oov for it in items]
+        batch.answers_text = [it.answers_text for it in items]
+        if items[0].answer is not None:
+            batch.labels, batch.answer_mask, _ = _pad([it.answer for it in items])
+        return batch
     if items[0].tags is not None:
         batch.labels, _, _ = _pad([it.tags for it in items])
     elif items[0].label >= 0:

@@ -33,6 +33,8 @@ class Example:
     tokens_b: Optional[list[str]] = None
     line: int = 0
     tags: Optional[list[str]] = None  # one label per token, for tagging tasks
+    answer: Optional[list[str]] = None   # qa: the answer's tokens (context = tokens, question = tokens_b)
+    answers_text: Optional[list[str]] = None  # qa: every gold answer, as text, for EM / F1
 
 
 @dataclass

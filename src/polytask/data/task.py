@@ -9,7 +9,8 @@ from typing import Optional
 
 from ..config import TaskConfig
 from .conll import read_conll, read_conllu
-from .readers import DataError, Example, ReadStats, read_fdu, read_table
+from .qa import read_squad, split_by_article
+from .readers import DataError, Example, ReadStats, read_fdu, read_table, tokenize
 
 
 @dataclass
@@ -48,8 +49,37 @@ def resolve_path(data_dir: Optional[Path], rel: str) -> Path:
     return path
 
 
+def qa_examples(cfg: TaskConfig, items) -> list[Example]:
+    """SQuAD-style QAExamples as Examples (context = tokens, question = tokens_b)."""
+    how = cfg.tokenizer
+    return [Example(tokens=tokenize(q.context, how, cfg.lowercase), tokens_b=tokenize(q.question, how, cfg.lowercase),
+                    answer=tokenize(q.answers[0], how, cfg.lowercase) if q.answers else [],
+                    answers_text=list(q.answers), line=i + 1) for i, q in enumerate(items)]
+
+
+def cast_to_qa(cfg: TaskConfig, examples: list[Example]) -> list[Example]:
+    """Labelled examples as (context, question, answer) with the task's question template."""
+    words = {str(k): str(v) for k, v in cfg.answer_words.items()}
+    out = []
+    for ex in examples:
+        if ex.label not in words:
+            raise DataError(cfg.train, f"label {ex.label!r} has no entry in answer_words {words}", ex.line)
+        question = cfg.question.format(b=" ".join(ex.tokens_b or []), labels=", ".join(words.values()))
+        answer = words[ex.label]
+        out.append(Example(tokens=ex.tokens, tokens_b=tokenize(question, cfg.tokenizer, cfg.lowercase),
+                           answer=tokenize(answer, cfg.tokenizer, cfg.lowercase), answers_text=[answer],
+                           label=ex.label, line=ex.line))
+    return out
+
+
 def read_split(cfg: TaskConfig, path: Path, labeled: bool = True) -> tuple[list[Example], ReadStats]:
     """Read one file of a task with the reader its ``format`` names."""
+    if cfg.format == "squad":
+        return qa_examples(cfg, read_squad(path)), ReadStats()
+    if cfg.type == "qa" and labeled:
+        plain = dataclasses.replace(cfg, type="pair_classification" if cfg.text_b_column else "classification")
+        examples, stats = read_split(plain, path)
+        return cast_to_qa(cfg, examples), stats
     if cfg.format == "conll":
         return read_conll(path, token_column=cfg.token_column, label_column=cfg.tag_column,
                           lowercase=cfg.lowercase, encoding=cfg.encoding,
@@ -83,7 +113,14 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
     paths, stats = {}, {}
     train_path = resolve_path(data_dir, cfg.train)
     paths["train"] = str(train_path)
-    train, stats["train"] = read_split(cfg, train_path)
+    split_test: Optional[list[Example]] = None
+    if cfg.format == "squad" and cfg.article_split:
+        # only one file (SQuAD's dev set): its articles are split into train and test
+        first, second = split_by_article(read_squad(train_path), cfg.article_split, seed)
+        train, split_test = qa_examples(cfg, first), qa_examples(cfg, second)
+        stats["train"] = ReadStats(lines=len(train))
+    else:
+        train, stats["train"] = read_split(cfg, train_path)
     policy, size = cfg.dev_split.policy, cfg.dev_split.size
     if policy == "file" and cfg.dev is not None:
         dev_path = resolve_path(data_dir, cfg.dev)
@@ -105,12 +142,15 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
             held = set(order[:size])
             dev = [ex for i, ex in enumerate(train) if i in held]
             train = [ex for i, ex in enumerate(train) if i not in held]
-    test = []
-    if cfg.test is not None:
+    test = split_test or []
+    if cfg.test is not None and split_test is None:
         test_path = resolve_path(data_dir, cfg.test)
         paths["test"] = str(test_path)
         test, stats["test"] = read_split(cfg, test_path)
 
+    if cfg.type == "qa":
+        return Task(name=cfg.name, type="qa", labels=[], train=train, dev=dev, test=test,
+                    metric="f1" if cfg.format == "squad" else "em", stats=stats, paths=paths)
     if cfg.type == "tagging":
         labels = list(cfg.labels) if cfg.labels is not None else sorted(
             {tag for ex in train for tag in ex.tags})

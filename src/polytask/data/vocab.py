@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 PAD, UNK = "<pad>", "<unk>"
+BOS, EOS = "<s>", "</s>"          # answer start / end (qa tasks: ids 2 and 3)
 
 
 class Vocab:

@@ -1,7 +1,7 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, regularized_heads, shared_memory,
+from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, mqan, regularized_heads, shared_memory,
                shared_private, single_task, sluice, soft_sharing, tensor_factorisation, transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
@@ -22,6 +22,8 @@ REGISTRY = {
     "regularized_heads": regularized_heads.build,
     "tucker_heads": tensor_factorisation.build_tucker,
     "tensor_train_heads": tensor_factorisation.build_tensor_train,
+    "mqan": mqan.build_mqan,
+    "seq2seq": mqan.build_seq2seq,
     **transformer_sharing.REGISTRY,   # transformer_sp, transformer_sc, transformer_li, transformer_le
 }
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules.encoders import LSTMEncoder
+from .outputs import TaskOutput
 
 
 def _attend(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor):
@@ -183,3 +184,70 @@ class MQAN(nn.Module):
             best = max(pool, key=lambda c: c[1] / math.sqrt(len(c[0])))
             results.append(best[0][1:])
         return results
+
+
+class MQANModel(nn.Module):
+    """MQAN behind polytask's model interface: every task is qa; nothing is task-specific.
+
+    A batch holds the context as ``tokens``, the question as ``tokens_b`` and the answer ids
+    (``<s> … </s>``, extended vocabulary) as ``labels``. ``generate`` decodes answers.
+    """
+
+    independent_tasks = False
+
+    def __init__(self, net: MQAN, tasks: list, max_answer_length: int, beam: int = 1,
+                 start: int = 2, end: int = 3):
+        super().__init__()
+        not_qa = [t.name for t in tasks if not t.qa]
+        if not_qa:
+            raise ValueError(f"model.architecture: MQAN answers questions; make {', '.join(not_qa)} qa tasks "
+                             "(type: qa with a question template and answer_words)")
+        self.net, self.max_answer_length, self.beam = net, max_answer_length, beam
+        self.start, self.end = start, end
+
+    def _extended(self, batch) -> int:
+        return self.net.vocab_size + max((len(o) for o in batch.oov), default=0)
+
+    def forward(self, batch) -> TaskOutput:
+        args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b)
+        if batch.labels is None:
+            return TaskOutput(logits=batch.tokens.new_zeros(batch.tokens.shape[0], 0).float())
+        loss, probs = self.net(*args, batch.labels, batch.answer_mask, self._extended(batch))
+        return TaskOutput(logits=probs, loss=loss, parts={"task": loss.detach()})
+
+    @torch.no_grad()
+    def generate(self, batch) -> list[list[int]]:
+        """Answer ids (extended vocabulary) per example, without <s> and </s>."""
+        args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b, self.start, self.end,
+                self.max_answer_length, self._extended(batch))
+        if self.beam > 1:
+            seqs = self.net.beam_search(*args, beam=self.beam)
+        else:
+            seqs = self.net.greedy(*args).tolist()
+        out = []
+        for seq in seqs:
+            out.append(seq[: seq.index(self.end)] if self.end in seq else seq)
+        return out
+
+    def shared_parameters(self):
+        return self.net.parameters()
+
+    def task_parameters(self, task: str):
+        return iter(())
+
+
+def _builder(pointers: bool):
+    def build(cfg, tasks: list, vocab_size: int, vectors: Optional[torch.Tensor] = None,
+              num_chars: int = 0) -> MQANModel:
+        m = cfg.model
+        net = MQAN(vocab_size, m.embedding_dim, m.encoder.hidden_dim, m.encoder.num_layers,
+                   m.encoder.num_heads, m.dropout, pointers=pointers)
+        if vectors is not None:
+            with torch.no_grad():
+                net.embedding.weight.copy_(vectors)
+        return MQANModel(net, tasks, m.max_answer_length, m.beam_size)
+    return build
+
+
+build_mqan = _builder(True)
+build_seq2seq = _builder(False)

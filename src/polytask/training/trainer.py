@@ -262,7 +262,7 @@ class Trainer:
 
     def evaluate_dev(self) -> dict[str, float]:
         return evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device,
-                              self.task_info)
+                              self.task_info, getattr(self.vocab, "itos", None))
 
     def _select(self, dev: dict[str, float]) -> bool:
         """Update best weights and early-stopping counters; True when training should stop."""

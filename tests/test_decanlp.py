@@ -1,0 +1,68 @@
+"""decaNLP in polytask: tasks cast as QA from YAML, MQAN trained end to end, answers predicted."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from polytask.config import ConfigError, load_config
+from polytask.runner import load_run, predict, train
+
+
+def qa_config(fdu_config: dict, architecture: str = "mqan") -> dict:
+    raw = dict(fdu_config)
+    raw["task_defaults"] = {**raw["task_defaults"], "type": "qa", "labels": None}
+    raw["tasks"] = [{"name": "a", "question": "is it good or bad ?", "answer_words": {"0": "bad", "1": "good"}},
+                    {"name": "b", "question": "yes or no ?", "answer_words": {"0": "no", "1": "yes"}}]
+    raw["model"] = {"architecture": architecture, "embedding_dim": 16, "dropout": 0.0, "max_answer_length": 4,
+                    "encoder": {"type": "bilstm", "hidden_dim": 32, "num_layers": 1, "num_heads": 2}}
+    raw["trainer"] = {**raw["trainer"], "max_steps": 150, "eval_every": 50, "lr": 0.003}
+    return raw
+
+
+def test_mqan_answers_classification_tasks_cast_as_questions(fdu_config, tmp_path):
+    raw = qa_config(fdu_config)
+    results = train(load_config(raw=raw), quiet=True)
+    assert min(results["dev"].values()) >= 89.99, results        # exact match of the answer word
+    run = load_run(raw["output_dir"])
+    answers = predict(run, "a", [("the movie was good", "is it good or bad ?"),
+                                 ("the movie was bad", "is it good or bad ?")])
+    assert [a["answer"] for a in answers] == ["good", "bad"]
+    info = json.loads((Path(raw["output_dir"]) / "tasks.json").read_text())
+    assert info["a"]["type"] == "qa" and info["a"]["metric"] == "em"
+
+
+def test_seq2seq_baseline_trains(fdu_config):
+    raw = qa_config(fdu_config, "seq2seq")
+    raw["trainer"]["max_steps"] = 40
+    results = train(load_config(raw=raw), quiet=True)
+    assert set(results["dev"]) == {"a", "b"}
+
+
+def test_squad_file_split_by_article_trains(fdu_config, tmp_path):
+    articles = []
+    for a in range(4):
+        qas = [{"id": f"{a}-{i}", "question": f"what is item {i} ?",
+                "answers": [{"text": f"w{a}{i}", "answer_start": 0}]} for i in range(6)]
+        context = " ".join(f"item {i} is w{a}{i} ." for i in range(6))
+        articles.append({"title": f"T{a}", "paragraphs": [{"context": context, "qas": qas}]})
+    path = Path(fdu_config["data_dir"]) / "squad.json"
+    path.write_text(json.dumps({"version": "1.1", "data": articles}))
+    raw = qa_config(fdu_config)
+    raw["tasks"] = [{"name": "squad", "format": "squad", "train": "squad.json", "test": None,
+                     "article_split": 0.5, "dev_split": {"policy": "random", "size": 2}, "tokenizer": "regex"}]
+    raw["trainer"]["max_steps"] = 30
+    results = train(load_config(raw=raw), quiet=True)
+    assert 0.0 <= results["test"]["squad"] <= 100.0          # F1 on the two held-out articles
+
+
+def test_qa_config_errors(fdu_config):
+    raw = qa_config(fdu_config)
+    raw["tasks"] = [{"name": "a"}]
+    with pytest.raises(ConfigError, match="question template and answer_words"):
+        load_config(raw=raw)
+    raw = qa_config(fdu_config)
+    raw["model"]["architecture"] = "hard_sharing"
+    with pytest.raises(ValueError, match="mqan or seq2seq"):
+        train(load_config(raw=raw), quiet=True)
