@@ -1,0 +1,34 @@
+"""The benchmark scripts run end to end (a few steps, tiny models, results written elsewhere)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def data_dir() -> Path:
+    for c in (os.environ.get("POLYTASK_DATA"), ROOT.parent / "shared" / "data"):
+        if c and (Path(c) / "conll2000" / "train.txt").is_file():
+            return Path(c)
+    pytest.skip("data directory not found (set $POLYTASK_DATA)")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_tagging_benchmark_smoke(tmp_path: Path):
+    cmd = [sys.executable, "benchmarks/tagging.py", "--data-dir", str(data_dir()), "--work-dir",
+           str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--runs",
+           "hard-sharing,joint-many-task", "--jobs", "1", "trainer.max_steps=2", "trainer.eval_every=2",
+           "model.encoder.hidden_dim=8", "model.embedding_dim=8", "model.char_hidden_dim=4",
+           "model.char_embedding_dim=4", "data.max_length=20"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    report = json.loads((tmp_path / "results" / "tagging.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["hard-sharing", "joint-many-task"]
+    assert set(report["runs"][0]["test"]) == {"upos", "chunk"}
+    assert "trainer.max_steps=2" in report["command"]
