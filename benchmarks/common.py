@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +44,81 @@ def provenance(benchmark: str, command: str, metric: str) -> dict:
     return {"benchmark": benchmark, "command": command, "git_commit": commit,
             "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
             "date": datetime.date.today().isoformat(), "metric": metric}
+
+
+def suite_argument_parser(doc: str, default_work: str):
+    """The options every suite shares; extra positional arguments are dotted overrides for all runs."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--work-dir", default=default_work)
+    ap.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--runs", default="", help="comma list of run names (default: all)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only-report", action="store_true", help="report the finished runs only")
+    ap.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. trainer.max_steps=200")
+    return ap
+
+
+def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
+    """Train every selected run ``name -> (config, overrides, settings)``; rows for the report."""
+    from concurrent.futures import ThreadPoolExecutor
+    data_dir = str(Path(args.data_dir).resolve())
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    chosen = [n for n in (args.runs.split(",") if args.runs else runs) if n]
+    unknown = [n for n in chosen if n not in runs]
+    if unknown:
+        raise SystemExit(f"unknown runs {unknown} (known: {', '.join(runs)})")
+
+    def work(name: str):
+        config, overrides, settings = runs[name]
+        if args.only_report and not (Path(args.work_dir) / name / "results.json").is_file():
+            return None
+        res = run_polytask(name, config, overrides + list(args.overrides), data_dir, args.work_dir, args.threads)
+        return {"name": name, "architecture": res["architecture"], "config": config, "settings": settings,
+                "overrides": overrides + list(args.overrides), "test": res["test"], "dev": res["dev"],
+                "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
+                "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
+                "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"]}
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        return [r for r in pool.map(work, chosen) if r]
+
+
+def write_report(args, name: str, metric: str, runs: list[dict], published: list[dict],
+                 speed: Optional[list[dict]] = None, extra_md: str = "", baseline: str = "single-task") -> dict:
+    """``<results-dir>/<name>.json|md``: per-task table of the runs and the published figures,
+    averages, Δm against the baseline run, cost columns."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from polytask.evaluation.report import delta_m
+    from polytask.evaluation.tables import format_table
+    command = f"python benchmarks/{Path(sys.argv[0]).name} --data-dir ../shared/data " + " ".join(args.overrides)
+    report = {**provenance(name, command.strip(), metric), "runs": runs, "published": published,
+              "speed": speed or []}
+    base = next((r for r in runs if r["name"] == baseline), None)
+    tasks = list(dict.fromkeys(t for r in runs for t in r["test"]))
+    cols = {r["name"]: r["test"] for r in runs}
+    cols.update({f"{p['name']} (pub.)": p.get("test", {}) for p in published})
+    lines = [f"# {name}", "", f"Command: `{report['command']}`  ",
+             f"Commit {report['git_commit']}, {report['device']}, {report['date']}.", "",
+             format_table(cols, tasks), "",
+             f"| run | test avg | Δm vs {baseline} (%) | dev avg | steps | wall s | train tokens/s | peak RSS MB | params |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        dm = delta_m(r["test"], base["test"]) if base and r is not base else None
+        lines.append(f"| {r['name']} | {r['test_avg']:.2f} | {'–' if dm is None else f'{dm:+.2f}'} | "
+                     f"{r['dev_avg']:.2f} | {r['steps']} | {r['wall_s']:.0f} | {r['train_tokens_per_s']} | "
+                     f"{r['peak_rss_mb']} | {r['params']:,} |")
+    for p in published:
+        avg = p.get("test_avg")
+        lines.append(f"| {p['name']} (published: {p['source']}) | {avg if avg is not None else '–'} | | | | | | | |")
+    for s in speed or []:
+        lines.append(f"\n- speed, {s['name']}: {s['a']} / {s['b']} = {s['ratio_a_over_b']} ({s['unit']})")
+    markdown = "\n".join(lines) + "\n" + extra_md
+    out = Path(args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)
+    return report

@@ -32,3 +32,20 @@ def test_tagging_benchmark_smoke(tmp_path: Path):
     assert [r["name"] for r in report["runs"]] == ["hard-sharing", "joint-many-task"]
     assert set(report["runs"][0]["test"]) == {"upos", "chunk"}
     assert "trainer.max_steps=2" in report["command"]
+
+
+TINY = ["trainer.max_steps=2", "trainer.eval_every=2", "model.encoder.hidden_dim=8", "model.embedding_dim=8",
+        "data.max_length=20", "model.meta_hidden_dim=4", "model.meta_dim=4", "model.meta_rank=4"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_meta_lstm_benchmark_smoke(tmp_path: Path):
+    cmd = [sys.executable, "benchmarks/meta_lstm.py", "--data-dir", str(data_dir()), "--work-dir",
+           str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--runs", "meta-lstm",
+           "--jobs", "1", *TINY]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=900)
+    report = json.loads((tmp_path / "results" / "meta-lstm.json").read_text())
+    assert report["runs"][0]["name"] == "meta-lstm" and len(report["runs"][0]["test"]) == 16
+    assert report["speed"][0]["ratio_a_over_b"] > 0
+    assert [r["name"].split(":")[0] for r in report["transfer"]] == ["video", "video"]

@@ -1,0 +1,89 @@
+"""Meta-MTL benchmark: accuracy on the 16 FDU-MTL domains beside single-task and hard sharing, the
+transfer experiment (Meta-LSTM trained on 15 domains, frozen, then the 16th trained on it, against
+that domain trained alone), and training speed of the Meta-LSTM against ``torch.nn.LSTM``.
+
+    python benchmarks/meta_lstm.py --data-dir ../shared/data
+
+Writes ``benchmarks/results/meta-lstm.md`` and ``.json``. Finished runs are reused.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, run_polytask, run_suite, suite_argument_parser, write_report  # noqa: E402
+
+FDU = "configs/fdu-mtl/"
+RUNS = {
+    "single-task": (FDU + "single-task.yaml", [], {"encoder": "bilstm"}),
+    "fs-mtl": (FDU + "hard-sharing.yaml", [], {"encoder": "bilstm"}),
+    "meta-lstm": (FDU + "meta-lstm.yaml", [], {"encoder": "meta-lstm"}),
+}
+PUBLISHED = [{"name": "ASP-MTL", "source": "Liu, Qiu, Huang ACL 2017 Table 2 (100 - error)", "test_avg": 86.1},
+             {"name": "FS-MTL", "source": "Liu, Qiu, Huang ACL 2017 Table 2 (100 - error)", "test_avg": 84.7}]
+
+
+def speed(batch: int = 32, length: int = 128, hidden: int = 128, dim: int = 200, repeats: int = 5) -> dict:
+    """Train tokens/s (forward + backward) of one Meta-LSTM direction and of nn.LSTM, same sizes."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+    from polytask.models.meta_lstm import BasicLSTM, MetaLSTM, meta_lstm_pass
+    torch.manual_seed(0)
+    x = torch.randn(batch, length, dim)
+    meta, basic = MetaLSTM(dim, hidden, 40, 40), BasicLSTM(dim, hidden, 40, 40)
+    lstm = torch.nn.LSTM(dim, hidden, batch_first=True)
+
+    def rate(fn) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return batch * length * repeats / (time.perf_counter() - t0)
+
+    a = rate(lambda: meta_lstm_pass(x, meta, basic).sum().backward())
+    b = rate(lambda: lstm(x)[0].sum().backward())
+    return {"name": "meta-lstm vs nn.LSTM", "a": "meta_lstm", "b": "nn.LSTM", "ratio_a_over_b": round(a / b, 3),
+            "unit": "train tokens/s", "batch": batch, "length": length, "a_tokens_per_s": round(a),
+            "b_tokens_per_s": round(b)}
+
+
+def transfer(args) -> list[dict]:
+    """Meta-LSTM on 15 domains -> frozen -> video; against video alone."""
+    data_dir = str(Path(args.data_dir).resolve())
+    source = run_polytask("meta-lstm-15", FDU + "meta-lstm-15.yaml", list(args.overrides), data_dir,
+                          args.work_dir, args.threads)
+    alone = run_polytask("video-alone", FDU + "video-alone.yaml", list(args.overrides), data_dir,
+                         args.work_dir, args.threads)
+    out = Path(args.work_dir) / "video-transfer"
+    if not (out / "results.json").is_file():
+        cmd = [sys.executable, "-m", "polytask.cli", "transfer", str(Path(args.work_dir) / "meta-lstm-15"),
+               "--task", FDU + "transfer-video.yaml", "--data-dir", data_dir, "--output-dir", str(out),
+               "--quiet", f"trainer.num_threads={args.threads}"]
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
+    moved = json.loads((out / "results.json").read_text())
+    return [{"name": "video: transfer from 15 domains (frozen Meta-LSTM)", "test": moved["test"]["video"],
+             "wall_s": round(moved["wall_seconds"], 1), "source_test_avg": source["test_avg"]},
+            {"name": "video: trained alone from scratch", "test": alone["test"]["video"],
+             "wall_s": round(alone["wall_seconds"], 1)}]
+
+
+def main() -> None:
+    ap = suite_argument_parser(__doc__, "benchmarks/work/meta-lstm")
+    ap.add_argument("--no-transfer", action="store_true")
+    args = ap.parse_args()
+    runs = run_suite(args, RUNS)
+    rows = [] if args.no_transfer or args.only_report else transfer(args)
+    extra = "\n## Transfer to a held-out domain (video)\n\n| run | video test acc | wall s |\n|---|---|---|\n" + \
+        "".join(f"| {r['name']} | {r['test']:.2f} | {r['wall_s']:.0f} |\n" for r in rows) if rows else ""
+    report = write_report(args, "meta-lstm", "accuracy", runs, PUBLISHED, [speed()], extra)
+    if rows:
+        report["transfer"] = rows
+        (Path(args.results_dir) / "meta-lstm.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
