@@ -49,3 +49,23 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
     assert report["runs"][0]["name"] == "meta-lstm" and len(report["runs"][0]["test"]) == 16
     assert report["speed"][0]["ratio_a_over_b"] > 0
     assert [r["name"].split(":")[0] for r in report["transfer"]] == ["video", "video"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("script,name,run,extra", [
+    ("shared_memory.py", "shared-memory", "arc2-4", ["model.memory_slots=4", "model.memory_width=4"]),
+    ("transformer_sharing.py", "transformer-sharing", "le", ["model.encoder.hidden_dim=12", "model.embedding_dim=12",
+                                                            "model.encoder.num_heads=2", "model.encoder.ff_dim=16"]),
+    ("catalogue.py", "catalogue", "sluice", []),
+    ("balancing.py", "balancing", "upgrad", []),
+])
+def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
+    tiny = [t for t in TINY if not t.startswith(("model.encoder.hidden_dim", "model.embedding_dim"))] \
+        if script == "transformer_sharing.py" else TINY
+    cmd = [sys.executable, f"benchmarks/{script}", "--data-dir", str(data_dir()), "--work-dir", str(tmp_path / "w"),
+           "--results-dir", str(tmp_path / "results"), "--runs", run, "--jobs", "1", *tiny, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    assert report["runs"][0]["name"] == run and report["runs"][0]["test"]

@@ -1,0 +1,66 @@
+"""The MTL catalogue on the 16 FDU-MTL domains: soft sharing (L2, trace norm), cross-stitch,
+sluice, block-sparse l1/l2 and l1/linf, task clustering, tensor-normal prior, Tucker and
+Tensor-Train task layers, beside single-task and hard sharing, with Δm, parameters and
+throughput. The learned structure (cross-stitch α, sluice α/β, task covariance) is plotted.
+
+    python benchmarks/catalogue.py --data-dir ../shared/data
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_suite, suite_argument_parser, write_report  # noqa: E402
+
+FDU = "configs/fdu-mtl/hard-sharing.yaml"
+A = "model.architecture="
+RUNS = {
+    "single-task": ("configs/fdu-mtl/single-task.yaml", [], {}),
+    "fs-mtl": (FDU, [], {}),
+    "soft-l2": (FDU, [A + "soft_sharing", "model.soft_sharing=l2"], {}),
+    "soft-trace": (FDU, [A + "soft_sharing", "model.soft_sharing=trace"], {}),
+    "cross-stitch": (FDU, [A + "cross_stitch"], {}),
+    "sluice": (FDU, [A + "sluice"], {}),
+    "l1-l2": (FDU, [A + "regularized_heads", "model.head_regularizer=l1_l2"], {}),
+    "l1-linf": (FDU, [A + "regularized_heads", "model.head_regularizer=l1_linf"], {}),
+    "task-clustering": (FDU, [A + "regularized_heads", "model.head_regularizer=task_clustering"], {}),
+    "tensor-normal": (FDU, [A + "regularized_heads", "model.head_regularizer=tensor_normal"], {}),
+    "tucker": (FDU, [A + "tucker_heads"], {}),
+    "tensor-train": (FDU, [A + "tensor_train_heads"], {}),
+}
+
+
+def structure_plots(args) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    md = ""
+    for run, key in (("cross-stitch", "cross_stitch_alpha"), ("sluice", "sluice_alpha"),
+                     ("tensor-normal", "task_covariance")):
+        path = Path(args.work_dir) / run / "structure.json"
+        if not path.is_file():
+            continue
+        value = json.loads(path.read_text())[key]
+        matrix = value[-1] if key != "task_covariance" else value      # the top layer's α
+        fig, ax = plt.subplots(figsize=(5, 4))
+        im = ax.imshow(matrix, cmap="viridis")
+        ax.set_title(f"{run}: {key}", fontsize=8)
+        fig.colorbar(im, ax=ax)
+        name = f"catalogue-{run}.png"
+        fig.savefig(Path(args.results_dir) / name, dpi=110)
+        plt.close(fig)
+        md += f"\n![{run} {key}]({name})\n"
+    return md
+
+
+def main() -> None:
+    args = suite_argument_parser(__doc__, "benchmarks/work/catalogue").parse_args()
+    runs = run_suite(args, RUNS)
+    Path(args.results_dir).mkdir(parents=True, exist_ok=True)
+    write_report(args, "catalogue", "accuracy", runs, [], None, structure_plots(args))
+
+
+if __name__ == "__main__":
+    main()
