@@ -59,10 +59,14 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
                                                             "model.encoder.num_heads=2", "model.encoder.ff_dim=16"]),
     ("catalogue.py", "catalogue", "sluice", []),
     ("balancing.py", "balancing", "upgrad", []),
+    ("decanlp.py", "decanlp", "mqan-joint", ["model.encoder.num_heads=2", "data.vocab_max_size=500",
+                                             "model.max_answer_length=3", "--zero-shot-examples", "5"]),
 ])
 def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     tiny = [t for t in TINY if not t.startswith(("model.encoder.hidden_dim", "model.embedding_dim"))] \
         if script == "transformer_sharing.py" else TINY
+    if script == "decanlp.py":
+        tiny = [t for t in TINY if not t.startswith("data.max_length")] + ["data.max_length=40"]
     cmd = [sys.executable, f"benchmarks/{script}", "--data-dir", str(data_dir()), "--work-dir", str(tmp_path / "w"),
            "--results-dir", str(tmp_path / "results"), "--runs", run, "--jobs", "1", *tiny, *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -1,0 +1,99 @@
+"""Mini-decathlon benchmark (decaNLP, McCann et al. 2018) on the data in ../shared/data: SQuAD
+(split by article), FDU-MTL books sentiment, RTE, MRPC, CoLA, SICK, all as question answering.
+Runs: MQAN fully joint (round robin), MQAN with anti-curriculum (SQuAD first), the seq2seq
+baseline fully joint, and single-task MQAN per task; per-task metric (SQuAD F1, exact match
+elsewhere) and the decathlon score (their sum); zero-shot sentiment on an FDU-MTL domain held out of
+training, asked with label words never seen as answers ("good or bad?").
+
+    python benchmarks/decanlp.py --data-dir ../shared/data
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, run_suite, suite_argument_parser, write_report  # noqa: E402
+
+BASE = "configs/decanlp/mini-decathlon.yaml"
+TASKS = ("squad", "sentiment", "rte", "mrpc", "cola", "sick")
+PUBLISHED = [{"name": "MQAN (full decaNLP, CoVe)", "source": "McCann et al. 2018 / decaNLP README (published-results.md)",
+              "test_avg": None, "decathlon": "571.7-609.0", "test": {"sentiment": 86.4}},
+             {"name": "S2S baseline (full decaNLP)", "source": "McCann et al. 2018", "decathlon": "513.6", "test": {}}]
+ZERO_SHOT_DOMAIN = "music"
+
+
+def single_task_configs(work: Path) -> dict:
+    raw = yaml.safe_load((ROOT / BASE).read_text())
+    out = {}
+    for task in raw["tasks"]:
+        one = {**raw, "tasks": [task], "output_dir": f"runs/decanlp/single-{task['name']}"}
+        path = work / f"single-{task['name']}.yaml"
+        path.write_text(yaml.safe_dump(one, sort_keys=False))
+        out[f"single-{task['name']}"] = (str(path), [], {"tasks": task["name"]})
+    return out
+
+
+def zero_shot(args, run_name: str) -> dict:
+    """Accuracy on a held-out FDU-MTL domain asked "Is this review good or bad?" (good = 1)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from polytask.runner import load_run, predict
+    run_dir = Path(args.work_dir) / run_name
+    if not (run_dir / "results.json").is_file():
+        return {}
+    run = load_run(run_dir)
+    lines = (Path(args.data_dir) / "fdu-mtl" / f"{ZERO_SHOT_DOMAIN}.task.test").read_text(errors="replace").splitlines()
+    rows = [line.split("\t", 1) for line in lines if "\t" in line][: args.zero_shot_examples]
+    question = "Is this review good or bad?"
+    answers = predict(run, "sentiment", [(text, question) for _, text in rows])
+    right = sum((a["answer"] == "good") == (label == "1") and a["answer"] in ("good", "bad")
+                for (label, _), a in zip(rows, answers))
+    return {"run": run_name, "domain": ZERO_SHOT_DOMAIN, "question": question, "examples": len(rows),
+            "accuracy": 100.0 * right / max(1, len(rows)),
+            "answered_with_new_words": sum(a["answer"] in ("good", "bad") for a in answers)}
+
+
+def main() -> None:
+    ap = suite_argument_parser(__doc__, "benchmarks/work/decanlp")
+    ap.add_argument("--pretrain-steps", type=int, default=5000, help="anti-curriculum: SQuAD-only steps")
+    ap.add_argument("--zero-shot-examples", type=int, default=400)
+    args = ap.parse_args()
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    runs = {
+        "mqan-joint": (BASE, [], {"model": "mqan", "schedule": "round robin"}),
+        "mqan-anti-curriculum": (BASE, ["trainer.pretrain_tasks=[squad]", f"trainer.pretrain_steps={args.pretrain_steps}"],
+                                 {"model": "mqan", "schedule": "SQuAD first, then round robin"}),
+        "seq2seq-joint": (BASE, ["model.architecture=seq2seq"], {"model": "seq2seq"}),
+        **single_task_configs(Path(args.work_dir)),
+    }
+    results = run_suite(args, runs)
+    for r in results:
+        r["decathlon_score"] = round(sum(r["test"].values()), 2)
+    single = {}
+    for r in results:
+        if r["name"].startswith("single-"):
+            single.update(r["test"])
+    if single:
+        results.append({"name": "single-task (per-task runs)", "architecture": "mqan", "config": BASE, "settings": {},
+                        "test": single, "dev": {}, "test_avg": sum(single.values()) / len(single), "dev_avg": 0.0,
+                        "seeds": [1], "wall_s": sum(r["wall_s"] for r in results if r["name"].startswith("single-")),
+                        "train_tokens_per_s": 0, "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+                        "params": 0, "steps": 0, "decathlon_score": round(sum(single.values()), 2)})
+    shot = zero_shot(args, "mqan-joint")
+    extra = "\n| run | decathlon score (sum of task metrics) |\n|---|---|\n" + "".join(
+        f"| {r['name']} | {r['decathlon_score']} |\n" for r in results)
+    if shot:
+        extra += (f"\nZero-shot: {shot['domain']} reviews (held out), asked \"{shot['question']}\" "
+                  f"(answer words never seen in training): {shot['accuracy']:.1f}% accuracy on {shot['examples']} "
+                  f"test reviews; {shot['answered_with_new_words']} answers used the new words.\n")
+    report = write_report(args, "decanlp", "squad: F1; other tasks: exact match", results, PUBLISHED, None, extra,
+                          baseline="single-task (per-task runs)")
+    report["zero_shot"] = shot
+    (Path(args.results_dir) / "decanlp.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
