@@ -172,8 +172,7 @@ def main() -> None:
     published = [{"name": n, "source": SOURCE, "test_avg": PUBLISHED_AVG[n],
                   "test": {d: round(100 - PUBLISHED_ERROR[d][i], 1) for d in DOMAINS}}
                  for i, n in enumerate(PUBLISHED_NAMES)]
-    report = {"benchmark": "fdu-mtl", "command": "python benchmarks/fdu_mtl.py --data-dir ../shared/data "
-              + " ".join(a for a in sys.argv[1:] if not a.startswith("--data-dir") and a != args.data_dir),
+    report = {"benchmark": "fdu-mtl", "command": reproduce_command(),
               "git_commit": git_commit(), "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
               "date": datetime.date.today().isoformat(), "metric": "accuracy", "runs": runs,
               "published": published, "speed": speed}
@@ -182,6 +181,22 @@ def main() -> None:
     (out_dir / "fdu-mtl.json").write_text(json.dumps(report, indent=1))
     (out_dir / "fdu-mtl.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def reproduce_command() -> str:
+    """The command that reproduces the report: the options given, less --data-dir and --only-report."""
+    kept, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--data-dir":
+            skip = True
+            continue
+        if a.startswith("--data-dir=") or a == "--only-report":
+            continue
+        kept.append(a)
+    return " ".join(["python benchmarks/fdu_mtl.py --data-dir ../shared/data", *kept])
 
 
 def git_commit() -> str:
