@@ -140,7 +140,9 @@ def main() -> None:
                     "test": hand["test"], "test_avg": hand["test_avg"], "dev_avg": hand["dev_avg"],
                     "seeds": [1], "wall_s": round(hand["wall_s"], 1),
                     "train_tokens_per_s": round(hand["train_tokens_per_s"]),
-                    "peak_rss_mb": round(hand["peak_rss_mb"]), "params": hand["params"], "steps": hand["steps"]}
+                    "peak_rss_mb": round(hand["peak_rss_mb"]), "params": hand["params"], "steps": hand["steps"],
+                    "code_commit": (Path(args.work_dir) / "hand-loop.commit").read_text().strip()
+                    if (Path(args.work_dir) / "hand-loop.commit").is_file() else "unknown"}
         if args.only_report and not (Path(args.work_dir) / name / "results.json").is_file():
             return None
         if settings["vectors"] == "word2vec-own":
@@ -215,15 +217,15 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}`  ", f"Commit {report['git_commit']}, {report['device']}, {report['date']}.",
              "", format_table(cols, DOMAINS), "",
              "Published columns: " + SOURCE + ". They used pretrained GloVe; our runs use no external vectors.", "",
-             "| run | test avg | Δ vs single-task | dev avg | steps (best) | wall s | train tokens/s | peak RSS MB | params |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| run | test avg | Δ vs single-task | dev avg | steps (best) | wall s | train tokens/s | peak RSS MB | params | code |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
         delta = f"{r['test_avg'] - single['test_avg']:+.2f}" if single else "–"
         lines.append(f"| {r['name']} | {r['test_avg']:.2f} | {delta} | {r['dev_avg']:.2f} | {r['steps']} "
                      f"({r.get('best_step', '–')}) | {r['wall_s']:.0f} | {r['train_tokens_per_s']} | "
-                     f"{r['peak_rss_mb']} | {r['params']:,} |")
+                     f"{r['peak_rss_mb']} | {r['params']:,} | {r.get('code_commit', '–')} |")
     for p in report["published"]:
-        lines.append(f"| {p['name']} (published) | {p['test_avg']:.1f} | | | | | | | |")
+        lines.append(f"| {p['name']} (published) | {p['test_avg']:.1f} | | | | | | | | |")
     if report["speed"]:
         lines += ["", "Speed (same benchmark run):", ""]
         for s in report["speed"]:
