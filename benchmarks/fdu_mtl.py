@@ -213,7 +213,7 @@ def markdown(report: dict) -> str:
     cols = {r["name"]: r["test"] for r in report["runs"]}
     cols.update({f"{p['name']} (pub.)": p["test"] for p in report["published"]})
     single = next((r for r in report["runs"] if r["name"] == "single-task"), None)
-    lines = [f"# FDU-MTL: 16 review domains, test accuracy (%)", "",
+    lines = ["# FDU-MTL: 16 review domains, test accuracy (%)", "",
              f"Command: `{report['command']}`  ", f"Commit {report['git_commit']}, {report['device']}, {report['date']}.",
              "", format_table(cols, DOMAINS), "",
              "Published columns: " + SOURCE + ". They used pretrained GloVe; our runs use no external vectors.", "",
