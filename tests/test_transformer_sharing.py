@@ -52,3 +52,18 @@ def test_transformer_patterns_learn_the_toy_tasks(architecture, fdu_config):
     results = train(load_config(raw=config(fdu_config, architecture, max_steps=200, eval_every=50,
                                            lr=0.002)), quiet=True)
     assert results["dev_avg"] >= 89.99, results
+
+
+@pytest.mark.parametrize("architecture", VARIANTS)
+def test_task_token_attention_is_a_distribution_over_words(architecture, fdu_config):
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=config(fdu_config, architecture)),
+                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20).eval()
+    batch = collate("b", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
+    att = model(batch).inspect["task_attention"]                  # (B, T) over the words
+    assert att.shape == (2, 3) and (att >= 0).all()
+    assert att[1, 2] == 0                                          # padding gets no attention
+    if architecture == "transformer_sp":                           # no task position: words only
+        torch.testing.assert_close(att.sum(1), torch.ones(2), atol=1e-5, rtol=1e-5)
+    else:                                                          # the rest goes to the prepended tokens
+        assert ((att.sum(1) > 0) & (att.sum(1) <= 1 + 1e-5)).all()

@@ -70,6 +70,20 @@ class TransformerSharingModel(nn.Module):
         position = self.index[task] if self.variant == "le" else 0
         return words, states[:, position]
 
+    def task_token_attention(self, task: str, tokens, mask, chars=None) -> torch.Tensor:
+        """How much the task's reading position attends to each word at the top layer (B, T);
+        for S-P (no such position) the mean attention the words receive."""
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+        prefix = self._prefix(task)
+        if prefix is not None:
+            x = torch.cat([prefix[None].expand(x.shape[0], -1, -1), x], dim=1)
+            mask = torch.cat([mask.new_ones(x.shape[0], prefix.shape[0]), mask], dim=1)
+        weights = self.encoder.top_attention(x, mask)                        # (B, P+T, P+T)
+        if self.variant == "sp":
+            return weights.mean(1)[:, self.prefix:]
+        position = self.index[task] if self.variant == "le" else 0
+        return weights[:, position, self.prefix:]
+
     def forward(self, batch) -> TaskOutput:
         spec = self.specs[batch.task]
         words, sentence = self.encode(batch.task, batch.tokens, batch.mask, batch.chars)
@@ -78,7 +92,11 @@ class TransformerSharingModel(nn.Module):
         if spec.pair:
             _, other = self.encode(batch.task, batch.tokens_b, batch.mask_b)
             return classification_output(self.heads[batch.task](sentence, other), batch.labels)
-        return classification_output(self.heads[batch.task](sentence), batch.labels)
+        out = classification_output(self.heads[batch.task](sentence), batch.labels)
+        if not self.training:
+            out.inspect["task_attention"] = self.task_token_attention(batch.task, batch.tokens, batch.mask,
+                                                                      batch.chars)
+        return out
 
     def shared_parameters(self):
         yield from self.embedding.parameters()

@@ -118,6 +118,22 @@ class TransformerEncoder(nn.Module):
         h = self.project(x) + self.positions(pos)[None]
         return self.norm(self.layers(h, src_key_padding_mask=~mask))
 
+    @torch.no_grad()
+    def top_attention(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention weights of the top layer, averaged over heads: (B, T, T) (query, key)."""
+        captured = {}
+        last = self.layers.layers[-1]
+        handle = last.register_forward_pre_hook(lambda module, args: captured.setdefault("input", args[0]))
+        try:
+            self.forward(x, mask)
+        finally:
+            handle.remove()
+        h = captured["input"]
+        query = last.norm1(h) if last.norm_first else h
+        _, weights = last.self_attn(query, query, query, key_padding_mask=~mask, need_weights=True,
+                                    average_attn_weights=True)
+        return weights
+
 
 def build_encoder(cfg, input_dim: int) -> nn.Module:
     """Build the encoder an :class:`~polytask.config.EncoderConfig` describes."""
