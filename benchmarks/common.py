@@ -122,3 +122,34 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
     (out / f"{name}.md").write_text(markdown)
     print(markdown)
     return report
+
+
+def inspect_plot(args, run: str, task: str, key: str, ylabel: str, filename: str, title: str,
+                 examples: int = 3, words: int = 40) -> str:
+    """Run ``polytask inspect`` on a few test texts of ``task`` and bar-plot ``key`` per token
+    (averaged over its last dimension when it has one); returns Markdown that shows the plot."""
+    run_dir = Path(args.work_dir) / run
+    if not (run_dir / "results.json").is_file():
+        return ""
+    lines = (Path(args.data_dir) / "fdu-mtl" / f"{task}.task.test").read_text(errors="replace").splitlines()
+    src = Path(args.work_dir) / f"{run}-inspect-input.txt"
+    src.write_text("\n".join(" ".join(line.split("\t", 1)[1].split()[:words]) for line in lines[:examples]) + "\n")
+    dump = Path(args.work_dir) / f"{run}-inspect.jsonl"
+    subprocess.run([sys.executable, "-m", "polytask.cli", "inspect", str(run_dir), "--task", task, "--input", str(src),
+                    "--output", str(dump)], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for line in dump.read_text().splitlines()]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.7 * len(rows)), squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        values = row["inspect"][key]
+        values = [sum(v) / len(v) if isinstance(v, list) else v for v in values]
+        ax.bar(range(len(values)), values)
+        ax.set_xticks(range(len(values)), row["tokens"][: len(values)], rotation=90, fontsize=6)
+        ax.set_ylabel(ylabel, fontsize=7)
+    fig.tight_layout()
+    Path(args.results_dir).mkdir(parents=True, exist_ok=True)
+    fig.savefig(Path(args.results_dir) / filename, dpi=110)
+    plt.close(fig)
+    return f"\n## {title}\n\n![{title}]({filename})\n"

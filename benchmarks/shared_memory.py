@@ -8,13 +8,11 @@ shared memory (the ARC-II global fusion gate).
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import inspect_plot, run_suite, suite_argument_parser, write_report  # noqa: E402
 
 P4 = "configs/fdu-mtl/products4.yaml"
 MEM = ["trainer.select=mean", "trainer.patience=null", "model.memory_slots=50", "model.memory_width=20"]
@@ -35,33 +33,8 @@ PUBLISHED = [{"name": "ARC-II", "source": "Liu, Qiu, Huang EMNLP 2016 Table 4 (G
 
 
 def fusion_plot(args) -> str:
-    """Dump the ARC-II global fusion gates for three books test reviews and plot their step means."""
-    run = Path(args.work_dir) / "arc2-4"
-    if not (run / "results.json").is_file():
-        return ""
-    texts = [line.split("\t", 1)[1] for line in (Path(args.data_dir) / "fdu-mtl" / "books.task.test")
-             .read_text(errors="replace").splitlines()[:3]]
-    src = Path(args.work_dir) / "fusion-input.txt"
-    src.write_text("\n".join(" ".join(t.split()[:40]) for t in texts) + "\n")
-    dump = Path(args.work_dir) / "fusion.jsonl"
-    subprocess.run([sys.executable, "-m", "polytask.cli", "inspect", str(run), "--task", "books", "--input",
-                    str(src), "--output", str(dump)], check=True, cwd=ROOT,
-                   env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [json.loads(line) for line in dump.read_text().splitlines()]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.6 * len(rows)))
-    for ax, row in zip(axes, rows):
-        gate = [sum(step) / len(step) for step in row["inspect"]["fusion_global"]]
-        ax.bar(range(len(gate)), gate)
-        ax.set_xticks(range(len(gate)), row["tokens"], rotation=90, fontsize=6)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("global gate", fontsize=7)
-    fig.tight_layout()
-    name = "shared-memory-fusion.png"
-    fig.savefig(Path(args.results_dir) / name, dpi=110)
-    return f"\n## How much each step drew from the shared memory (ARC-II, books test reviews)\n\n![fusion gates]({name})\n"
+    return inspect_plot(args, "arc2-4", "books", "fusion_global", "global gate", "shared-memory-fusion.png",
+                        "How much each step drew from the shared memory (ARC-II global fusion gate, books test reviews)")
 
 
 def main() -> None:

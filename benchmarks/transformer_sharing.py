@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import inspect_plot, run_suite, suite_argument_parser, write_report  # noqa: E402
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 SCRATCH = ["model.embedding_dim=300", "model.encoder.type=transformer", "model.encoder.hidden_dim=300",
@@ -32,7 +32,11 @@ PUBLISHED = [{"name": n, "source": SOURCE, "test_avg": v} for n, v in
 
 def main() -> None:
     args = suite_argument_parser(__doc__, "benchmarks/work/transformer-sharing").parse_args()
-    write_report(args, "transformer-sharing", "accuracy", run_suite(args, RUNS), PUBLISHED)
+    runs = run_suite(args, RUNS)
+    plots = "".join(inspect_plot(args, run, "kitchen_housewares", "task_attention", "attention",
+                                 f"transformer-attention-{run}.png",
+                                 f"What the task position attends to ({run}, kitchen test reviews)") for run in ("li", "le"))
+    write_report(args, "transformer-sharing", "accuracy", runs, PUBLISHED, None, plots)
 
 
 if __name__ == "__main__":
