@@ -16,7 +16,8 @@ from common import inspect_plot, run_suite, suite_argument_parser, write_report 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 SCRATCH = ["model.embedding_dim=300", "model.encoder.type=transformer", "model.encoder.hidden_dim=300",
            "model.encoder.num_layers=4", "model.encoder.num_heads=6", "model.encoder.ff_dim=512",
-           "model.encoder.dropout=0.1", "model.encoder.max_positions=400", "trainer.lr=0.0005"]
+           "model.encoder.dropout=0.1", "model.encoder.max_positions=400", "trainer.lr=0.0005",
+           "trainer.embedding_lr=0.0002"]   # slower word vectors, as the thesis does (the value is ours)
 MINILM = ["model.pretrained=minilm", "model.freeze=all", "data.max_length=128", "trainer.lr=0.001"]
 RUNS = {
     "single-task": ("configs/fdu-mtl/single-task.yaml", SCRATCH, {"encoder": "transformer"}),

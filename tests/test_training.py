@@ -486,3 +486,17 @@ def test_accumulation_and_mixed_precision_train(fdu_config, trainer):
     results = runner.train(load_config(raw=raw), quiet=True)
     assert results["steps"] == raw["trainer"]["max_steps"]
     assert results["dev_avg"] >= 89.99, results
+
+
+def test_word_vectors_can_have_their_own_learning_rate(fdu_config):
+    from polytask.training.trainer import Trainer
+    from polytask.data.vocab import Vocab
+    from polytask.models import TaskSpec, build_model
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "embedding_lr": 1e-4}}
+    cfg = load_config(raw=raw)
+    model = build_model(cfg, [TaskSpec("a", 2)], vocab_size=10)
+    from polytask.data.batching import Encoded
+    trainer = Trainer(cfg, model, {"a": [Encoded([2, 3], None, 1)]}, {"a": []}, Vocab(["x"]), {}, fdu_config["output_dir"])
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [cfg.trainer.lr, 1e-4]
+    assert groups[1]["params"] == [model.encoder.embedding.embedding.weight]

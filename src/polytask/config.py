@@ -146,6 +146,7 @@ class TrainerConfig:
     max_steps: int = 6000
     optimizer: Literal["adam", "adamw", "adagrad"] = "adam"
     lr: float = 1e-3
+    embedding_lr: Optional[float] = None  # a learning rate of their own for the word vectors
     weight_decay: float = 0.0
     clip_norm: Optional[float] = 5.0
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"

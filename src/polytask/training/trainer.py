@@ -44,6 +44,17 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     raise ConfigError(f"trainer.optimizer: unknown optimizer {t.optimizer!r}")
 
 
+def parameter_groups(cfg, model: nn.Module, params: list) -> list[dict]:
+    """One group, or two when ``trainer.embedding_lr`` gives the word vectors a learning rate of
+    their own (Sun 2019 trains the word vectors of the Transformer slower than the rest)."""
+    if cfg.trainer.embedding_lr is None:
+        return [{"params": params}]
+    from ..modules.embeddings import WordEmbedding
+    words = {id(p) for m in model.modules() if isinstance(m, WordEmbedding) for p in m.parameters()}
+    return [{"params": [p for p in params if id(p) not in words]},
+            {"params": [p for p in params if id(p) in words], "lr": cfg.trainer.embedding_lr}]
+
+
 def build_lr_schedule(cfg, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then constant, linear or cosine decay to zero at ``max_steps``."""
     t = cfg.trainer
@@ -101,7 +112,7 @@ class Trainer:
         self.model.to(self.device)
         self.weighting = build_weighting(cfg, self.tasks, cfg.seed).to(self.device)
         self.params = [p for p in model.parameters() if p.requires_grad] + list(self.weighting.parameters())
-        self.optimizer = build_optimizer(cfg, self.params)
+        self.optimizer = build_optimizer(cfg, parameter_groups(cfg, model, self.params))
         self.lr_schedule = build_lr_schedule(cfg, self.optimizer)
         self.iterators = {task: TaskBatchIterator(task, items, cfg.data.batch_size, cfg.seed,
                                                   cfg.data.bucket, cfg.data.bucket_window)
