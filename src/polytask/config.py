@@ -106,6 +106,7 @@ class ModelConfig:
 
     architecture: str = "hard_sharing"
     embedding_dim: int = 200
+    embedding_init_std: float = 0.1      # N(0, std²) for words without pretrained vectors
     freeze_embeddings: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pooling: Literal["max", "mean", "last"] = "max"

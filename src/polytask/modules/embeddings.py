@@ -19,10 +19,10 @@ class WordEmbedding(nn.Module):
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, vectors: Optional[torch.Tensor] = None,
-                 freeze: bool = False, dropout: float = 0.0):
+                 freeze: bool = False, dropout: float = 0.0, init_std: float = 0.1):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        nn.init.normal_(self.embedding.weight, std=0.1)
+        nn.init.normal_(self.embedding.weight, std=init_std)
         if vectors is not None:
             if tuple(vectors.shape) != (vocab_size, embedding_dim):
                 raise ValueError(f"vectors have shape {tuple(vectors.shape)}, "
@@ -44,7 +44,8 @@ def build_embedding(model_cfg, vocab_size: int, vectors: Optional[torch.Tensor] 
     """Word vectors, plus a character encoder when ``model.char_embedding_dim > 0``."""
     from .characters import CharCNNEncoder, CharLSTMEncoder, WordCharEmbedding
     m = model_cfg
-    words = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout)
+    words = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout,
+                          m.embedding_init_std)
     if m.char_embedding_dim <= 0:
         return words
     if num_chars <= 2:
