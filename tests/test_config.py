@@ -298,11 +298,18 @@ def test_every_config_loads_and_builds(path):
     tags = ("B-X", "I-X", "O")
     specs = [TaskSpec(t.name, len(t.labels or tags), t.type == "pair_classification",
                       tagging=t.type == "tagging", labels=tuple(t.labels or tags),
-                      scheme=t.tag_scheme, head=t.tagging_head) for t in cfg.tasks]
+                      scheme=t.tag_scheme, head=t.tagging_head, qa=t.type == "qa") for t in cfg.tasks]
     chars = 10 if cfg.model.char_embedding_dim else 0
     model = build_model(cfg, specs, vocab_size=30, num_chars=chars)
     model.eval()
     first = cfg.tasks[0].name
+    if specs[0].qa:
+        items = [Encoded([4, 5, 30, 6], [7, 8], -1, answer=[2, 30, 3], oov=["zz"], answers_text=["zz"]),
+                 Encoded([6, 7], [9], -1, answer=[2, 5, 3], oov=[], answers_text=["x"])]
+        with torch.no_grad():
+            out = model(collate(cfg.tasks[0].name, items, [0, 1]))
+        assert out.logits.shape == (2, 2, 31) and torch.isfinite(out.loss)
+        return
     if specs[0].tagging:
         items = [Encoded([2, 3, 4, 5], None, -1, [0, 1, 2, 0], [[3, 4]] * 4),
                  Encoded([6, 7], None, -1, [2, 0], [[5], [6, 7]])]
