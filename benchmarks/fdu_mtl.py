@@ -54,6 +54,8 @@ RUNS = {  # name: (config, architecture, extra overrides)
     "asp-mtl": ("configs/fdu-mtl/adversarial-shared-private.yaml", "adversarial_shared_private", []),
     # the hand loop initialises word vectors N(0, 1) (nn.Embedding's default); polytask's default is 0.1
     "fs-mtl-init1": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["model.embedding_init_std=1.0"]),
+    # the hand loop draws random batches padded to their longest text; polytask buckets by length
+    "fs-mtl-nobucket": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["data.bucket=false"]),
 }
 
 
@@ -103,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--work-dir", default="benchmarks/work/fdu-mtl")
-    ap.add_argument("--runs", default="fs-mtl,asp-mtl,single-task,sp-mtl,fs-mtl-init1",
+    ap.add_argument("--runs", default="fs-mtl,asp-mtl,single-task,sp-mtl,fs-mtl-init1,fs-mtl-nobucket",
                     help="comma list of: " + ", ".join(RUNS))
     ap.add_argument("--vectors-runs", default="fs-mtl",
                     help="runs repeated with word2vec vectors trained on FDU-MTL text ('' for none)")
@@ -121,7 +123,8 @@ def main() -> None:
     for name in filter(None, args.runs.split(",")):
         config, arch, extra = RUNS[name]
         jobs.append((name, arch, config, {"encoder": "bilstm", "vectors": "random",
-                                          **({"embedding_init_std": 1.0} if name == "fs-mtl-init1" else {})}, extra))
+                                          **({"embedding_init_std": 1.0} if name == "fs-mtl-init1" else {}),
+                                          **({"bucketing": False} if name == "fs-mtl-nobucket" else {})}, extra))
     vec_names = list(filter(None, args.vectors_runs.split(",")))
     if vec_names:
         vectors = str((Path(args.work_dir) / "fdu-word2vec-200d.txt").resolve())  # made on first use
