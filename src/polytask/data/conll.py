@@ -11,6 +11,31 @@ from typing import Optional
 from .readers import DataError, Example, ReadStats, _read_lines_keep_blank
 
 
+def _sentences(path: Path, lines: list[tuple[int, str]], parse) -> list[Example]:
+    """Group numbered lines into sentences at blank lines; ``parse(number, line)`` returns a
+    (token, tag) pair or None for a line to skip. A sentence's ``line`` is its first token's."""
+    examples: list[Example] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    for number, line in lines + [(0, "")]:
+        if not line.strip():
+            if tokens:
+                examples.append(Example(tokens=tokens, tags=tags, line=start))
+                tokens, tags = [], []
+            continue
+        pair = parse(number, line)
+        if pair is None:
+            continue
+        if not tokens:
+            start = number
+        tokens.append(pair[0])
+        tags.append(pair[1])
+    if not examples:
+        raise DataError(path, "no sentences found")
+    return examples
+
+
 def read_conll(path: str | Path, *, token_column: int = 0, label_column: int = -1,
                separator: Optional[str] = None, lowercase: bool = False, encoding: str = "utf-8",
                fallback_encoding: str = "cp1252") -> tuple[list[Example], ReadStats]:
@@ -22,20 +47,13 @@ def read_conll(path: str | Path, *, token_column: int = 0, label_column: int = -
     """
     path = Path(path)
     stats = ReadStats()
-    examples: list[Example] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
     width = None
-    for number, line in _read_lines_keep_blank(path, encoding, fallback_encoding, stats) + [(None, "")]:
-        if not line.strip():
-            if tokens:
-                examples.append(Example(tokens=tokens, tags=tags, line=start))
-                tokens, tags = [], []
-            continue
+
+    def parse(number: int, line: str):
+        nonlocal width
         fields = line.split(separator) if separator else line.split()
         if fields[0] == "-DOCSTART-":
-            continue
+            return None
         if width is None:
             width = len(fields)
         if len(fields) != width:
@@ -44,13 +62,10 @@ def read_conll(path: str | Path, *, token_column: int = 0, label_column: int = -
             token, label = fields[token_column], fields[label_column]
         except IndexError:
             raise DataError(path, f"no column {label_column} (the line has {len(fields)})", number) from None
-        if not tokens:
-            start = number
-        tokens.append(token.lower() if lowercase else token)
-        tags.append(label)
-    if not examples:
-        raise DataError(path, "no sentences found")
-    return examples, stats
+        return (token.lower() if lowercase else token), label
+
+    lines = _read_lines_keep_blank(path, encoding, fallback_encoding, stats)
+    return _sentences(path, lines, parse), stats
 
 
 def read_conllu(path: str | Path, *, label_field: str = "upos", lowercase: bool = False,
@@ -65,32 +80,20 @@ def read_conllu(path: str | Path, *, label_field: str = "upos", lowercase: bool 
         raise ValueError(f"label_field must be 'upos' or 'xpos', not {label_field!r}")
     path = Path(path)
     stats = ReadStats()
-    examples: list[Example] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
-    for number, line in _read_lines_keep_blank(path, encoding, encoding, stats) + [(None, "")]:
-        if not line.strip():
-            if tokens:
-                examples.append(Example(tokens=tokens, tags=tags, line=start))
-                tokens, tags = [], []
-            continue
+
+    def parse(number: int, line: str):
         if line.startswith("#"):
-            continue
+            return None
         fields = line.split("\t")
         if len(fields) != 10:
             raise DataError(path, f"expected 10 tab-separated CoNLL-U fields, found {len(fields)}", number)
         if "-" in fields[0] or "." in fields[0]:
-            continue
+            return None
         if not fields[0].isdigit():
             raise DataError(path, f"bad token id {fields[0]!r}", number)
         label = fields[column]
         if label in ("", "_"):
             raise DataError(path, f"missing {label_field.upper()} label", number)
-        if not tokens:
-            start = number
-        tokens.append(fields[1].lower() if lowercase else fields[1])
-        tags.append(label)
-    if not examples:
-        raise DataError(path, "no sentences found")
-    return examples, stats
+        return (fields[1].lower() if lowercase else fields[1]), label
+
+    return _sentences(path, _read_lines_keep_blank(path, encoding, encoding, stats), parse), stats
