@@ -331,3 +331,32 @@ def test_difference_loss_is_zero_for_orthogonal_features_and_bounded():
     torch.manual_seed(0)
     same = torch.randn(32, 16)
     assert 0.0 < difference_loss(same, same).item() <= 32.0 ** 2 / 16 ** 2 + 1e-6
+
+
+def test_word_dropout_replaces_words_by_unk_in_training_only():
+    from polytask.modules.embeddings import WordEmbedding
+    torch.manual_seed(0)
+    emb = WordEmbedding(50, 8, dropout=0.0, word_dropout=0.5)
+    tokens = torch.randint(2, 50, (64, 40))
+    tokens[:, -5:] = 0                                                     # padding
+    unk = emb.embedding.weight[1]
+    emb.train()
+    out = emb(tokens)
+    is_unk = (out == unk).all(-1)
+    assert not is_unk[:, -5:].any()                                        # padding stays padding
+    assert (out[:, -5:] == 0).all()
+    rate = is_unk[:, :-5].float().mean().item()
+    assert 0.45 < rate < 0.55
+    emb.eval()
+    assert torch.equal(emb(tokens), emb.embedding(tokens))
+
+
+def test_word_dropout_out_of_range_is_a_config_error(tmp_path):
+    from polytask.config import ConfigError
+    path = tmp_path / "c.yaml"
+    import yaml
+    raw = make_raw_config(tmp_path, tmp_path / "run")
+    raw.setdefault("model", {})["word_dropout"] = 1.5
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="model.word_dropout"):
+        load_config(path)

@@ -111,6 +111,7 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pooling: Literal["max", "mean", "last"] = "max"
     dropout: float = 0.3
+    word_dropout: float = 0.0            # training: each word id becomes <unk> with this probability
     adversarial_weight: float = 0.05
     orthogonality_weight: float = 0.01
     task_layers: dict[str, Any] = field(default_factory=dict)  # hierarchical: task -> layer (1-based)
@@ -411,7 +412,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         if value <= 0:
             raise ConfigError(f"{source}: {key}: must be positive, got {value}")
     for key, value in {"model.dropout": cfg.model.dropout,
-                       "model.encoder.dropout": cfg.model.encoder.dropout}.items():
+                       "model.encoder.dropout": cfg.model.encoder.dropout,
+                       "model.word_dropout": cfg.model.word_dropout}.items():
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{source}: {key}: must be in [0, 1), got {value}")
 

@@ -69,35 +69,111 @@ class BasicLSTM(nn.Module):
 def meta_lstm_pass(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> torch.Tensor:
     """Run Meta-LSTM + Basic-LSTM over x (B, T, D) left to right; returns h (B, T, H)."""
     B, T, _ = x.shape
-    H, M, R = basic.hidden_dim, meta.meta_hidden, basic.rank
-    # whole-sequence input projections: one matmul each, outside the loop
-    meta_x = torch.addmm(meta.bias, x.reshape(B * T, -1), meta.w_x.t()).view(B, T, 4 * M)
-    basic_x = (x.reshape(B * T, -1) @ basic.r_x.t()).view(B, T, 4 * R)
+    M, R = meta.meta_hidden, basic.rank
+    # whole-sequence input projections: one matmul each, outside the loop, time-major
+    xt = x.transpose(0, 1).reshape(T * B, -1)
+    meta_x = torch.addmm(meta.bias, xt, meta.w_x.t()).view(T, B, 4 * M)
+    basic_x = (xt @ basic.r_x.t()).view(T, B, 4 * R)
     # everything h_{t-1} feeds (the Meta-LSTM input and R^h h) in one product
     from_h = torch.cat([meta.w_h, basic.r_h], dim=0).t()                     # (H, 4M + 4R)
     # everything ĥ_t feeds (Q z_t and B z_t, with z_t = W_z ĥ_t) in one product
     from_m = torch.cat([basic.q @ meta.w_z, basic.b @ meta.w_z], dim=0).t()  # (M, 4R + 4H)
-    w_m = meta.w_m.t()
-    p = basic.p                                                               # (4, H, R)
-    h = x.new_zeros(B, H)
-    c = x.new_zeros(B, H)
-    mh = x.new_zeros(B, M)
-    mc = x.new_zeros(B, M)
-    out = x.new_empty(B, T, H)
-    for t in range(T):
-        a = h @ from_h                                                        # (B, 4M + 4R)
-        mg = meta_x[:, t] + a[:, : 4 * M] + mh @ w_m                          # Meta-LSTM gates
-        mi, mf, mo, mgg = mg.chunk(4, dim=1)
-        mc = torch.sigmoid(mf) * mc + torch.sigmoid(mi) * torch.tanh(mgg)
-        mh = torch.sigmoid(mo) * torch.tanh(mc)                               # ĥ_t
-        zc = mh @ from_m                                                      # [Q z_t; B z_t]
-        u = (basic_x[:, t] + a[:, 4 * M:]) * zc[:, : 4 * R]                   # (R u) ⊙ (Q z)
-        gates = torch.einsum("bgr,ghr->bgh", u.view(B, 4, R), p).reshape(B, 4 * H) + zc[:, 4 * R:]
-        i, f, o, g = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        out[:, t] = h
-    return out
+    return _MetaRecurrence.apply(meta_x, basic_x, from_h, meta.w_m.t(), from_m, basic.p).transpose(0, 1)
+
+
+class _MetaRecurrence(torch.autograd.Function):
+    """The time loop of :func:`meta_lstm_pass` with its backward pass through time written out.
+
+    Autograd would record ~25 small operations per step and replay them one by one; here the
+    forward keeps the activations it needs, the backward walks the steps in reverse with a handful
+    of fused products, and every weight gradient is one (T·B)-row matrix product after the loop.
+    Inputs are time-major: meta_x (T, B, 4M) = W_x x_t + b, basic_x (T, B, 4R) = R^x x_t;
+    from_h (H, 4M + 4R), w_m (M, 4M), from_m (M, 4R + 4H), p (4, H, R). Output h (T, B, H).
+    Gate order is i, f, o, g for both LSTMs.
+    """
+
+    @staticmethod
+    def forward(ctx, meta_x, basic_x, from_h, w_m, from_m, p):
+        T, B, _ = meta_x.shape
+        M, (_, H, R) = w_m.shape[0], p.shape
+        new = meta_x.new_empty
+        hs, cs, tcs = new(T + 1, B, H), new(T + 1, B, H), new(T, B, H)         # index t+1 = step t
+        mhs, mcs, tmcs = new(T + 1, B, M), new(T + 1, B, M), new(T, B, M)
+        for state in (hs, cs, mhs, mcs):
+            state[0].zero_()
+        mact, act = new(T, B, 4 * M), new(T, B, 4 * H)                          # activated gates
+        zcs, ss = new(T, B, 4 * R + 4 * H), new(T, B, 4 * R)                    # [Qz; Bz], R[x; h]
+        us = new(T, B, 4 * R)                                                   # (R u) ⊙ (Q z)
+        p_r = p.transpose(1, 2).contiguous()                                    # (4, R, H)
+        for t in range(T):
+            a = hs[t] @ from_h
+            mg = torch.addmm(meta_x[t] + a[:, :4 * M], mhs[t], w_m)
+            torch.sigmoid(mg[:, :3 * M], out=mact[t, :, :3 * M])
+            torch.tanh(mg[:, 3 * M:], out=mact[t, :, 3 * M:])
+            mi, mf, mo, mgg = mact[t].chunk(4, dim=1)
+            torch.addcmul(mf * mcs[t], mi, mgg, out=mcs[t + 1])
+            torch.tanh(mcs[t + 1], out=tmcs[t])
+            torch.mul(mo, tmcs[t], out=mhs[t + 1])
+            zc = torch.mm(mhs[t + 1], from_m, out=zcs[t])
+            torch.add(basic_x[t], a[:, 4 * M:], out=ss[t])
+            torch.mul(ss[t], zc[:, :4 * R], out=us[t])
+            # gate k: P_k (R u ⊙ Q z)_k, the four gates as one batched product
+            g = torch.bmm(us[t].view(B, 4, R).transpose(0, 1), p_r).transpose(0, 1).reshape(B, 4 * H)
+            g += zc[:, 4 * R:]
+            torch.sigmoid(g[:, :3 * H], out=act[t, :, :3 * H])
+            torch.tanh(g[:, 3 * H:], out=act[t, :, 3 * H:])
+            i, f, o, gg = act[t].chunk(4, dim=1)
+            torch.addcmul(f * cs[t], i, gg, out=cs[t + 1])
+            torch.tanh(cs[t + 1], out=tcs[t])
+            torch.mul(o, tcs[t], out=hs[t + 1])
+        ctx.save_for_backward(from_h, w_m, from_m, p, hs, cs, tcs, mhs, mcs, tmcs, mact, act, zcs, ss, us)
+        return hs[1:]
+
+    @staticmethod
+    def backward(ctx, dout):
+        from_h, w_m, from_m, p, hs, cs, tcs, mhs, mcs, tmcs, mact, act, zcs, ss, us = ctx.saved_tensors
+        T, B, H = dout.shape
+        M, R = w_m.shape[0], p.shape[2]
+        # Everything that does not depend on the incoming gradient, for all steps at once:
+        # d gates = [dc, dc, dh, dc] ⊙ [g, c_{t-1}, tanh c, i] ⊙ act'(gates), and dc += dh ⊙ o ⊙ tanh'(c)
+        basic_k, basic_o = _gate_factors(act, cs[:-1], tcs)
+        meta_k, meta_o = _gate_factors(mact, mcs[:-1], tmcs)
+        basic_f, meta_f = act[:, :, H:2 * H], mact[:, :, M:2 * M]
+        zq_s = torch.cat([ss, zcs[:, :, :4 * R]], dim=2)    # d(Qz) = du ⊙ s, d s = du ⊙ Qz
+        new = dout.new_empty
+        d_a = new(T, B, 4 * M + 4 * R)      # d(pre-activation meta gates) | d(R[x; h])
+        d_z = new(T, B, 4 * R + 4 * H)      # d(Q z)                       | d(pre-activation basic gates)
+        dh, dc, dmh, dmc = (dout.new_zeros(B, n) for n in (H, H, M, M))
+        from_h_t, w_m_t, from_m_t = from_h.t().contiguous(), w_m.t().contiguous(), from_m.t().contiguous()
+        for t in range(T - 1, -1, -1):
+            dh = dh + dout[t]
+            dc = torch.addcmul(dc, dh, basic_o[t])
+            dgates = torch.mul(torch.cat([dc, dc, dh, dc], dim=1), basic_k[t], out=d_z[t, :, 4 * R:])
+            dc = dc * basic_f[t]
+            du = torch.bmm(dgates.view(B, 4, H).transpose(0, 1), p).transpose(0, 1).reshape(B, 4 * R)
+            d_qz_s = torch.mul(torch.cat([du, du], dim=1), zq_s[t])
+            d_z[t, :, :4 * R] = d_qz_s[:, :4 * R]
+            d_a[t, :, 4 * M:] = d_qz_s[:, 4 * R:]
+            dmh = torch.addmm(dmh, d_z[t], from_m_t)
+            dmc = torch.addcmul(dmc, dmh, meta_o[t])
+            dmg = torch.mul(torch.cat([dmc, dmc, dmh, dmc], dim=1), meta_k[t], out=d_a[t, :, :4 * M])
+            dmc = dmc * meta_f[t]
+            dmh = dmg @ w_m_t
+            dh = d_a[t] @ from_h_t
+        flat = lambda v: v.reshape(T * B, -1)  # noqa: E731
+        d_from_h = flat(hs[:-1]).t() @ flat(d_a)
+        d_w_m = flat(mhs[:-1]).t() @ flat(d_a[:, :, :4 * M])
+        d_from_m = flat(mhs[1:]).t() @ flat(d_z)
+        d_p = torch.einsum("ngh,ngr->ghr", d_z[:, :, 4 * R:].reshape(T * B, 4, H), us.reshape(T * B, 4, R))
+        return d_a[:, :, :4 * M], d_a[:, :, 4 * M:], d_from_h, d_w_m, d_from_m, d_p
+
+
+def _gate_factors(act: torch.Tensor, c_prev: torch.Tensor, tanh_c: torch.Tensor):
+    """For an LSTM's activated gates act = [i, f, o, g] (T, B, 4H), its previous cells and tanh of
+    its cells: k = [g, c_{t-1}, tanh c, i] ⊙ [σ'(i), σ'(f), σ'(o), tanh'(g)] and o ⊙ tanh'(c)."""
+    i, f, o, g = act.chunk(4, dim=2)
+    slope = torch.cat([act[:, :, :-g.shape[2]] * (1 - act[:, :, :-g.shape[2]]), 1 - g * g], dim=2)
+    return torch.cat([g, c_prev, tanh_c, i], dim=2) * slope, o * (1 - tanh_c * tanh_c)
 
 
 def reference_meta_lstm(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> torch.Tensor:

@@ -16,10 +16,13 @@ class WordEmbedding(nn.Module):
         vectors: optional (vocab_size, D) initial values (e.g. GloVe or word2vec rows).
         freeze: keep the vectors fixed during training.
         dropout: dropout on the output vectors.
+        word_dropout: in training, each word id is replaced by <unk> (id 1) with this probability,
+            so the model learns to do without a word's own vector (and leans on its characters).
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, vectors: Optional[torch.Tensor] = None,
-                 freeze: bool = False, dropout: float = 0.0, init_std: float = 0.1):
+                 freeze: bool = False, dropout: float = 0.0, init_std: float = 0.1,
+                 word_dropout: float = 0.0):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         nn.init.normal_(self.embedding.weight, std=init_std)
@@ -34,8 +37,12 @@ class WordEmbedding(nn.Module):
         self.embedding.weight.requires_grad_(not freeze)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = embedding_dim
+        self.word_dropout = word_dropout
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.training and self.word_dropout > 0:
+            drop = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens > 1)
+            tokens = tokens.masked_fill(drop, 1)                              # 1 = <unk>
         return self.dropout(self.embedding(tokens))
 
 
@@ -45,7 +52,7 @@ def build_embedding(model_cfg, vocab_size: int, vectors: Optional[torch.Tensor] 
     from .characters import CharCNNEncoder, CharLSTMEncoder, WordCharEmbedding
     m = model_cfg
     words = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout,
-                          m.embedding_init_std)
+                          m.embedding_init_std, m.word_dropout)
     if m.char_embedding_dim <= 0:
         return words
     if num_chars <= 2:
