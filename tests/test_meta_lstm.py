@@ -31,9 +31,9 @@ def test_hand_written_backward_through_time_passes_gradcheck():
     (float64), and every parameter's gradient against autograd through the reference."""
     from polytask.models.meta_lstm import _MetaRecurrence
     torch.manual_seed(0)
-    T, B, M, R, H = 4, 2, 3, 2, 5
-    args = [torch.randn(T, B, 4 * M), torch.randn(T, B, 4 * R), torch.randn(H, 4 * M + 4 * R) * 0.5,
-            torch.randn(M, 4 * M) * 0.5, torch.randn(M, 4 * R + 4 * H) * 0.5, torch.randn(4, H, R) * 0.5]
+    T, K, B, M, R, H = 4, 2, 2, 3, 2, 5                       # K = 2 passes run side by side
+    args = [torch.randn(T, K, B, 4 * M), torch.randn(T, K, B, 4 * R), torch.randn(K, H, 4 * M + 4 * R) * 0.5,
+            torch.randn(K, M, 4 * M) * 0.5, torch.randn(K, M, 4 * R + 4 * H) * 0.5, torch.randn(K, 4, H, R) * 0.5]
     args = [a.double().requires_grad_() for a in args]
     assert torch.autograd.gradcheck(_MetaRecurrence.apply, args, eps=1e-6, atol=1e-6)
     meta, basic = MetaLSTM(6, 5, 4, 3), BasicLSTM(6, 5, 2, 3)
@@ -43,6 +43,22 @@ def test_hand_written_backward_through_time_passes_gradcheck():
     fast = torch.autograd.grad((meta_lstm_pass(x, meta, basic) * weights).sum(), params)
     slow = torch.autograd.grad((reference_meta_lstm(x, meta, basic) * weights).sum(), params)
     for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_passes_run_side_by_side_equal_passes_run_alone():
+    from polytask.models.meta_lstm import meta_lstm_passes
+    torch.manual_seed(2)
+    metas = [MetaLSTM(6, 5, 4, 3), MetaLSTM(6, 5, 4, 3)]
+    basics = [BasicLSTM(6, 5, 2, 3), BasicLSTM(6, 5, 2, 3)]
+    xs = [torch.randn(3, 7, 6), torch.randn(3, 7, 6)]
+    together = meta_lstm_passes(xs, metas, basics)
+    for x, m, b, h in zip(xs, metas, basics, together):
+        torch.testing.assert_close(h, reference_meta_lstm(x, m, b), atol=1e-5, rtol=1e-5)
+    g = torch.autograd.grad(sum((h * h).sum() for h in together), [*metas[1].parameters(), *basics[0].parameters()])
+    r = torch.autograd.grad(sum((reference_meta_lstm(x, m, b) ** 2).sum() for x, m, b in zip(xs, metas, basics)),
+                            [*metas[1].parameters(), *basics[0].parameters()])
+    for a, b in zip(g, r):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 

@@ -68,61 +68,76 @@ class BasicLSTM(nn.Module):
 
 def meta_lstm_pass(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> torch.Tensor:
     """Run Meta-LSTM + Basic-LSTM over x (B, T, D) left to right; returns h (B, T, H)."""
-    B, T, _ = x.shape
-    M, R = meta.meta_hidden, basic.rank
-    # whole-sequence input projections: one matmul each, outside the loop, time-major
-    xt = x.transpose(0, 1).reshape(T * B, -1)
-    meta_x = torch.addmm(meta.bias, xt, meta.w_x.t()).view(T, B, 4 * M)
-    basic_x = (xt @ basic.r_x.t()).view(T, B, 4 * R)
+    return meta_lstm_passes([x], [meta], [basic])[0]
+
+
+def meta_lstm_passes(xs: list[torch.Tensor], metas: list[MetaLSTM], basics: list[BasicLSTM]) -> list[torch.Tensor]:
+    """Several independent Meta-LSTM passes (e.g. the two directions of a bidirectional encoder) run
+    as one batched time loop: pass k reads xs[k] (B, T, D) with metas[k] and basics[k].
+    Returns each pass's h (B, T, H)."""
+    K = len(xs)
+    B, T, _ = xs[0].shape
+    M, R = metas[0].meta_hidden, basics[0].rank
+    stack = lambda f: torch.stack([f(m, b) for m, b in zip(metas, basics)])  # noqa: E731
+    # whole-sequence input projections: one batched product each, outside the loop, time-major
+    x = torch.stack(xs).transpose(1, 2).reshape(K, T * B, -1)                 # (K, T·B, D)
+    meta_x = torch.baddbmm(stack(lambda m, b: m.bias)[:, None], x, stack(lambda m, b: m.w_x.t()))
+    basic_x = torch.bmm(x, stack(lambda m, b: b.r_x.t()))
+    meta_x = meta_x.view(K, T, B, 4 * M).transpose(0, 1)                       # (T, K, B, 4M)
+    basic_x = basic_x.view(K, T, B, 4 * R).transpose(0, 1)                     # (T, K, B, 4R)
     # everything h_{t-1} feeds (the Meta-LSTM input and R^h h) in one product
-    from_h = torch.cat([meta.w_h, basic.r_h], dim=0).t()                     # (H, 4M + 4R)
+    from_h = stack(lambda m, b: torch.cat([m.w_h, b.r_h], dim=0).t())         # (K, H, 4M + 4R)
     # everything ĥ_t feeds (Q z_t and B z_t, with z_t = W_z ĥ_t) in one product
-    from_m = torch.cat([basic.q @ meta.w_z, basic.b @ meta.w_z], dim=0).t()  # (M, 4R + 4H)
-    return _MetaRecurrence.apply(meta_x, basic_x, from_h, meta.w_m.t(), from_m, basic.p).transpose(0, 1)
+    from_m = stack(lambda m, b: torch.cat([b.q @ m.w_z, b.b @ m.w_z], dim=0).t())  # (K, M, 4R + 4H)
+    w_m = stack(lambda m, b: m.w_m.t())                                        # (K, M, 4M)
+    p = torch.stack([b.p for b in basics])                                     # (K, 4, H, R)
+    h = _MetaRecurrence.apply(meta_x.contiguous(), basic_x.contiguous(), from_h, w_m, from_m, p)
+    return list(h.permute(1, 2, 0, 3).unbind(0))                               # K × (B, T, H)
 
 
 class _MetaRecurrence(torch.autograd.Function):
-    """The time loop of :func:`meta_lstm_pass` with its backward pass through time written out.
+    """The time loop of :func:`meta_lstm_passes` with its backward pass through time written out.
 
     Autograd would record ~25 small operations per step and replay them one by one; here the
     forward keeps the activations it needs, the backward walks the steps in reverse with a handful
-    of fused products, and every weight gradient is one (T·B)-row matrix product after the loop.
-    Inputs are time-major: meta_x (T, B, 4M) = W_x x_t + b, basic_x (T, B, 4R) = R^x x_t;
-    from_h (H, 4M + 4R), w_m (M, 4M), from_m (M, 4R + 4H), p (4, H, R). Output h (T, B, H).
-    Gate order is i, f, o, g for both LSTMs.
+    of fused products, and every weight gradient is one (T·B)-row product after the loop. K passes
+    (directions) share each step's operations. Inputs, time-major: meta_x (T, K, B, 4M) =
+    W_x x_t + b, basic_x (T, K, B, 4R) = R^x x_t; from_h (K, H, 4M + 4R), w_m (K, M, 4M),
+    from_m (K, M, 4R + 4H), p (K, 4, H, R). Output h (T, K, B, H). Gate order i, f, o, g.
     """
 
     @staticmethod
     def forward(ctx, meta_x, basic_x, from_h, w_m, from_m, p):
-        T, B, _ = meta_x.shape
-        M, (_, H, R) = w_m.shape[0], p.shape
+        T, K, B, _ = meta_x.shape
+        M, (_, _, H, R) = w_m.shape[1], p.shape
         new = meta_x.new_empty
-        hs, cs, tcs = new(T + 1, B, H), new(T + 1, B, H), new(T, B, H)         # index t+1 = step t
-        mhs, mcs, tmcs = new(T + 1, B, M), new(T + 1, B, M), new(T, B, M)
+        hs, cs, tcs = new(T + 1, K, B, H), new(T + 1, K, B, H), new(T, K, B, H)   # index t+1 = step t
+        mhs, mcs, tmcs = new(T + 1, K, B, M), new(T + 1, K, B, M), new(T, K, B, M)
         for state in (hs, cs, mhs, mcs):
             state[0].zero_()
-        mact, act = new(T, B, 4 * M), new(T, B, 4 * H)                          # activated gates
-        zcs, ss = new(T, B, 4 * R + 4 * H), new(T, B, 4 * R)                    # [Qz; Bz], R[x; h]
-        us = new(T, B, 4 * R)                                                   # (R u) ⊙ (Q z)
-        p_r = p.transpose(1, 2).contiguous()                                    # (4, R, H)
+        mact, act = new(T, K, B, 4 * M), new(T, K, B, 4 * H)                    # activated gates
+        zcs, ss = new(T, K, B, 4 * R + 4 * H), new(T, K, B, 4 * R)              # [Qz; Bz], R[x; h]
+        us = new(T, K, B, 4 * R)                                                # (R u) ⊙ (Q z)
+        p_r = p.transpose(2, 3).reshape(K * 4, R, H)                            # P_k per pass and gate
         for t in range(T):
-            a = hs[t] @ from_h
-            mg = torch.addmm(meta_x[t] + a[:, :4 * M], mhs[t], w_m)
-            torch.sigmoid(mg[:, :3 * M], out=mact[t, :, :3 * M])
-            torch.tanh(mg[:, 3 * M:], out=mact[t, :, 3 * M:])
-            mi, mf, mo, mgg = mact[t].chunk(4, dim=1)
+            a = torch.bmm(hs[t], from_h)
+            mg = torch.baddbmm(meta_x[t] + a[..., :4 * M], mhs[t], w_m)
+            torch.sigmoid(mg[..., :3 * M], out=mact[t, ..., :3 * M])
+            torch.tanh(mg[..., 3 * M:], out=mact[t, ..., 3 * M:])
+            mi, mf, mo, mgg = mact[t].chunk(4, dim=-1)
             torch.addcmul(mf * mcs[t], mi, mgg, out=mcs[t + 1])
             torch.tanh(mcs[t + 1], out=tmcs[t])
             torch.mul(mo, tmcs[t], out=mhs[t + 1])
-            zc = torch.mm(mhs[t + 1], from_m, out=zcs[t])
-            torch.add(basic_x[t], a[:, 4 * M:], out=ss[t])
-            torch.mul(ss[t], zc[:, :4 * R], out=us[t])
-            # gate k: P_k (R u ⊙ Q z)_k, the four gates as one batched product
-            g = torch.bmm(us[t].view(B, 4, R).transpose(0, 1), p_r).transpose(0, 1).reshape(B, 4 * H)
-            g += zc[:, 4 * R:]
-            torch.sigmoid(g[:, :3 * H], out=act[t, :, :3 * H])
-            torch.tanh(g[:, 3 * H:], out=act[t, :, 3 * H:])
-            i, f, o, gg = act[t].chunk(4, dim=1)
+            zc = torch.bmm(mhs[t + 1], from_m, out=zcs[t])
+            torch.add(basic_x[t], a[..., 4 * M:], out=ss[t])
+            torch.mul(ss[t], zc[..., :4 * R], out=us[t])
+            # gate k: P_k (R u ⊙ Q z)_k, every pass and gate in one batched product
+            u = us[t].view(K, B, 4, R).transpose(1, 2).reshape(K * 4, B, R)
+            g = torch.bmm(u, p_r).view(K, 4, B, H).transpose(1, 2).reshape(K, B, 4 * H)
+            g += zc[..., 4 * R:]
+            torch.sigmoid(g[..., :3 * H], out=act[t, ..., :3 * H])
+            torch.tanh(g[..., 3 * H:], out=act[t, ..., 3 * H:])
+            i, f, o, gg = act[t].chunk(4, dim=-1)
             torch.addcmul(f * cs[t], i, gg, out=cs[t + 1])
             torch.tanh(cs[t + 1], out=tcs[t])
             torch.mul(o, tcs[t], out=hs[t + 1])
@@ -132,48 +147,53 @@ class _MetaRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         from_h, w_m, from_m, p, hs, cs, tcs, mhs, mcs, tmcs, mact, act, zcs, ss, us = ctx.saved_tensors
-        T, B, H = dout.shape
-        M, R = w_m.shape[0], p.shape[2]
+        T, K, B, H = dout.shape
+        M, R = w_m.shape[1], p.shape[3]
         # Everything that does not depend on the incoming gradient, for all steps at once:
         # d gates = [dc, dc, dh, dc] ⊙ [g, c_{t-1}, tanh c, i] ⊙ act'(gates), and dc += dh ⊙ o ⊙ tanh'(c)
         basic_k, basic_o = _gate_factors(act, cs[:-1], tcs)
         meta_k, meta_o = _gate_factors(mact, mcs[:-1], tmcs)
-        basic_f, meta_f = act[:, :, H:2 * H], mact[:, :, M:2 * M]
-        zq_s = torch.cat([ss, zcs[:, :, :4 * R]], dim=2)    # d(Qz) = du ⊙ s, d s = du ⊙ Qz
+        basic_f, meta_f = act[..., H:2 * H], mact[..., M:2 * M]
+        zq_s = torch.cat([ss, zcs[..., :4 * R]], dim=-1)    # d(Qz) = du ⊙ s, d s = du ⊙ Qz
         new = dout.new_empty
-        d_a = new(T, B, 4 * M + 4 * R)      # d(pre-activation meta gates) | d(R[x; h])
-        d_z = new(T, B, 4 * R + 4 * H)      # d(Q z)                       | d(pre-activation basic gates)
-        dh, dc, dmh, dmc = (dout.new_zeros(B, n) for n in (H, H, M, M))
-        from_h_t, w_m_t, from_m_t = from_h.t().contiguous(), w_m.t().contiguous(), from_m.t().contiguous()
+        d_a = new(T, K, B, 4 * M + 4 * R)   # d(pre-activation meta gates) | d(R[x; h])
+        d_z = new(T, K, B, 4 * R + 4 * H)   # d(Q z)                       | d(pre-activation basic gates)
+        dh, dc, dmh, dmc = (dout.new_zeros(K, B, n) for n in (H, H, M, M))
+        from_h_t, w_m_t, from_m_t = (w.transpose(1, 2).contiguous() for w in (from_h, w_m, from_m))
+        p_h = p.reshape(K * 4, H, R)
         for t in range(T - 1, -1, -1):
             dh = dh + dout[t]
             dc = torch.addcmul(dc, dh, basic_o[t])
-            dgates = torch.mul(torch.cat([dc, dc, dh, dc], dim=1), basic_k[t], out=d_z[t, :, 4 * R:])
+            dgates = torch.mul(torch.cat([dc, dc, dh, dc], dim=-1), basic_k[t], out=d_z[t, ..., 4 * R:])
             dc = dc * basic_f[t]
-            du = torch.bmm(dgates.view(B, 4, H).transpose(0, 1), p).transpose(0, 1).reshape(B, 4 * R)
-            d_qz_s = torch.mul(torch.cat([du, du], dim=1), zq_s[t])
-            d_z[t, :, :4 * R] = d_qz_s[:, :4 * R]
-            d_a[t, :, 4 * M:] = d_qz_s[:, 4 * R:]
-            dmh = torch.addmm(dmh, d_z[t], from_m_t)
+            dg = dgates.view(K, B, 4, H).transpose(1, 2).reshape(K * 4, B, H)
+            du = torch.bmm(dg, p_h).view(K, 4, B, R).transpose(1, 2).reshape(K, B, 4 * R)
+            d_qz_s = torch.mul(torch.cat([du, du], dim=-1), zq_s[t])
+            d_z[t, ..., :4 * R] = d_qz_s[..., :4 * R]
+            d_a[t, ..., 4 * M:] = d_qz_s[..., 4 * R:]
+            dmh = torch.baddbmm(dmh, d_z[t], from_m_t)
             dmc = torch.addcmul(dmc, dmh, meta_o[t])
-            dmg = torch.mul(torch.cat([dmc, dmc, dmh, dmc], dim=1), meta_k[t], out=d_a[t, :, :4 * M])
+            dmg = torch.mul(torch.cat([dmc, dmc, dmh, dmc], dim=-1), meta_k[t], out=d_a[t, ..., :4 * M])
             dmc = dmc * meta_f[t]
-            dmh = dmg @ w_m_t
-            dh = d_a[t] @ from_h_t
-        flat = lambda v: v.reshape(T * B, -1)  # noqa: E731
-        d_from_h = flat(hs[:-1]).t() @ flat(d_a)
-        d_w_m = flat(mhs[:-1]).t() @ flat(d_a[:, :, :4 * M])
-        d_from_m = flat(mhs[1:]).t() @ flat(d_z)
-        d_p = torch.einsum("ngh,ngr->ghr", d_z[:, :, 4 * R:].reshape(T * B, 4, H), us.reshape(T * B, 4, R))
-        return d_a[:, :, :4 * M], d_a[:, :, 4 * M:], d_from_h, d_w_m, d_from_m, d_p
+            dmh = torch.bmm(dmg, w_m_t)
+            dh = torch.bmm(d_a[t], from_h_t)
+        per_pass = lambda v: v.transpose(0, 1).reshape(K, T * B, -1)  # noqa: E731  (T, K, B, n) -> (K, T·B, n)
+        d_a_k, d_z_k = per_pass(d_a), per_pass(d_z)
+        d_from_h = torch.bmm(per_pass(hs[:-1]).transpose(1, 2), d_a_k)
+        d_w_m = torch.bmm(per_pass(mhs[:-1]).transpose(1, 2), d_a_k[..., :4 * M])
+        d_from_m = torch.bmm(per_pass(mhs[1:]).transpose(1, 2), d_z_k)
+        d_p = torch.einsum("kngh,kngr->kghr", d_z_k[..., 4 * R:].reshape(K, T * B, 4, H),
+                           per_pass(us).reshape(K, T * B, 4, R))
+        return d_a[..., :4 * M], d_a[..., 4 * M:], d_from_h, d_w_m, d_from_m, d_p
 
 
 def _gate_factors(act: torch.Tensor, c_prev: torch.Tensor, tanh_c: torch.Tensor):
-    """For an LSTM's activated gates act = [i, f, o, g] (T, B, 4H), its previous cells and tanh of
+    """For an LSTM's activated gates act = [i, f, o, g] (..., 4H), its previous cells and tanh of
     its cells: k = [g, c_{t-1}, tanh c, i] ⊙ [σ'(i), σ'(f), σ'(o), tanh'(g)] and o ⊙ tanh'(c)."""
-    i, f, o, g = act.chunk(4, dim=2)
-    slope = torch.cat([act[:, :, :-g.shape[2]] * (1 - act[:, :, :-g.shape[2]]), 1 - g * g], dim=2)
-    return torch.cat([g, c_prev, tanh_c, i], dim=2) * slope, o * (1 - tanh_c * tanh_c)
+    i, f, o, g = act.chunk(4, dim=-1)
+    sig = act[..., :-g.shape[-1]]
+    slope = torch.cat([sig * (1 - sig), 1 - g * g], dim=-1)
+    return torch.cat([g, c_prev, tanh_c, i], dim=-1) * slope, o * (1 - tanh_c * tanh_c)
 
 
 def reference_meta_lstm(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> torch.Tensor:
@@ -222,9 +242,9 @@ class MetaLSTMEncoder(nn.Module):
 
     def forward(self, task: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.long().sum(1)
-        fwd = meta_lstm_pass(x, self.meta_fwd, self.basic_fwd[task])
-        bwd = reverse_padded(meta_lstm_pass(reverse_padded(x, lengths), self.meta_bwd, self.basic_bwd[task]),
-                             lengths)
+        fwd, bwd = meta_lstm_passes([x, reverse_padded(x, lengths)], [self.meta_fwd, self.meta_bwd],
+                                    [self.basic_fwd[task], self.basic_bwd[task]])
+        bwd = reverse_padded(bwd, lengths)
         return torch.cat([fwd, bwd], dim=-1) * mask[..., None].to(x.dtype)
 
 
