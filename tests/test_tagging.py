@@ -106,3 +106,31 @@ def test_bio_tag_set_is_completed_so_unseen_prefixes_are_not_errors():
     from polytask.data.task import complete_tag_set
     assert complete_tag_set(["B-LST", "B-NP", "I-NP", "O"], "BIO") == ["B-LST", "B-NP", "I-LST", "I-NP", "O"]
     assert "S-X" in complete_tag_set(["B-X", "O"], "BIOES")
+
+
+def test_ner_file_with_its_own_tag_set_from_yaml_alone(tmp_path: Path, data_dir: Path, fdu_config: dict):
+    """A CoNLL-2003-style file (4 columns, NER tags last, BIO) needs nothing but YAML: its tag set
+    comes from the data, and the metric is span F1."""
+    people, places = ["Ann", "Bob Smith", "Carla"], ["Paris", "New York", "Oslo"]
+    for split, n, seed in (("train", 120, 3), ("test", 30, 4)):
+        rng = random.Random(seed)
+        lines = ["-DOCSTART- -X- -X- O", ""]
+        for _ in range(n):
+            who, where = rng.choice(people).split(), rng.choice(places).split()
+            tags = [("B-PER" if i == 0 else "I-PER") for i in range(len(who))] + ["O", "O"] + \
+                   [("B-LOC" if i == 0 else "I-LOC") for i in range(len(where))] + ["O"]
+            for tok, tag in zip(who + ["flew", "to"] + where + ["."], tags):
+                lines.append(f"{tok} NNP B-NP {tag}")
+            lines.append("")
+        (data_dir / f"ner.{split}").write_text("\n".join(lines) + "\n")
+    raw = {**fdu_config, "tasks": [{"name": "ner", "type": "tagging", "format": "conll", "train": "ner.train",
+                                    "test": "ner.test", "labels": None, "tag_column": -1, "tag_scheme": "BIO", "lowercase": False,
+                                    "dev_split": {"policy": "tail", "size": 20}}]}
+    raw["model"] = {**raw["model"], "char_embedding_dim": 8, "char_hidden_dim": 8}
+    raw["trainer"] = {**raw["trainer"], "max_steps": 120, "eval_every": 40}
+    cfg = load_config(raw=raw)
+    results = train(cfg, quiet=True)
+    info = json.loads((Path(cfg.output_dir) / "tasks.json").read_text())
+    assert info["ner"]["metric"] == "f1"
+    assert {"B-PER", "I-PER", "B-LOC", "I-LOC", "O"} <= set(info["ner"]["labels"])
+    assert results["dev"]["ner"] >= 90.0, results
