@@ -1,6 +1,6 @@
 """The MTL catalogue on the 16 FDU-MTL domains: soft sharing (L2, trace norm), cross-stitch,
 sluice, block-sparse l1/l2 and l1/linf, task clustering, tensor-normal prior, Tucker and
-Tensor-Train task layers, beside single-task and hard sharing, with Δm, parameters and
+Tensor-Train task layers, fully-adaptive feature sharing, beside single-task and hard sharing, with Δm, parameters and
 throughput. The learned structure (cross-stitch α, sluice α/β, task covariance) is plotted.
 
     python benchmarks/catalogue.py --data-dir ../shared/data
@@ -29,6 +29,8 @@ RUNS = {
     "tensor-normal": (FDU, [A + "regularized_heads", "model.head_regularizer=tensor_normal"], {}),
     "tucker": (FDU, [A + "tucker_heads"], {}),
     "tensor-train": (FDU, [A + "tensor_train_heads"], {}),
+    "fafs": (FDU, [A + "fully_adaptive", "model.encoder.num_layers=2", "model.fafs_widen_every=1000"],
+             {"encoder": "2-layer BiLSTM, widened at steps 1000 and 2000"}),
 }
 
 
@@ -52,6 +54,11 @@ def structure_plots(args) -> str:
         fig.savefig(Path(args.results_dir) / name, dpi=110)
         plt.close(fig)
         md += f"\n![{run} {key}]({name})\n"
+    tree = Path(args.work_dir) / "fafs" / "structure.json"
+    if tree.is_file():
+        layers = json.loads(tree.read_text())["fafs_tree"]
+        md += "\nFully-adaptive feature sharing, the branches it grew (bottom layer first):\n\n" + "".join(
+            f"- layer {i}: " + " | ".join(", ".join(g) for g in groups) + "\n" for i, groups in enumerate(layers, 1))
     return md
 
 

@@ -31,7 +31,8 @@ def speed(batch: int = 32, length: int = 128, hidden: int = 128, dim: int = 200,
     """Train tokens/s (forward + backward) in one process, same batch, lengths and sizes: one
     Meta-LSTM direction against ``nn.LSTM`` and against the straightforward implementation (W(z_t)
     built per example each step, plain autograd), and both directions against a bidirectional
-    ``nn.LSTM``. Each figure is the best of ``repeats`` timed calls after a warm-up call."""
+    ``nn.LSTM``. Each figure is the best of ``repeats`` timed calls after a warm-up call (the reference: one
+    call, it is slow enough)."""
     sys.path.insert(0, str(ROOT / "src"))
     import torch
     from polytask.models.meta_lstm import BasicLSTM, MetaLSTM, meta_lstm_passes, reference_meta_lstm
@@ -42,8 +43,9 @@ def speed(batch: int = 32, length: int = 128, hidden: int = 128, dim: int = 200,
     lstm = torch.nn.LSTM(dim, hidden, batch_first=True)
     bilstm = torch.nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
 
-    def rate(fn, n: int = repeats) -> float:
-        fn()
+    def rate(fn, n: int = repeats, warm_up: bool = True) -> float:
+        if warm_up:
+            fn()
         best = float("inf")
         for _ in range(n):
             t0 = time.perf_counter()
@@ -53,7 +55,7 @@ def speed(batch: int = 32, length: int = 128, hidden: int = 128, dim: int = 200,
 
     fast = rate(lambda: meta_lstm_passes([x], metas[:1], basics[:1])[0].sum().backward())
     torch_lstm = rate(lambda: lstm(x)[0].sum().backward())
-    reference = rate(lambda: reference_meta_lstm(x, metas[0], basics[0]).sum().backward(), 1)
+    reference = rate(lambda: reference_meta_lstm(x, metas[0], basics[0]).sum().backward(), 1, False)
     fast_bi = rate(lambda: sum(h.sum() for h in meta_lstm_passes([x, x], metas, basics)).backward())
     torch_bi = rate(lambda: bilstm(x)[0].sum().backward())
     common = {"unit": "train tokens/s", "batch": batch, "length": length, "hidden": hidden, "input": dim,

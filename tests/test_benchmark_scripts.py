@@ -58,6 +58,7 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
     ("transformer_sharing.py", "transformer-sharing", "le", ["model.encoder.hidden_dim=12", "model.embedding_dim=12",
                                                             "model.encoder.num_heads=2", "model.encoder.ff_dim=16"]),
     ("catalogue.py", "catalogue", "sluice", []),
+    ("catalogue.py", "catalogue", "fafs", ["model.fafs_widen_every=1"]),
     ("balancing.py", "balancing", "upgrad", []),
     ("decanlp.py", "decanlp", "mqan-joint", ["model.encoder.num_heads=2", "data.vocab_max_size=500",
                                              "model.max_answer_length=3", "--zero-shot-examples", "5"]),

@@ -128,6 +128,8 @@ class ModelConfig:
     soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
     cross_stitch_init: float = 0.9       # cross_stitch, sluice: initial diagonal of each α
     sluice_orthogonality: float = 0.01   # sluice: weight of the subspace orthogonality penalty
+    fafs_widen_every: int = 500          # fully_adaptive: steps between widenings (top layer first)
+    fafs_branch_cost: float = 0.05       # fully_adaptive: λ, the cost of one more branch
     head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
     head_regularizer_weight: float = 1e-3  # regularized_heads: weight of the prior on the task layers
     max_answer_length: int = 30          # mqan / seq2seq: longest generated answer
@@ -164,6 +166,7 @@ class TrainerConfig:
     grad_accumulation: int = 1           # micro-batches (schedule draws) per optimizer step
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; fp16 uses a gradient scaler (GPU)
     gradient_similarity: bool = False    # log the tasks' gradient cosine similarities at each evaluation
+    structure_batches: int = 4           # fully_adaptive: batches per task behind each branching decision
     patience: Optional[int] = None
     select: Literal["mean", "per_task"] = "mean"
     device: str = "cpu"
@@ -365,6 +368,14 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
                           f"{cfg.model.architecture!r} (known: {', '.join(sorted(REGISTRY))})")
     if not cfg.tasks:
         raise ConfigError(f"{source}: tasks: at least one task is needed")
+    if cfg.model.architecture == "fully_adaptive":
+        if cfg.model.encoder.type != "bilstm":
+            raise ConfigError(f"{source}: model.encoder.type: fully_adaptive widens a stack of BiLSTM "
+                              f"layers; got {cfg.model.encoder.type!r} (use bilstm)")
+        if cfg.model.fafs_widen_every < 0 or cfg.model.fafs_branch_cost < 0:
+            raise ConfigError(f"{source}: model.fafs_widen_every / model.fafs_branch_cost: must not be negative")
+        if cfg.trainer.structure_batches <= 0:
+            raise ConfigError(f"{source}: trainer.structure_batches: must be positive")
     seen = set()
     for i, task in enumerate(cfg.tasks):
         if not task.name:

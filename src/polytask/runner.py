@@ -65,13 +65,16 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": time.perf_counter() - wall0,
-               "params": sum(p.numel() for p in model.parameters()),
+               "params": model.num_parameters() if hasattr(model, "num_parameters")
+               else sum(p.numel() for p in model.parameters()),
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
     structure = learned_structure(model, dev_items or train_items, trainer.device)
     if structure:
         ckpt.write_json(run_dir / "structure.json", structure)
     if not quiet:
+        for layer, groups in enumerate(structure.get("fafs_tree", []), 1):
+            print(f"layer {layer}: " + " | ".join(", ".join(g) for g in groups))
         print(format_table({"dev": dev, "test": test}, list(tasks), markdown=False))
         print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
               f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
@@ -130,7 +133,10 @@ def learned_structure(model: torch.nn.Module, items: dict, device) -> dict:
         out = model(collate(task, items[task][:1]).to(device))
     finally:
         model.train(was_training)
-    return {k: v.cpu().tolist() for k, v in out.inspect.items() if k in STRUCTURE_KEYS}
+    structure = {k: v.cpu().tolist() for k, v in out.inspect.items() if k in STRUCTURE_KEYS}
+    if hasattr(model, "structure"):                                   # e.g. the fully-adaptive tree
+        structure.update(model.structure())
+    return structure
 
 
 def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:

@@ -1,7 +1,7 @@
 """Architectures: one file each, and a plain registry ``name -> build(cfg, tasks, vocab_size, vectors)``."""
 from __future__ import annotations
 
-from . import (cross_stitch, hard_sharing, hierarchical, meta_lstm, mqan, regularized_heads, shared_memory,
+from . import (cross_stitch, fafs, hard_sharing, hierarchical, meta_lstm, mqan, regularized_heads, shared_memory,
                shared_private, single_task, sluice, soft_sharing, tensor_factorisation, transformer_sharing)
 from .outputs import TaskOutput, TaskSpec
 
@@ -19,6 +19,7 @@ REGISTRY = {
     "soft_sharing": soft_sharing.build,
     "cross_stitch": cross_stitch.build,
     "sluice": sluice.build,
+    "fully_adaptive": fafs.build,
     "regularized_heads": regularized_heads.build,
     "tucker_heads": tensor_factorisation.build_tucker,
     "tensor_train_heads": tensor_factorisation.build_tensor_train,

@@ -239,27 +239,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation / selection
 
-    def gradient_cosines(self) -> list[list[float]]:
-        """Cosine similarity between the tasks' gradients on the shared parameters, each from the
-        first dev batch of the task (eval mode: no dropout, no batch drawn from training, so the
-        diagnostic changes nothing about training). Tasks without dev data get NaN rows."""
+    def task_gradients(self, params: list[torch.nn.Parameter], batches: int = 1) -> list[Optional[torch.Tensor]]:
+        """Each task's loss gradient on ``params``, flattened, summed over its first ``batches`` dev
+        batches (its training examples when it has no dev set), in eval mode: no dropout and no
+        batch drawn from the training stream, so asking changes nothing about training."""
         from ..data.batching import eval_batches
-        shared = [p for p in self.model.shared_parameters() if p.requires_grad]
-        grads = []
+        grads: list[Optional[torch.Tensor]] = []
         self.model.eval()
         try:
             for task in self.tasks:
-                items = self.dev_items.get(task) or []
-                if not items or not shared:
+                items = self.dev_items.get(task) or self.train_items.get(task) or []
+                if not items or not params:
                     grads.append(None)
                     continue
-                batch = next(eval_batches(task, items, self.cfg.data.batch_size)).to(self.device)
-                loss = self.model(batch).loss
-                g = torch.autograd.grad(loss, shared, allow_unused=True)
-                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                        for x, p in zip(g, shared)]))
+                total = None
+                for _, batch in zip(range(batches), eval_batches(task, items, self.cfg.data.batch_size)):
+                    g = torch.autograd.grad(self.model(batch.to(self.device)).loss, params, allow_unused=True)
+                    flat = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                      for x, p in zip(g, params)])
+                    total = flat if total is None else total + flat
+                grads.append(total)
         finally:
             self.model.train()
+        return grads
+
+    def gradient_cosines(self) -> list[list[float]]:
+        """Cosine similarity between the tasks' gradients on the shared parameters, each from the
+        first dev batch of the task. Tasks without dev data get NaN rows."""
+        shared = [p for p in self.model.shared_parameters() if p.requires_grad]
+        grads = [g if self.dev_items.get(t) else None for t, g in zip(self.tasks, self.task_gradients(shared))]
         matrix = []
         for a in grads:
             row = []
@@ -270,6 +278,23 @@ class Trainer:
                     row.append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
             matrix.append(row)
         return matrix
+
+    def _adapt_structure(self) -> None:
+        """Let an architecture that changes its own structure (``fully_adaptive``) do so."""
+        adapt = getattr(self.model, "adapt", None)
+        if adapt is None:
+            return
+
+        def gradients(params):
+            grads = self.task_gradients(params, batches=self.cfg.trainer.structure_batches)
+            return torch.stack([g if g is not None else torch.zeros_like(next(x for x in grads if x is not None))
+                                for g in grads])
+        event = adapt(self.step, gradients)
+        if event:
+            self.log({"step": self.step, "event": "structure", **event})
+            if self.progress:
+                print(f"\n[polytask] step {self.step}: layer {event['layer']} now branches as {event['groups']}",
+                      file=sys.stderr)
 
     def evaluate_dev(self) -> dict[str, float]:
         return evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device,
@@ -369,6 +394,7 @@ class Trainer:
                     self.optimizer.step()
                 self.lr_schedule.step()
                 self.step += 1
+                self._adapt_structure()
                 self.train_seconds += time.perf_counter() - t0
                 if bar:
                     bar.update(1)
