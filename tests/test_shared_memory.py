@@ -99,3 +99,24 @@ def test_fusion_gates_can_be_dumped_per_example(fdu_config, tmp_path):
     assert len(rows) == 2 and rows[0]["tokens"] == ["the", "movie", "was", "good"]
     gates = rows[0]["inspect"]["fusion_global"]                 # (T, H), values in (0, 1)
     assert len(gates) == 4 and all(0.0 < g < 1.0 for row in gates for g in row)
+
+
+@pytest.mark.parametrize("n_memories", [1, 2])
+def test_stacked_step_equals_the_step_as_written(n_memories):
+    """forward (memories stacked, projections batched) against forward_reference: outputs, gates,
+    final memories and every gradient, with padding."""
+    torch.manual_seed(3)
+    mems = [ExternalMemory(6, 4, 3, sharpness=2.0) for _ in range(n_memories)]
+    cell = MemoryLSTM(5, 6, [3] * n_memories)
+    x = torch.randn(3, 7, 5)
+    mask = torch.tensor([[1] * 4 + [0] * 3, [1] * 7, [1] * 2 + [0] * 5], dtype=torch.bool)
+    params = [*cell.parameters(), *(p for m in mems for p in m.parameters())]
+    results = []
+    for fn in (cell.forward, cell.forward_reference):
+        out, gates, final = fn(x, mask, mems)
+        loss = (out ** 2).sum() + sum(g.sum() for g in gates) + sum((f ** 2).sum() for f in final)
+        results.append((out, gates, final, torch.autograd.grad(loss, params)))
+    (o1, g1, f1, d1), (o2, g2, f2, d2) = results
+    torch.testing.assert_close(o1, o2, atol=1e-5, rtol=1e-5)
+    for a, b in [*zip(g1, g2), *zip(f1, f2), *zip(d1, d2)]:
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

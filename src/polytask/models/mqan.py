@@ -115,15 +115,16 @@ class MQAN(nn.Module):
         cell = dec.new_zeros(B, H)
         ctx = dec.new_zeros(B, H)
         out = []
-        for t in range(A):
-            h, cell = self.cell(torch.cat([dec[:, t], ctx], -1), (h, cell))
+        steps = dec.unbind(1)           # one op whose backward is one stack; dec[:, t] per step
+        for t in range(A):              # would give every step a full-size zero-filled gradient
+            h, cell = self.cell(torch.cat([steps[t], ctx], -1), (h, cell))
             a_c, ctx = _attend(h, enc_c, c_mask)                                     # over the context
             a_q, q_vec = _attend(h, enc_q, q_mask)                                   # over the question
             features = torch.cat([h, ctx, q_vec], -1)
             p_vocab = torch.softmax(self.vocab_out(self.dropout(features)), -1)     # (B, V)
             p = F.pad(p_vocab, (0, extended_size - self.vocab_size))
             if self.pointers:
-                gamma, lam = torch.sigmoid(self.switches(torch.cat([features, dec[:, t]], -1))).unbind(-1)
+                gamma, lam = torch.sigmoid(self.switches(torch.cat([features, steps[t]], -1))).unbind(-1)
                 p_ctx = p.new_zeros(B, extended_size).scatter_add_(1, c_ext, a_c)
                 p_q = p.new_zeros(B, extended_size).scatter_add_(1, q_ext, a_q)
                 p = gamma[:, None] * p + (1 - gamma)[:, None] * (lam[:, None] * p_ctx + (1 - lam)[:, None] * p_q)

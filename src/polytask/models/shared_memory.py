@@ -84,25 +84,79 @@ class MemoryLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, memories: list[ExternalMemory]):
         """x (B, T, D), mask (B, T) -> h (B, T, H), the fusion gates (one (B, T, H) per memory) and
-        each memory's final content (B, K, M)."""
+        each memory's final content (B, K, M).
+
+        The J memories (2 for ARC-II) are stacked into one (J, B, K, M) tensor and every per-memory
+        projection into one batched product, so a step costs about half the operations of reading
+        and writing them one by one (:meth:`forward_reference`); the result is the same.
+        """
+        shapes = {tuple(m.initial.shape) for m in memories}
+        if len(shapes) != 1:                       # memories of different sizes cannot be stacked
+            return self.forward_reference(x, mask, memories)
+        B, T, _ = x.shape
+        H, J = self.hidden_dim, len(memories)
+        pre = self.input(x).unbind(1)           # T × (B, 4H): one matmul; unbind, not pre[:, t], whose
+        rec = self.recurrent.weight.t()         # backward would zero-fill a (B, T, 4H) gradient every step
+        mem = torch.stack([m.initial.expand(B, -1, -1) for m in memories])  # (J, B, K, M)
+        key = x.new_zeros(J, B, mem.shape[-1])
+        beta = torch.stack([m.sharpness for m in memories]).view(J, 1, 1)
+        kea_w = torch.stack([m.kea.weight.t() for m in memories])           # (J, H, 3M)
+        kea_b = torch.stack([m.kea.bias for m in memories])[:, None]        # (J, 1, 3M)
+        fc_w = torch.cat([f.weight for f in self.fuse_c]).t()               # (H, J·H)
+        fc_b = torch.cat([f.bias for f in self.fuse_c])
+        r_w = torch.stack([torch.cat([fr.weight, pr.weight]).t()            # (J, M, 2H): gate | projection
+                           for fr, pr in zip(self.fuse_r, self.project_r)])
+        h = x.new_zeros(B, H)
+        c = x.new_zeros(B, H)
+        full = mask.all(0).tolist()    # steps at which every sequence is still running
+        outs, gates = [], []           # lists, stacked once: writing into a preallocated tensor
+        for t in range(T):             # would make autograd copy the whole tensor back at every step
+            keep = mask[:, t, None]                                         # (B, 1)
+            # content addressing: α = softmax(β cos(M_j, k)), r = Σ_j α_j M_j, all memories at once
+            dot = torch.matmul(mem, key.unsqueeze(-1)).squeeze(-1)          # (J, B, K)
+            norm = mem.norm(dim=-1) * key.norm(dim=-1, keepdim=True)
+            alpha = torch.softmax(beta * (dot / norm.clamp_min(1e-8)), dim=-1)
+            r = torch.matmul(alpha.unsqueeze(-2), mem).squeeze(-2)          # (J, B, M)
+            i, f, o, g = torch.addmm(pre[t], h, rec).chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            from_r = torch.bmm(r, r_w)                                      # (J, B, 2H)
+            gate = torch.sigmoid(torch.addmm(fc_b, c_new, fc_w).view(B, J, H).transpose(0, 1) + from_r[..., :H])
+            h_new = torch.sigmoid(o) * torch.tanh(c_new + (gate * from_r[..., H:]).sum(0))
+            k, e, a = torch.baddbmm(kea_b, h_new.expand(J, B, H), kea_w).chunk(3, dim=-1)
+            write = alpha.unsqueeze(-1)                                     # (J, B, K, 1)
+            mem_new = mem * (1 - write * torch.sigmoid(e).unsqueeze(-2)) + write * torch.tanh(a).unsqueeze(-2)
+            if full[t]:                                                     # no sequence has ended yet
+                mem, key, h, c = mem_new, torch.tanh(k), h_new, c_new
+            else:                                                           # padding keeps every state
+                mem = torch.where(keep[None, :, :, None], mem_new, mem)
+                key = torch.where(keep[None], torch.tanh(k), key)
+                h = torch.where(keep, h_new, h)
+                c = torch.where(keep, c_new, c)
+            outs.append(h_new)
+            gates.append(gate)
+        m = mask[..., None].to(x.dtype)
+        out, gates = torch.stack(outs, dim=1), torch.stack(gates, dim=2)    # (B, T, H), (J, B, T, H)
+        return out * m, [gates[j] * m for j in range(J)], list(mem.unbind(0))
+
+    def forward_reference(self, x: torch.Tensor, mask: torch.Tensor, memories: list[ExternalMemory]):
+        """The step as the equations read, one memory at a time (the tests hold :meth:`forward` to it)."""
         B, T, _ = x.shape
         H = self.hidden_dim
-        pre = self.input(x)                                                 # (B, T, 4H), one matmul
+        pre = self.input(x).unbind(1)                                       # T × (B, 4H), one matmul
         h = x.new_zeros(B, H)
         c = x.new_zeros(B, H)
         state = [m.start(B) for m in memories]                              # [(M, key)]
-        out = x.new_empty(B, T, H)
-        gates = [x.new_empty(B, T, H) for _ in memories]
+        outs, gates = [], [[] for _ in memories]
         for t in range(T):
             keep = mask[:, t, None]                                         # (B, 1)
             reads = [memory_read(mem, key, m.sharpness) for (mem, key), m in zip(state, memories)]
-            i, f, o, g = (pre[:, t] + self.recurrent(h)).chunk(4, dim=-1)
+            i, f, o, g = (pre[t] + self.recurrent(h)).chunk(4, dim=-1)
             c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             fused = c_new
             for j, (_, r) in enumerate(reads):
                 gate = torch.sigmoid(self.fuse_c[j](c_new) + self.fuse_r[j](r))
                 fused = fused + gate * self.project_r[j](r)
-                gates[j][:, t] = gate
+                gates[j].append(gate)
             h_new = torch.sigmoid(o) * torch.tanh(fused)
             new_state = []
             for (mem, key), (alpha, _), m in zip(state, reads, memories):
@@ -112,9 +166,10 @@ class MemoryLSTM(nn.Module):
             state = new_state
             h = torch.where(keep, h_new, h)
             c = torch.where(keep, c_new, c)
-            out[:, t] = h_new
+            outs.append(h_new)
         m = mask[..., None].to(x.dtype)
-        return out * m, [gate * m for gate in gates], [mem for mem, _ in state]
+        return (torch.stack(outs, dim=1) * m, [torch.stack(gate, dim=1) * m for gate in gates],
+                [mem for mem, _ in state])
 
 
 class SharedMemoryModel(nn.Module):
