@@ -1,7 +1,9 @@
 """The MTL catalogue on the 16 FDU-MTL domains: soft sharing (L2, trace norm), cross-stitch,
 sluice, block-sparse l1/l2 and l1/linf, task clustering, tensor-normal prior, Tucker and
-Tensor-Train task layers, fully-adaptive feature sharing, beside single-task and hard sharing, with Δm, parameters and
-throughput. The learned structure (cross-stitch α, sluice α/β, task covariance) is plotted.
+Tensor-Train task layers, fully-adaptive feature sharing, beside single-task and hard sharing,
+with Δm, parameters and throughput; and cross-stitch and sluice on UPOS + chunking beside
+single-task and hard sharing there (``catalogue-tagging.md``). The learned structure
+(cross-stitch α, sluice α/β, task covariance, the FAFS tree) is plotted or listed.
 
     python benchmarks/catalogue.py --data-dir ../shared/data
 """
@@ -31,6 +33,16 @@ RUNS = {
     "tensor-train": (FDU, [A + "tensor_train_heads"], {}),
     "fafs": (FDU, [A + "fully_adaptive", "model.encoder.num_layers=2", "model.fafs_widen_every=1000"],
              {"encoder": "2-layer BiLSTM, widened at steps 1000 and 2000"}),
+}
+# UPOS (UD English EWT) + chunking (CoNLL-2000), the tagging benchmark's data and settings; every
+# run here has a 2-layer BiLSTM so that cross-stitch and sluice have a layer to mix after.
+TAG = "configs/tagging/hard-sharing.yaml"
+TWO = ["model.encoder.num_layers=2"]
+TAGGING_RUNS = {
+    "tagging-single-task": ("configs/tagging/single-task.yaml", TWO, {"encoder": "2-layer BiLSTM + char CNN, CRF"}),
+    "tagging-hard-sharing": (TAG, TWO, {"encoder": "2-layer BiLSTM + char CNN, CRF"}),
+    "tagging-cross-stitch": (TAG, [*TWO, A + "cross_stitch"], {"encoder": "2-layer BiLSTM + char CNN, CRF"}),
+    "tagging-sluice": (TAG, [*TWO, A + "sluice"], {"encoder": "2-layer BiLSTM + char CNN, CRF"}),
 }
 
 
@@ -64,9 +76,24 @@ def structure_plots(args) -> str:
 
 def main() -> None:
     args = suite_argument_parser(__doc__, "benchmarks/work/catalogue").parse_args()
-    runs = run_suite(args, RUNS)
+    chosen = [n for n in args.runs.split(",") if n] if args.runs else [*RUNS, *TAGGING_RUNS]
+    unknown = [n for n in chosen if n not in RUNS and n not in TAGGING_RUNS]
+    if unknown:
+        raise SystemExit(f"unknown runs {unknown} (known: {', '.join([*RUNS, *TAGGING_RUNS])})")
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
-    write_report(args, "catalogue", "accuracy", runs, [], None, structure_plots(args))
+    extra = ""
+    tagging = [n for n in chosen if n in TAGGING_RUNS]
+    if tagging:
+        args.runs = ",".join(tagging)
+        tag_report = write_report(args, "catalogue-tagging", "upos: token accuracy %, chunk: span F1",
+                                  run_suite(args, TAGGING_RUNS), [], None, baseline="tagging-single-task")
+        extra = "\nCross-stitch and sluice on UPOS + chunking: see `catalogue-tagging.md`.\n"
+    args.runs = ",".join(n for n in chosen if n in RUNS)
+    runs = run_suite(args, RUNS) if args.runs else []
+    report = write_report(args, "catalogue", "accuracy", runs, [], None, structure_plots(args) + extra)
+    if tagging:
+        report["tagging"] = tag_report["runs"]
+        (Path(args.results_dir) / "catalogue.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
                                                             "model.encoder.num_heads=2", "model.encoder.ff_dim=16"]),
     ("catalogue.py", "catalogue", "sluice", []),
     ("catalogue.py", "catalogue", "fafs", ["model.fafs_widen_every=1"]),
+    ("catalogue.py", "catalogue-tagging", "tagging-sluice", ["model.char_hidden_dim=4"]),
     ("balancing.py", "balancing", "upgrad", []),
     ("decanlp.py", "decanlp", "mqan-joint", ["model.encoder.num_heads=2", "data.vocab_max_size=500",
                                              "model.max_answer_length=3", "--zero-shot-examples", "5"]),
