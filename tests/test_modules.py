@@ -360,3 +360,17 @@ def test_word_dropout_out_of_range_is_a_config_error(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="model.word_dropout"):
         load_config(path)
+
+
+def test_character_ngrams_of_a_word():
+    from polytask.modules.characters import CharNgramEmbedding
+    emb = CharNgramEmbedding(4, buckets=10_007)
+    chars = torch.tensor([[[3, 4, 5, 0], [3, 4, 5, 6], [0, 0, 0, 0]]])    # "abc", "abcd", padding
+    ids, counts = emb.ngram_ids(chars)
+    # ^abc$: 5 unigrams, 4 bigrams, 3 trigrams, 2 four-grams; ^abcd$: 6 + 5 + 4 + 3; padding: none
+    assert counts.tolist() == [14, 18, 0]
+    abc, abcd = set(ids[:14].tolist()), set(ids[14:].tolist())
+    assert len(abc & abcd) == 14 - 3          # all but "c$", "bc$", "abc$"
+    out = emb(chars)
+    assert out.shape == (1, 3, 4) and out[0, 2].abs().sum() == 0
+    torch.testing.assert_close(out[0, 0], emb.embedding.weight[ids[:14]].mean(0))

@@ -140,7 +140,7 @@ class ModelConfig:
     freeze_layers: int = 0               # pretrained, freeze "bottom": how many lowest layers
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
-    char_encoder: Literal["cnn", "bilstm"] = "cnn"
+    char_encoder: Literal["cnn", "bilstm", "ngram"] = "cnn"   # ngram: mean of hashed character n-gram vectors
 
 
 @dataclass

@@ -50,7 +50,7 @@ def build_char_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Optional[
     if cfg.model.char_embedding_dim <= 0:
         return None
     return Vocab.build(list(tok) for task in tasks.values() for ex in task.train
-                       for tok in ex.tokens[: cfg.data.max_length])
+                       for tok in ex.tokens[: cfg.data.max_length] + (ex.tokens_b or [])[: cfg.data.max_length])
 
 
 def task_info(tasks: dict[str, Task]) -> dict[str, dict]:

@@ -279,6 +279,6 @@ def answer_questions(run: LoadedRun, task: str, pairs: Iterable[tuple[str, str]]
         examples.append(Example(tokens=tokenize(context, tcfg.tokenizer, tcfg.lowercase),
                                 tokens_b=tokenize(question, tcfg.tokenizer, tcfg.lowercase), answers_text=[],
                                 line=i + 1))
-    items = encode_examples(examples, run.vocab, [], run.cfg.data.max_length)
+    items = encode_examples(examples, run.vocab, [], run.cfg.data.max_length, run.chars)
     answers = generate_answers(run.model, task, items, run.cfg.data.eval_batch_size, run.device, run.vocab.itos)
     return [{"answer": a} for a in answers]

@@ -25,6 +25,7 @@ class Batch:
     lengths: torch.Tensor                   # (B,) number of real tokens
     labels: Optional[torch.Tensor] = None   # (B,) class ids, or (B, T) tag ids (0 at padding)
     chars: Optional[torch.Tensor] = None    # (B, T, C) character ids of each token, 0 = padding
+    chars_b: Optional[torch.Tensor] = None  # qa: (B, T2, C) character ids of the question's tokens
     tokens_b: Optional[torch.Tensor] = None  # (B, T2) second text of a sentence pair
     mask_b: Optional[torch.Tensor] = None
     lengths_b: Optional[torch.Tensor] = None
@@ -54,6 +55,7 @@ class Encoded:
     answer: Optional[list[int]] = None  # qa: <s> answer </s> in the extended vocabulary
     oov: Optional[list[str]] = None     # qa: source words outside the vocabulary (ids V, V+1, ...)
     answers_text: Optional[list[str]] = None
+    chars_b: Optional[list[list[int]]] = None  # qa: character ids per question token
 
 
 def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str], max_length: int,
@@ -66,20 +68,24 @@ def encode_examples(examples: list[Example], vocab: Vocab, labels: list[str], ma
     out = []
     for ex in examples:
         if ex.answer is not None or ex.answers_text is not None:
-            out.append(_encode_qa(ex, vocab, max_length))
+            out.append(_encode_qa(ex, vocab, max_length, char_vocab, max_word_length))
             continue
         ids_b = (vocab.encode(ex.tokens_b[:max_length]) or [1]) if ex.tokens_b is not None else None
         label = label_ids[ex.label] if ex.label is not None else -1
         tags = [label_ids[t] for t in ex.tags[:max_length]] if ex.tags is not None else None
-        chars = None
-        if char_vocab is not None:
-            chars = [char_vocab.encode(list(tok[:max_word_length])) or [1]
-                     for tok in ex.tokens[:max_length]] or [[1]]
+        chars = _char_ids(ex.tokens[:max_length], char_vocab, max_word_length)
         out.append(Encoded(vocab.encode(ex.tokens[:max_length]) or [1], ids_b, label, tags, chars))
     return out
 
 
-def _encode_qa(ex: Example, vocab: Vocab, max_length: int) -> Encoded:
+def _char_ids(tokens: list[str], char_vocab: Optional[Vocab], max_word_length: int) -> Optional[list[list[int]]]:
+    if char_vocab is None:
+        return None
+    return [char_vocab.encode(list(tok[:max_word_length])) or [1] for tok in tokens] or [[1]]
+
+
+def _encode_qa(ex: Example, vocab: Vocab, max_length: int, char_vocab: Optional[Vocab] = None,
+               max_word_length: int = 20) -> Encoded:
     """Context and question ids in an extended vocabulary: a source word outside the vocabulary
     gets the id V + j (j-th such word of this example), so the answer can copy it."""
     V, oov = len(vocab), []
@@ -100,7 +106,9 @@ def _encode_qa(ex: Example, vocab: Vocab, max_length: int) -> Encoded:
     answer = None
     if ex.answer is not None:
         answer = [vocab.stoi["<s>"]] + ext(ex.answer[:max_length], False) + [vocab.stoi["</s>"]]
-    return Encoded(context, question, -1, answer=answer, oov=oov, answers_text=ex.answers_text)
+    return Encoded(context, question, -1, answer=answer, oov=oov, answers_text=ex.answers_text,
+                   chars=_char_ids(ex.tokens[:max_length], char_vocab, max_word_length),
+                   chars_b=_char_ids((ex.tokens_b or [])[:max_length], char_vocab, max_word_length))
 
 
 def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,19 +130,27 @@ def collate(task: str, items: list[Encoded], index: Optional[list[int]] = None) 
         batch.answers_text = [it.answers_text for it in items]
         if items[0].answer is not None:
             batch.labels, batch.answer_mask, _ = _pad([it.answer for it in items])
+        if items[0].chars is not None:
+            batch.chars = _pad_chars([it.chars for it in items], batch.tokens.shape[1])
+            batch.chars_b = _pad_chars([it.chars_b for it in items], batch.tokens_b.shape[1])
         return batch
     if items[0].tags is not None:
         batch.labels, _, _ = _pad([it.tags for it in items])
     elif items[0].label >= 0:
         batch.labels = torch.tensor([it.label for it in items], dtype=torch.long)
     if items[0].chars is not None:
-        width = max(len(w) for it in items for w in it.chars)
-        chars = torch.zeros(len(items), batch.tokens.shape[1], width, dtype=torch.long)
-        for i, it in enumerate(items):
-            for j, word in enumerate(it.chars):
-                chars[i, j, : len(word)] = torch.tensor(word, dtype=torch.long)
-        batch.chars = chars
+        batch.chars = _pad_chars([it.chars for it in items], batch.tokens.shape[1])
     return batch
+
+
+def _pad_chars(words: list[list[list[int]]], length: int) -> torch.Tensor:
+    """Per example, per token character ids -> (B, length, longest word), 0 = padding."""
+    width = max(len(w) for ws in words for w in ws)
+    chars = torch.zeros(len(words), length, width, dtype=torch.long)
+    for i, ws in enumerate(words):
+        for j, word in enumerate(ws):
+            chars[i, j, : len(word)] = torch.tensor(word, dtype=torch.long)
+    return chars
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,

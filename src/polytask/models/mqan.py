@@ -21,7 +21,9 @@ with γ (vocabulary vs copying) and λ (context vs question) predicted at every 
 the question is what answers a question with label words never seen as answers (zero-shot).
 ``pointers=False`` gives the paper's sequence-to-sequence baseline: p(w) = p_vocab(w) only.
 
-Character n-gram embeddings of the paper are not included yet (word embeddings only).
+Inputs: word embeddings, concatenated (``model.char_embedding_dim > 0``) with a character encoding
+of each word; decaNLP's is the mean of character n-gram embeddings (``model.char_encoder:
+ngram``), which also gives context words outside the vocabulary a vector of their own.
 """
 from __future__ import annotations
 
@@ -59,17 +61,19 @@ class Coattention(nn.Module):
 class MQAN(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_dim: int = 64,
                  transformer_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
-                 pointers: bool = True):
+                 pointers: bool = True, char_encoder: Optional[nn.Module] = None):
         super().__init__()
         if hidden_dim % 2 or hidden_dim % num_heads:
             raise ValueError("hidden_dim must be even and divisible by num_heads")
         H = hidden_dim
         self.vocab_size, self.pointers = vocab_size, pointers
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.shared = LSTMEncoder(embedding_dim, H // 2)
+        self.char_encoder = char_encoder
+        E = embedding_dim + (char_encoder.output_dim if char_encoder is not None else 0)
+        self.shared = LSTMEncoder(E, H // 2)
         self.coattention = Coattention()
-        self.reduce_c = LSTMEncoder(3 * H + embedding_dim, H // 2)
-        self.reduce_q = LSTMEncoder(2 * H + embedding_dim, H // 2)
+        self.reduce_c = LSTMEncoder(3 * H + E, H // 2)
+        self.reduce_q = LSTMEncoder(2 * H + E, H // 2)
         layer = lambda: nn.TransformerEncoderLayer(H, num_heads, 2 * H, dropout, batch_first=True)  # noqa: E731
         self.self_attention_c = nn.TransformerEncoder(layer(), transformer_layers, enable_nested_tensor=False)
         self.self_attention_q = nn.TransformerEncoder(layer(), transformer_layers, enable_nested_tensor=False)
@@ -85,10 +89,20 @@ class MQAN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     # ------------------------------------------------------------------ encoder
-    def encode(self, context, c_mask, question, q_mask):
-        """-> final context (B, C, H) and question (B, Q, H) encodings."""
-        ec = self.dropout(self.embedding(context.clamp_max(self.vocab_size - 1) * (context < self.vocab_size)))
-        eq = self.dropout(self.embedding(question.clamp_max(self.vocab_size - 1) * (question < self.vocab_size)))
+    def _embed(self, ids: torch.Tensor, chars: Optional[torch.Tensor]) -> torch.Tensor:
+        """Source ids (extended vocabulary: a copied OOV word reads as <pad>, zeros) -> (B, T, E)."""
+        x = self.embedding(ids.clamp_max(self.vocab_size - 1) * (ids < self.vocab_size))
+        if self.char_encoder is not None:
+            if chars is None:
+                raise ValueError("this MQAN reads characters (model.char_embedding_dim > 0) but the batch has none")
+            x = torch.cat([x, self.char_encoder(chars)], -1)
+        return self.dropout(x)
+
+    def encode(self, context, c_mask, question, q_mask, chars=(None, None)):
+        """-> final context (B, C, H) and question (B, Q, H) encodings. ``chars``: the context's and
+        the question's character ids, (B, C, L) and (B, Q, L), when the model reads characters."""
+        ec = self._embed(context, chars[0])
+        eq = self._embed(question, chars[1])
         c = self.shared(ec, c_mask)
         q = self.shared(eq, q_mask)
         c, q = self.coattention(c, q, c_mask, q_mask)
@@ -131,10 +145,10 @@ class MQAN(nn.Module):
             out.append(p)
         return torch.stack(out, 1)
 
-    def forward(self, context, c_mask, question, q_mask, answer, a_mask, extended_size: int):
+    def forward(self, context, c_mask, question, q_mask, answer, a_mask, extended_size: int, chars=(None, None)):
         """Teacher-forced NLL of ``answer`` (B, A) (ids in the extended vocabulary; answer[:, 0]
         is the start symbol) -> (loss, distributions)."""
-        enc_c, enc_q = self.encode(context, c_mask, question, q_mask)
+        enc_c, enc_q = self.encode(context, c_mask, question, q_mask, chars)
         probs = self.distributions(answer[:, :-1], enc_c, enc_q, context, question, c_mask, q_mask,
                                    extended_size)                                    # (B, A-1, V+)
         target, mask = answer[:, 1:], a_mask[:, 1:]
@@ -143,9 +157,9 @@ class MQAN(nn.Module):
 
     @torch.no_grad()
     def greedy(self, context, c_mask, question, q_mask, start: int, end: int, max_length: int,
-               extended_size: int) -> torch.Tensor:
+               extended_size: int, chars=(None, None)) -> torch.Tensor:
         """Greedy decoding -> (B, ≤ max_length) extended ids, without the start symbol."""
-        enc_c, enc_q = self.encode(context, c_mask, question, q_mask)
+        enc_c, enc_q = self.encode(context, c_mask, question, q_mask, chars)
         prev = torch.full((context.shape[0], 1), start, dtype=torch.long, device=context.device)
         done = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
         for _ in range(max_length):
@@ -159,12 +173,12 @@ class MQAN(nn.Module):
 
     @torch.no_grad()
     def beam_search(self, context, c_mask, question, q_mask, start: int, end: int, max_length: int,
-                    extended_size: int, beam: int = 4) -> list[list[int]]:
+                    extended_size: int, beam: int = 4, chars=(None, None)) -> list[list[int]]:
         """Beam search, one example at a time; returns the best sequence per example (no start)."""
         results = []
         for i in range(context.shape[0]):
             args = (context[i:i + 1], c_mask[i:i + 1], question[i:i + 1], q_mask[i:i + 1])
-            enc_c, enc_q = self.encode(*args)
+            enc_c, enc_q = self.encode(*args, tuple(c[i:i + 1] if c is not None else None for c in chars))
             beams = [([start], 0.0)]
             finished = []
             for _ in range(max_length):
@@ -213,7 +227,8 @@ class MQANModel(nn.Module):
         args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b)
         if batch.labels is None:
             return TaskOutput(logits=batch.tokens.new_zeros(batch.tokens.shape[0], 0).float())
-        loss, probs = self.net(*args, batch.labels, batch.answer_mask, self._extended(batch))
+        loss, probs = self.net(*args, batch.labels, batch.answer_mask, self._extended(batch),
+                               chars=(batch.chars, batch.chars_b))
         return TaskOutput(logits=probs, loss=loss, parts={"task": loss.detach()})
 
     @torch.no_grad()
@@ -221,10 +236,11 @@ class MQANModel(nn.Module):
         """Answer ids (extended vocabulary) per example, without <s> and </s>."""
         args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b, self.start, self.end,
                 self.max_answer_length, self._extended(batch))
+        chars = (batch.chars, batch.chars_b)
         if self.beam > 1:
-            seqs = self.net.beam_search(*args, beam=self.beam)
+            seqs = self.net.beam_search(*args, beam=self.beam, chars=chars)
         else:
-            seqs = self.net.greedy(*args).tolist()
+            seqs = self.net.greedy(*args, chars=chars).tolist()
         out = []
         for seq in seqs:
             out.append(seq[: seq.index(self.end)] if self.end in seq else seq)
@@ -241,8 +257,10 @@ def _builder(pointers: bool):
     def build(cfg, tasks: list, vocab_size: int, vectors: Optional[torch.Tensor] = None,
               num_chars: int = 0) -> MQANModel:
         m = cfg.model
+        from ..modules.embeddings import build_char_encoder
+        chars = build_char_encoder(m, num_chars) if m.char_embedding_dim > 0 else None
         net = MQAN(vocab_size, m.embedding_dim, m.encoder.hidden_dim, m.encoder.num_layers,
-                   m.encoder.num_heads, m.dropout, pointers=pointers)
+                   m.encoder.num_heads, m.dropout, pointers=pointers, char_encoder=chars)
         if vectors is not None:
             with torch.no_grad():
                 net.embedding.weight.copy_(vectors)

@@ -48,6 +48,53 @@ class CharLSTMEncoder(nn.Module):
         return torch.cat([fwd, bwd], dim=-1).view(B, T, -1)
 
 
+class CharNgramEmbedding(nn.Module):
+    """Characters (B, T, L) -> (B, T, D): the mean of the embeddings of the word's character n-grams
+    (n = 1..4, with begin and end markers), as in Hashimoto et al. 2017 and decaNLP.
+
+    The n-grams are hashed into ``buckets`` rows, so no n-gram vocabulary is needed and a word never
+    seen in training still gets the vectors of the n-grams it shares with seen words ("unseeable"
+    -> "^un", "see", "able$", ...). Padding words (no characters) get zeros.
+    """
+
+    def __init__(self, embedding_dim: int, buckets: int = 100_000, orders: tuple[int, ...] = (1, 2, 3, 4)):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(buckets, embedding_dim, mode="mean")
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.buckets, self.orders = buckets, orders
+        self.output_dim = embedding_dim
+
+    def ngram_ids(self, chars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, L) character ids -> hashed n-gram ids of every word, flat, and each word's count
+        (B·T,). Codes: 0 padding, 1 begin, 2 end, character id c -> c + 3."""
+        B, T, L = chars.shape
+        flat = chars.reshape(B * T, L)
+        lengths = (flat > 0).sum(1)
+        seq = torch.zeros(B * T, L + 2, dtype=torch.long, device=chars.device)
+        seq[:, 0] = 1
+        seq[:, 1:L + 1] = torch.where(flat > 0, flat + 3, 0)
+        seq.scatter_(1, (lengths + 1)[:, None], 2)
+        seq[lengths == 0] = 0                                         # padding words: no n-grams
+        ids, keep = [], []
+        for n in self.orders:
+            if n > L + 2:
+                continue
+            windows = seq.unfold(1, n, 1)                             # (B·T, L + 3 - n, n)
+            h = torch.full(windows.shape[:2], n, dtype=torch.long, device=chars.device)
+            for k in range(n):                                        # polynomial hash, kept < 2^40
+                h = (h * 1_000_003 + windows[..., k]) % self.buckets
+            ids.append(h)
+            keep.append((windows > 0).all(-1))
+        ids, keep = torch.cat(ids, 1), torch.cat(keep, 1)             # (B·T, W)
+        return ids[keep], keep.sum(1)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        B, T, _ = chars.shape
+        ids, counts = self.ngram_ids(chars)
+        offsets = torch.cumsum(counts, 0) - counts
+        return self.embedding(ids, offsets).view(B, T, -1)          # empty bags -> zeros
+
+
 class WordCharEmbedding(nn.Module):
     """``[word vector; character encoding]`` per token: (B, T) and (B, T, L) -> (B, T, D + H)."""
 

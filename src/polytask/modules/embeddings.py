@@ -46,19 +46,26 @@ class WordEmbedding(nn.Module):
         return self.dropout(self.embedding(tokens))
 
 
+def build_char_encoder(model_cfg, num_chars: int) -> nn.Module:
+    """The character encoder ``model.char_encoder`` names: ``cnn``, ``bilstm`` or ``ngram``."""
+    from .characters import CharCNNEncoder, CharLSTMEncoder, CharNgramEmbedding
+    m = model_cfg
+    if num_chars <= 2:
+        raise ValueError("model.char_embedding_dim is set but no character vocabulary was built")
+    if m.char_encoder == "cnn":
+        return CharCNNEncoder(num_chars, m.char_embedding_dim, m.char_hidden_dim)
+    if m.char_encoder == "ngram":
+        return CharNgramEmbedding(m.char_embedding_dim)
+    return CharLSTMEncoder(num_chars, m.char_embedding_dim, m.char_hidden_dim)
+
+
 def build_embedding(model_cfg, vocab_size: int, vectors: Optional[torch.Tensor] = None,
                     num_chars: int = 0) -> nn.Module:
     """Word vectors, plus a character encoder when ``model.char_embedding_dim > 0``."""
-    from .characters import CharCNNEncoder, CharLSTMEncoder, WordCharEmbedding
+    from .characters import WordCharEmbedding
     m = model_cfg
     words = WordEmbedding(vocab_size, m.embedding_dim, vectors, m.freeze_embeddings, m.dropout,
                           m.embedding_init_std, m.word_dropout)
     if m.char_embedding_dim <= 0:
         return words
-    if num_chars <= 2:
-        raise ValueError("model.char_embedding_dim is set but no character vocabulary was built")
-    if m.char_encoder == "cnn":
-        chars = CharCNNEncoder(num_chars, m.char_embedding_dim, m.char_hidden_dim)
-    else:
-        chars = CharLSTMEncoder(num_chars, m.char_embedding_dim, m.char_hidden_dim)
-    return WordCharEmbedding(words, chars, m.dropout)
+    return WordCharEmbedding(words, build_char_encoder(m, num_chars), m.dropout)
