@@ -306,6 +306,9 @@ def test_every_config_loads_and_builds(path):
     if specs[0].qa:
         items = [Encoded([4, 5, 30, 6], [7, 8], -1, answer=[2, 30, 3], oov=["zz"], answers_text=["zz"]),
                  Encoded([6, 7], [9], -1, answer=[2, 5, 3], oov=[], answers_text=["x"])]
+        if chars:                                                   # character ids per context / question token
+            for it in items:
+                it.chars, it.chars_b = [[3, 4]] * len(it.ids), [[5]] * len(it.ids_b)
         with torch.no_grad():
             out = model(collate(cfg.tasks[0].name, items, [0, 1]))
         assert out.logits.shape == (2, 2, 31) and torch.isfinite(out.loss)
