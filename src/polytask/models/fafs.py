@@ -39,7 +39,7 @@ from torch import nn
 
 from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .outputs import TaskOutput, TaskSpec, head_output, task_head
 
 
 def branch_affinity(task_affinity: torch.Tensor, branches: list[list[int]]) -> torch.Tensor:
@@ -165,15 +165,9 @@ class FullyAdaptiveModel(nn.Module):
         return x
 
     def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
         states = self.states(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            return tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
-        u = self.pool(states, batch.mask)
-        if spec.pair:
-            v = self.pool(self.states(batch.task, batch.tokens_b, batch.mask_b), batch.mask_b)
-            return classification_output(self.heads[batch.task](u, v), batch.labels)
-        return classification_output(self.heads[batch.task](u), batch.labels)
+        return head_output(self.specs[batch.task], self.heads[batch.task], self.pool, states, batch,
+                           lambda: self.states(batch.task, batch.tokens_b, batch.mask_b))
 
     def _copies_in_use(self) -> dict[tuple[int, int], list[int]]:
         used: dict[tuple[int, int], list[int]] = {}

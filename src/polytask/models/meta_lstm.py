@@ -28,7 +28,7 @@ from torch import nn
 from ..modules import Pooling
 from ..modules.embeddings import build_embedding
 from ..modules.encoders import reverse_padded
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .outputs import TaskOutput, TaskSpec, head_output, task_head
 
 
 class MetaLSTM(nn.Module):
@@ -262,15 +262,9 @@ class MetaMTLModel(nn.Module):
         return self.encoder(task, x, mask)                                   # (B, T, 2H)
 
     def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
         states = self._states(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            return tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
-        u = self.pool(states, batch.mask)
-        if spec.pair:
-            v = self.pool(self._states(batch.task, batch.tokens_b, batch.mask_b), batch.mask_b)
-            return classification_output(self.heads[batch.task](u, v), batch.labels)
-        return classification_output(self.heads[batch.task](u), batch.labels)
+        return head_output(self.specs[batch.task], self.heads[batch.task], self.pool, states, batch,
+                           lambda: self._states(batch.task, batch.tokens_b, batch.mask_b))
 
     def shared_parameters(self):
         yield from self.embedding.parameters()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -48,6 +48,19 @@ def tagging_output(head: torch.nn.Module, states: torch.Tensor, mask: torch.Tens
         out.loss = head.loss(logits, labels, mask)
         out.parts["task"] = out.loss.detach()
     return out
+
+
+def head_output(spec: TaskSpec, head: torch.nn.Module, pool: torch.nn.Module, states: torch.Tensor, batch,
+                second_text: Callable[[], torch.Tensor]) -> TaskOutput:
+    """The last step most architectures share: a tagging head reads the per-token ``states``; a
+    classification head reads them pooled (with, for a sentence pair, the pooled states that
+    ``second_text()`` computes for the second text)."""
+    if spec.tagging:
+        return tagging_output(head, states, batch.mask, batch.labels)
+    u = pool(states, batch.mask)
+    if spec.pair:
+        return classification_output(head(u, pool(second_text(), batch.mask_b)), batch.labels)
+    return classification_output(head(u), batch.labels)
 
 
 def task_head(spec: TaskSpec, input_dim: int, dropout: float) -> torch.nn.Module:
