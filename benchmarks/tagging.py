@@ -34,7 +34,7 @@ RUNS = {   # name -> (config, architecture, extra overrides, uses the word2vec v
     "low-supervision-w2v": ("configs/tagging/low-supervision.yaml", "low_supervision", TUNED, True),
     "joint-many-task-w2v": ("configs/tagging/joint-many-task.yaml", "joint_many_task", TUNED, True),
 }
-DEFAULT_RUNS = "single-task,hard-sharing,low-supervision,joint-many-task,hard-sharing-w2v"
+DEFAULT_RUNS = ",".join(RUNS)
 PUBLISHED = [
     {"name": "JMT (chunking, pretrained vectors)", "source": "Hashimoto et al. EMNLP 2017, as cited in "
      "polytask issue 3", "test": {"chunk": 95.77}},

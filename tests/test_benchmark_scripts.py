@@ -54,7 +54,8 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
 @pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.parametrize("script,name,run,extra", [
-    ("shared_memory.py", "shared-memory", "arc2-4", ["model.memory_slots=4", "model.memory_width=4"]),
+    ("shared_memory.py", "shared-memory", "arc2-4", ["model.memory_slots=4", "model.memory_width=4",
+                                                     "--speed-length", "10"]),
     ("transformer_sharing.py", "transformer-sharing", "le", ["model.encoder.hidden_dim=12", "model.embedding_dim=12",
                                                             "model.encoder.num_heads=2", "model.encoder.ff_dim=16"]),
     ("catalogue.py", "catalogue", "sluice", []),
@@ -75,3 +76,5 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "results" / f"{name}.json").read_text())
     assert report["runs"][0]["name"] == run and report["runs"][0]["test"]
+    if script == "shared_memory.py":
+        assert [s["a"] for s in report["speed"]] == ["me_lstm", "shared_memory_arc1", "shared_memory_arc2"]

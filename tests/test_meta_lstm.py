@@ -115,3 +115,17 @@ def test_transfer_freezes_the_meta_lstm_and_trains_a_new_task(fdu_config, tmp_pa
     results = json.loads((tmp_path / "transfer" / "results.json").read_text())
     assert results["dev"]["c"] >= 89.99, results
     assert load_run(tmp_path / "transfer").task_info.keys() == {"c"}
+
+
+def test_recurrence_runs_under_bf16_autocast():
+    """trainer.precision: bf16 puts the input projections in bfloat16; the loop runs in float32."""
+    from polytask.models.meta_lstm import MetaLSTMEncoder
+    torch.manual_seed(0)
+    enc = MetaLSTMEncoder(["a"], 6, 5, 4, 3, 2)
+    x = torch.randn(2, 4, 6, requires_grad=True)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc("a", x, mask)
+    out.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in enc.meta_fwd.parameters())

@@ -2,6 +2,8 @@
 torch.nn.LSTM, pooling, gradient reversal, and which parameters each architecture trains."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -374,3 +376,20 @@ def test_character_ngrams_of_a_word():
     out = emb(chars)
     assert out.shape == (1, 3, 4) and out[0, 2].abs().sum() == 0
     torch.testing.assert_close(out[0, 0], emb.embedding.weight[ids[:14]].mean(0))
+
+
+def test_character_ngram_hash_spreads_over_the_buckets():
+    """Every 3-letter word over 26 letters: its n-grams should land on many distinct rows, and two
+    words that share no letters should share no n-gram ids beyond the markers."""
+    from polytask.modules.characters import CharNgramEmbedding
+    emb = CharNgramEmbedding(4)
+    letters = torch.arange(3, 29)
+    words = torch.cartesian_prod(letters, letters, letters)[None]          # (1, 17576, 3)
+    ids, _ = emb.ngram_ids(words)
+    # distinct n-grams: 26 letters + ^ + $; ^x, xy, y$; ^xy, xyz, yz$; ^xyz, xyz$
+    distinct = 28 + (26 + 676 + 26) + (676 + 26 ** 3 + 676) + 2 * 26 ** 3
+    random_hash = emb.buckets * (1 - math.exp(-distinct / emb.buckets))    # rows a random hash would fill
+    assert ids.unique().numel() > 0.95 * random_hash
+    a, _ = emb.ngram_ids(torch.tensor([[[3, 4, 5]]]))
+    b, _ = emb.ngram_ids(torch.tensor([[[6, 7, 8]]]))
+    assert len(set(a.tolist()) & set(b.tolist())) == 2                    # "^" and "$" only

@@ -418,7 +418,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.grad_accumulation": cfg.trainer.grad_accumulation, "trainer.eval_every": cfg.trainer.eval_every,
                 "data.batch_size": cfg.data.batch_size, "data.max_length": cfg.data.max_length,
                 "model.embedding_dim": cfg.model.embedding_dim,
-                "model.encoder.hidden_dim": cfg.model.encoder.hidden_dim}
+                "model.encoder.hidden_dim": cfg.model.encoder.hidden_dim,
+                "model.encoder.num_layers": cfg.model.encoder.num_layers}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{source}: {key}: must be positive, got {value}")

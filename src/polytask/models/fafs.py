@@ -23,8 +23,8 @@ here: every layer of a BiLSTM stack costs the same.
 Task affinity, an adaptation: Lu et al. score two tasks by how often they find the *same examples*
 easy or hard. polytask's tasks mostly have their own examples (16 review domains, POS tags and
 chunks on different corpora), so that count is undefined; instead two tasks' affinity is how much
-their gradients agree on the active layer, A_ij = (1 + cos(∇_i, ∇_j)) / 2, from a few batches of
-each task: the same question (would one shared layer serve both?) asked of the layer itself.
+their gradients agree on the active layer, A_ij = (1 + cos(∇_i, ∇_j)) / 2, from a few training
+batches of each task: the same question (would one shared layer serve both?) asked of the layer.
 
 All copies of each layer are allocated up front (a copy per task) so the optimizer never changes;
 an unused copy gets no gradient and does not count in :meth:`num_parameters`. The tree lives in
@@ -149,7 +149,8 @@ class FullyAdaptiveModel(nn.Module):
             return None
         copy = self.layers[layer][int(self.assign[layer, 0])]
         grads = task_gradients(list(copy.parameters()))
-        cos = torch.nn.functional.cosine_similarity(grads[:, None, :], grads[None, :, :], dim=-1)
+        unit = torch.nn.functional.normalize(grads, dim=1)
+        cos = (unit @ unit.t()).clamp(-1.0, 1.0)
         groups = self.widen((1 + cos) / 2)
         return {"layer": layer + 1, "groups": groups, "task_affinity": ((1 + cos) / 2).tolist()}
 

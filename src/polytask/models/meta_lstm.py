@@ -24,6 +24,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..modules import Pooling
 from ..modules.embeddings import build_embedding
@@ -91,7 +92,9 @@ def meta_lstm_passes(xs: list[torch.Tensor], metas: list[MetaLSTM], basics: list
     from_m = stack(lambda m, b: torch.cat([b.q @ m.w_z, b.b @ m.w_z], dim=0).t())  # (K, M, 4R + 4H)
     w_m = stack(lambda m, b: m.w_m.t())                                        # (K, M, 4M)
     p = torch.stack([b.p for b in basics])                                     # (K, 4, H, R)
-    h = _MetaRecurrence.apply(meta_x.contiguous(), basic_x.contiguous(), from_h, w_m, from_m, p)
+    inputs = [t.float() for t in (meta_x.contiguous(), basic_x.contiguous(), from_h, w_m, from_m, p)]
+    with torch.autocast(x.device.type, enabled=False):                         # the loop runs in float32
+        h = _MetaRecurrence.apply(*inputs)
     return list(h.permute(1, 2, 0, 3).unbind(0))                               # K × (B, T, H)
 
 
@@ -145,6 +148,7 @@ class _MetaRecurrence(torch.autograd.Function):
         return hs[1:]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout):
         from_h, w_m, from_m, p, hs, cs, tcs, mhs, mcs, tmcs, mact, act, zcs, ss, us = ctx.saved_tensors
         T, K, B, H = dout.shape

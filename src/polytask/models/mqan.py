@@ -61,7 +61,7 @@ class Coattention(nn.Module):
 class MQAN(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_dim: int = 64,
                  transformer_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
-                 pointers: bool = True, char_encoder: Optional[nn.Module] = None):
+                 pointers: bool = True, char_encoder: Optional[nn.Module] = None, word_dropout: float = 0.0):
         super().__init__()
         if hidden_dim % 2 or hidden_dim % num_heads:
             raise ValueError("hidden_dim must be even and divisible by num_heads")
@@ -69,6 +69,7 @@ class MQAN(nn.Module):
         self.vocab_size, self.pointers = vocab_size, pointers
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.char_encoder = char_encoder
+        self.word_dropout = word_dropout                   # training: in-vocabulary words -> <unk>
         E = embedding_dim + (char_encoder.output_dim if char_encoder is not None else 0)
         self.shared = LSTMEncoder(E, H // 2)
         self.coattention = Coattention()
@@ -91,7 +92,10 @@ class MQAN(nn.Module):
     # ------------------------------------------------------------------ encoder
     def _embed(self, ids: torch.Tensor, chars: Optional[torch.Tensor]) -> torch.Tensor:
         """Source ids (extended vocabulary: a copied OOV word reads as <pad>, zeros) -> (B, T, E)."""
-        x = self.embedding(ids.clamp_max(self.vocab_size - 1) * (ids < self.vocab_size))
+        ids = ids.clamp_max(self.vocab_size - 1) * (ids < self.vocab_size)
+        if self.training and self.word_dropout > 0:
+            ids = ids.masked_fill((torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids > 1), 1)
+        x = self.embedding(ids)
         if self.char_encoder is not None:
             if chars is None:
                 raise ValueError("this MQAN reads characters (model.char_embedding_dim > 0) but the batch has none")
@@ -260,7 +264,8 @@ def _builder(pointers: bool):
         from ..modules.embeddings import build_char_encoder
         chars = build_char_encoder(m, num_chars) if m.char_embedding_dim > 0 else None
         net = MQAN(vocab_size, m.embedding_dim, m.encoder.hidden_dim, m.encoder.num_layers,
-                   m.encoder.num_heads, m.dropout, pointers=pointers, char_encoder=chars)
+                   m.encoder.num_heads, m.dropout, pointers=pointers, char_encoder=chars,
+                   word_dropout=m.word_dropout)
         if vectors is not None:
             with torch.no_grad():
                 net.embedding.weight.copy_(vectors)

@@ -81,9 +81,9 @@ class CharNgramEmbedding(nn.Module):
                 continue
             windows = seq.unfold(1, n, 1)                             # (B·T, L + 3 - n, n)
             h = torch.full(windows.shape[:2], n, dtype=torch.long, device=chars.device)
-            for k in range(n):                                        # polynomial hash, kept < 2^40
-                h = (h * 1_000_003 + windows[..., k]) % self.buckets
-            ids.append(h)
+            for k in range(n):                 # polynomial hash modulo the prime 2^31 - 1 (products < 2^62)
+                h = (h * 1_103_515_245 + windows[..., k]) % 2_147_483_647
+            ids.append(h % self.buckets)
             keep.append((windows > 0).all(-1))
         ids, keep = torch.cat(ids, 1), torch.cat(keep, 1)             # (B·T, W)
         return ids[keep], keep.sum(1)

@@ -239,26 +239,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation / selection
 
-    def task_gradients(self, params: list[torch.nn.Parameter], batches: int = 1) -> list[Optional[torch.Tensor]]:
-        """Each task's loss gradient on ``params``, flattened, summed over its first ``batches`` dev
-        batches (its training examples when it has no dev set), in eval mode: no dropout and no
-        batch drawn from the training stream, so asking changes nothing about training."""
+    def task_gradients(self, params: list[torch.nn.Parameter], batches: int = 1,
+                       source: str = "dev") -> list[Optional[torch.Tensor]]:
+        """Each task's loss gradient on ``params``, flattened, summed over its first ``batches``
+        batches of ``source`` ("dev" or "train"; None for a task without such data). Dropout is
+        off and no batch is drawn from the training stream, so asking changes nothing about
+        training. (cuDNN's RNN backward refuses eval mode, so cuDNN is off for this.)"""
         from ..data.batching import eval_batches
         grads: list[Optional[torch.Tensor]] = []
+        data = self.dev_items if source == "dev" else self.train_items
         self.model.eval()
         try:
-            for task in self.tasks:
-                items = self.dev_items.get(task) or self.train_items.get(task) or []
-                if not items or not params:
-                    grads.append(None)
-                    continue
-                total = None
-                for _, batch in zip(range(batches), eval_batches(task, items, self.cfg.data.batch_size)):
-                    g = torch.autograd.grad(self.model(batch.to(self.device)).loss, params, allow_unused=True)
-                    flat = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                      for x, p in zip(g, params)])
-                    total = flat if total is None else total + flat
-                grads.append(total)
+            with torch.backends.cudnn.flags(enabled=False):
+                for task in self.tasks:
+                    items = data.get(task) or []
+                    if not items or not params:
+                        grads.append(None)
+                        continue
+                    total = None
+                    for _, batch in zip(range(batches), eval_batches(task, items, self.cfg.data.batch_size)):
+                        g = torch.autograd.grad(self.model(batch.to(self.device)).loss, params, allow_unused=True)
+                        flat = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                          for x, p in zip(g, params)])
+                        total = flat if total is None else total + flat
+                    grads.append(total)
         finally:
             self.model.train()
         return grads
@@ -267,7 +271,7 @@ class Trainer:
         """Cosine similarity between the tasks' gradients on the shared parameters, each from the
         first dev batch of the task. Tasks without dev data get NaN rows."""
         shared = [p for p in self.model.shared_parameters() if p.requires_grad]
-        grads = [g if self.dev_items.get(t) else None for t, g in zip(self.tasks, self.task_gradients(shared))]
+        grads = self.task_gradients(shared)
         matrix = []
         for a in grads:
             row = []
@@ -286,7 +290,7 @@ class Trainer:
             return
 
         def gradients(params):
-            grads = self.task_gradients(params, batches=self.cfg.trainer.structure_batches)
+            grads = self.task_gradients(params, batches=self.cfg.trainer.structure_batches, source="train")
             return torch.stack([g if g is not None else torch.zeros_like(next(x for x in grads if x is not None))
                                 for g in grads])
         event = adapt(self.step, gradients)
