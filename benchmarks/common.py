@@ -21,9 +21,12 @@ def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, wo
     and return its ``results.json``."""
     out = Path(work_dir) / name
     results = out / "results.json"
+    commit_file = Path(work_dir) / f"{name}.commit"
     if results.is_file():
         print(f"[bench] {name}: reusing {results}", flush=True)
-        return json.loads(results.read_text())
+        return {**json.loads(results.read_text()), "code_commit": run_commit(work_dir, name)}
+    if not commit_file.is_file():                      # the code that produces this run's numbers
+        commit_file.write_text(head_commit() + "\n")
     cmd = [sys.executable, "-m", "polytask.cli", "train", config, "--data-dir", data_dir,
            "--output-dir", str(out), "--quiet", "--resume", f"trainer.num_threads={threads}", *overrides]
     print(f"[bench] {name}: {' '.join(cmd)}", flush=True)
@@ -32,16 +35,25 @@ def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, wo
     with (Path(work_dir) / f"{name}.log").open("a") as log:
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     print(f"[bench] {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return json.loads(results.read_text())
+    return {**json.loads(results.read_text()), "code_commit": run_commit(work_dir, name)}
+
+
+def head_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_commit(work_dir: str, name: str) -> str:
+    """The commit recorded when run ``name`` started training ("unknown" if none was)."""
+    path = Path(work_dir) / f"{name}.commit"
+    return path.read_text().strip() if path.is_file() else "unknown"
 
 
 def provenance(benchmark: str, command: str, metric: str) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"benchmark": benchmark, "command": command, "git_commit": commit,
+    return {"benchmark": benchmark, "command": command, "git_commit": head_commit(),
             "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
             "date": datetime.date.today().isoformat(), "metric": metric}
 
@@ -80,7 +92,8 @@ def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
                 "overrides": overrides + list(args.overrides), "test": res["test"], "dev": res["dev"],
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
                 "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
-                "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"]}
+                "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
+                "code_commit": res["code_commit"]}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         return [r for r in pool.map(work, chosen) if r]
@@ -101,18 +114,19 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
     cols = {r["name"]: r["test"] for r in runs}
     cols.update({f"{p['name']} (pub.)": p.get("test", {}) for p in published})
     lines = [f"# {name}", "", f"Command: `{report['command']}`  ",
-             f"Commit {report['git_commit']}, {report['device']}, {report['date']}.", "",
+             f"Report written at commit {report['git_commit']} (each run's own code commit is in the table), "
+             f"{report['device']}, {report['date']}.", "",
              format_table(cols, tasks), "",
-             f"| run | test avg | Δm vs {baseline} (%) | dev avg | steps | wall s | train tokens/s | peak RSS MB | params |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"| run | test avg | Δm vs {baseline} (%) | dev avg | steps | wall s | train tokens/s | peak RSS MB | params "
+             "| code commit |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         dm = delta_m(r["test"], base["test"]) if base and r is not base else None
         lines.append(f"| {r['name']} | {r['test_avg']:.2f} | {'–' if dm is None else f'{dm:+.2f}'} | "
                      f"{r['dev_avg']:.2f} | {r['steps']} | {r['wall_s']:.0f} | {r['train_tokens_per_s']} | "
-                     f"{r['peak_rss_mb']} | {r['params']:,} |")
+                     f"{r['peak_rss_mb']} | {r['params']:,} | {r.get('code_commit', '–')} |")
     for p in published:
         avg = p.get("test_avg")
-        lines.append(f"| {p['name']} (published: {p['source']}) | {avg if avg is not None else '–'} | | | | | | | |")
+        lines.append(f"| {p['name']} (published: {p['source']}) | {avg if avg is not None else '–'} | | | | | | | | |")
     for s in speed or []:
         lines.append(f"\n- speed, {s['name']}: {s['a']} / {s['b']} = {s['ratio_a_over_b']} ({s['unit']})")
     markdown = "\n".join(lines) + "\n" + extra_md

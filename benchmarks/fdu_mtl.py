@@ -18,12 +18,13 @@ import platform
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import head_commit, run_commit, run_polytask  # noqa: E402
 
 from polytask.evaluation.tables import format_table  # noqa: E402
 
@@ -59,26 +60,6 @@ RUNS = {  # name: (config, architecture, extra overrides)
 }
 
 
-def run_polytask(name: str, config: str, overrides: list[str], args) -> dict:
-    out = Path(args.work_dir) / name
-    results = out / "results.json"
-    if results.is_file():
-        print(f"[bench] {name}: reusing {results}", flush=True)
-        return json.loads(results.read_text())
-    cmd = [sys.executable, "-m", "polytask.cli", "train", config, "--data-dir", args.data_dir,
-           "--output-dir", str(out), "--quiet", "--resume", f"trainer.num_threads={args.threads}",
-           *overrides]
-    commit_file = Path(args.work_dir) / f"{name}.commit"
-    if not commit_file.is_file():                        # the code that produces this run's numbers
-        commit_file.write_text(git_commit() + "\n")
-    print(f"[bench] {name}: {' '.join(cmd)}", flush=True)
-    t0 = time.perf_counter()
-    log = (Path(args.work_dir) / f"{name}.log").open("a")
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    print(f"[bench] {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return json.loads(results.read_text())
-
-
 def run_hand_loop(args) -> dict:
     out = Path(args.work_dir) / "hand-loop.json"
     if out.is_file():
@@ -86,6 +67,9 @@ def run_hand_loop(args) -> dict:
     cmd = [sys.executable, "benchmarks/hand_loop.py", "--data-dir", args.data_dir, "--out", str(out),
            "--steps", str(args.hand_steps), "--threads", str(args.threads)]
     print(f"[bench] hand-loop: {' '.join(cmd)}", flush=True)
+    commit_file = Path(args.work_dir) / "hand-loop.commit"
+    if not commit_file.is_file():
+        commit_file.write_text(head_commit() + "\n")
     log = (Path(args.work_dir) / "hand-loop.log").open("a")
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     return json.loads(out.read_text())
@@ -147,17 +131,15 @@ def main() -> None:
                     "seeds": [1], "wall_s": round(hand["wall_s"], 1),
                     "train_tokens_per_s": round(hand["train_tokens_per_s"]),
                     "peak_rss_mb": round(hand["peak_rss_mb"]), "params": hand["params"], "steps": hand["steps"],
-                    "code_commit": (Path(args.work_dir) / "hand-loop.commit").read_text().strip()
-                    if (Path(args.work_dir) / "hand-loop.commit").is_file() else "unknown"}
+                    "code_commit": run_commit(args.work_dir, "hand-loop")}
         if args.only_report and not (Path(args.work_dir) / name / "results.json").is_file():
             return None
         if settings["vectors"] == "word2vec-own":
             with vectors_lock:
                 ensure_vectors(args)
-        res = run_polytask(name, config, overrides, args)
-        commit_file = Path(args.work_dir) / f"{name}.commit"
+        res = run_polytask(name, config, overrides, str(Path(args.data_dir).resolve()), args.work_dir, args.threads)
         return {"name": name, "architecture": arch, "config": config, "settings": settings,
-                "code_commit": commit_file.read_text().strip() if commit_file.is_file() else "unknown",
+                "code_commit": res["code_commit"],
                 "overrides": overrides, "test": res["test"], "test_avg": res["test_avg"],
                 "dev_avg": res["dev_avg"], "seeds": [1], "wall_s": round(res["wall_seconds"], 1),
                 "train_tokens_per_s": round(res["train_tokens_per_s"]), "peak_rss_mb": round(res["peak_rss_mb"]),
@@ -181,7 +163,7 @@ def main() -> None:
                   "test": {d: round(100 - PUBLISHED_ERROR[d][i], 1) for d in DOMAINS}}
                  for i, n in enumerate(PUBLISHED_NAMES)]
     report = {"benchmark": "fdu-mtl", "command": reproduce_command(),
-              "git_commit": git_commit(), "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
+              "git_commit": head_commit(), "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
               "date": datetime.date.today().isoformat(), "metric": "accuracy", "runs": runs,
               "published": published, "speed": speed}
     out_dir = ROOT / "benchmarks" / "results"
@@ -205,14 +187,6 @@ def reproduce_command() -> str:
             continue
         kept.append(a)
     return " ".join(["python benchmarks/fdu_mtl.py --data-dir ../shared/data", *kept])
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def markdown(report: dict) -> str:

@@ -80,7 +80,8 @@ def main() -> None:
                 + (["data.vectors=<work-dir>/w2v-100.txt"] if w2v else []), "test": res["test"], "dev": res["dev"],
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
                 "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
-                "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"]}
+                "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
+                "code_commit": res["code_commit"]}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = [r for r in pool.map(work, names) if r]
@@ -102,21 +103,23 @@ def baseline_for(report: dict, run: dict):
 
 def markdown(report: dict) -> str:
     lines = ["# Tagging: UD English EWT UPOS + CoNLL-2000 chunking", "",
-             f"Command: `{report['command']}`  ", f"Commit {report['git_commit']}, {report['device']}, "
-             f"{report['date']}; {report.get('jobs', '?')} runs at a time, {report.get('threads', '?')} thread(s) each. "
+             f"Command: `{report['command']}`  ",
+             f"Report written at commit {report['git_commit']} (each run's code commit in the table), "
+             f"{report['device']}, {report['date']}; {report.get('jobs', '?')} runs at a time, "
+             f"{report.get('threads', '?')} thread(s) each. "
              "Test-set scores (dev in brackets); no externally pretrained vectors. Dev sets: EWT's dev file; "
              "CoNLL-2000's last 1000 training sentences (end of WSJ section 18), removed from its training set.", "",
-             "| run | UPOS acc | chunk F1 | Δ UPOS vs single | Δ chunk vs single | wall s | train tokens/s | params |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| run | UPOS acc | chunk F1 | Δ UPOS vs single | Δ chunk vs single | wall s | train tokens/s | params "
+             "| code commit |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
         base = baseline_for(report, r)
         d = lambda k: f"{r['test'][k] - base['test'][k]:+.2f}" if base and base is not r else "–"  # noqa: E731
         lines.append(f"| {r['name']} | {r['test']['upos']:.2f} ({r['dev']['upos']:.2f}) | {r['test']['chunk']:.2f} "
                      f"({r['dev']['chunk']:.2f}) | {d('upos')} | {d('chunk')} | {r['wall_s']:.0f} | "
-                     f"{r['train_tokens_per_s']} | {r['params']:,} |")
+                     f"{r['train_tokens_per_s']} | {r['params']:,} | {r.get('code_commit', '–')} |")
     for p in report["published"]:
         lines.append(f"| {p['name']} (published) | {p['test'].get('upos', '–')} | {p['test'].get('chunk', '–')} "
-                     f"| | | | | |")
+                     f"| | | | | | |")
     if report["runs"]:
         best_upos = max(report["runs"], key=lambda r: r["test"]["upos"])
         best_chunk = max(report["runs"], key=lambda r: r["test"]["chunk"])
