@@ -96,11 +96,10 @@ class MemoryLSTM(nn.Module):
         if len(shapes) != 1:                       # memories of different sizes cannot be stacked
             return self.forward_reference(x, mask, memories)
         B, T, _ = x.shape
-        H, J = self.hidden_dim, len(memories)
-        pre = self.input(x).unbind(1)           # T × (B, 4H): one matmul; unbind, not pre[:, t], whose
-        rec = self.recurrent.weight.t()         # backward would zero-fill a (B, T, 4H) gradient every step
+        J = len(memories)
+        pre = self.input(x).unbind(1)                                       # T × (B, 4H), one matmul
+        rec = self.recurrent.weight.t()
         mem = torch.stack([m.initial.expand(B, -1, -1) for m in memories])  # (J, B, K, M)
-        key = x.new_zeros(J, B, mem.shape[-1])
         beta = torch.stack([m.sharpness for m in memories]).view(J, 1, 1)
         kea_w = torch.stack([m.kea.weight.t() for m in memories])           # (J, H, 3M)
         kea_b = torch.stack([m.kea.bias for m in memories])[:, None]        # (J, 1, 3M)
