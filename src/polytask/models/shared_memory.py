@@ -97,7 +97,7 @@ class MemoryLSTM(nn.Module):
             return self.forward_reference(x, mask, memories)
         B, T, _ = x.shape
         J = len(memories)
-        pre = self.input(x).unbind(1)                                       # T × (B, 4H), one matmul
+        pre = self.input(x).transpose(0, 1)                                 # (T, B, 4H), one matmul
         rec = self.recurrent.weight.t()
         mem = torch.stack([m.initial.expand(B, -1, -1) for m in memories])  # (J, B, K, M)
         beta = torch.stack([m.sharpness for m in memories]).view(J, 1, 1)
@@ -108,7 +108,7 @@ class MemoryLSTM(nn.Module):
         r_w = torch.stack([torch.cat([fr.weight, pr.weight]).t()            # (J, M, 2H): gate | projection
                            for fr, pr in zip(self.fuse_r, self.project_r)])
         keep = mask.t().unsqueeze(-1).to(x.dtype).contiguous()              # (T, B, 1)
-        inputs = [t.float() for t in (torch.stack(pre), keep, mem, rec, fc_w, fc_b, r_w, kea_w, kea_b, beta)]
+        inputs = [t.float() for t in (pre.contiguous(), keep, mem, rec, fc_w, fc_b, r_w, kea_w, kea_b, beta)]
         with torch.autocast(x.device.type, enabled=False):                 # the loop runs in float32
             out, gates, final = _MemoryRecurrence.apply(*inputs)
         m = mask[..., None].to(out.dtype)
