@@ -57,6 +57,10 @@ RUNS = {  # name: (config, architecture, extra overrides)
     "fs-mtl-init1": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["model.embedding_init_std=1.0"]),
     # the hand loop draws random batches padded to their longest text; polytask buckets by length
     "fs-mtl-nobucket": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["data.bucket=false"]),
+    # the hand loop reads every review whole (up to 5,941 tokens); polytask's configs cut at 400
+    "fs-mtl-fulllength": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["data.max_length=6000"]),
+    # the hand loop does not clip gradients; polytask's configs clip the norm at 5
+    "fs-mtl-noclip": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["trainer.clip_norm=null"]),
 }
 
 
@@ -89,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--work-dir", default="benchmarks/work/fdu-mtl")
-    ap.add_argument("--runs", default="fs-mtl,asp-mtl,single-task,sp-mtl,fs-mtl-init1,fs-mtl-nobucket",
+    ap.add_argument("--runs", default="fs-mtl,asp-mtl,single-task,sp-mtl,fs-mtl-init1,fs-mtl-nobucket,fs-mtl-fulllength,fs-mtl-noclip",
                     help="comma list of: " + ", ".join(RUNS))
     ap.add_argument("--vectors-runs", default="fs-mtl",
                     help="runs repeated with word2vec vectors trained on FDU-MTL text ('' for none)")
