@@ -63,10 +63,22 @@ def speed(batch: int = 32, length: int = 128, hidden: int = 128, dim: int = 200,
               "threads": torch.get_num_threads()}
     pair = lambda name, a, b, ra, rb: {"name": name, "a": a, "b": b, "ratio_a_over_b": round(ra / rb, 3),  # noqa: E731
                                        "a_tokens_per_s": round(ra), "b_tokens_per_s": round(rb), **common}
-    return [pair("meta-lstm vs nn.LSTM (one direction)", "meta_lstm", "nn.LSTM", fast, torch_lstm),
-            pair("meta-lstm vs straightforward implementation", "meta_lstm", "reference_meta_lstm", fast, reference),
-            pair("bidirectional meta-lstm vs bidirectional nn.LSTM", "meta_lstm (2 directions)", "nn.LSTM (bidirectional)",
-                 fast_bi, torch_bi)]
+    threads = torch.get_num_threads()
+    rows = [pair(f"meta-lstm vs nn.LSTM (one direction, {threads} threads)", "meta_lstm", "nn.LSTM", fast, torch_lstm),
+            pair(f"meta-lstm vs straightforward implementation ({threads} threads)", "meta_lstm",
+                 "reference_meta_lstm", fast, reference),
+            pair(f"bidirectional meta-lstm vs bidirectional nn.LSTM ({threads} threads)", "meta_lstm (2 directions)",
+                 "nn.LSTM (bidirectional)", fast_bi, torch_bi)]
+    if threads > 1:          # the small per-step products gain less from more threads than nn.LSTM does
+        torch.set_num_threads(1)
+        try:
+            one = [rate(lambda: meta_lstm_passes([x], metas[:1], basics[:1])[0].sum().backward()),
+                   rate(lambda: lstm(x)[0].sum().backward())]
+        finally:
+            torch.set_num_threads(threads)
+        common["threads"] = 1
+        rows.append(pair("meta-lstm vs nn.LSTM (one direction, 1 thread)", "meta_lstm", "nn.LSTM", *one))
+    return rows
 
 
 def transfer(args) -> list[dict]:
