@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, run_polytask, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import ROOT, head_commit, run_polytask, run_suite, suite_argument_parser, write_report  # noqa: E402
 
 FDU = "configs/fdu-mtl/"
 RUNS = {
@@ -90,6 +90,9 @@ def transfer(args) -> list[dict]:
                          args.work_dir, args.threads)
     out = Path(args.work_dir) / "video-transfer"
     if not (out / "results.json").is_file():
+        commit_file = Path(args.work_dir) / "video-transfer.commit"
+        if not commit_file.is_file():
+            commit_file.write_text(head_commit() + "\n")
         cmd = [sys.executable, "-m", "polytask.cli", "transfer", str(Path(args.work_dir) / "meta-lstm-15"),
                "--task", FDU + "transfer-video.yaml", "--data-dir", data_dir, "--output-dir", str(out),
                "--quiet", f"trainer.num_threads={args.threads}"]
