@@ -98,3 +98,9 @@ def test_fully_adaptive_needs_a_bilstm(fdu_config):
     raw["model"]["encoder"] = {"type": "cnn"}
     with pytest.raises(ConfigError, match="model.encoder.type"):
         load_config(raw=raw)
+
+
+def test_transfer_from_a_fully_adaptive_run_is_refused_clearly(fdu_config, tmp_path):
+    raw = fafs_config(fdu_config, fafs_widen_every=0)
+    with pytest.raises(ValueError, match="fully_adaptive run cannot be transferred"):
+        train(load_config(raw=raw), quiet=True, transfer_from=tmp_path)

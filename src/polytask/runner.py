@@ -33,6 +33,9 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     run and frozen; only the new tasks' own parameters train.
     """
     wall0 = time.perf_counter()
+    if transfer_from is not None and cfg.model.architecture == "fully_adaptive":
+        raise ValueError(f"{transfer_from}: a fully_adaptive run cannot be transferred: its layers are a "
+                         "tree of branches grown for its own tasks, and a new task has no branch in it")
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
