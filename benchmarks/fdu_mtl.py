@@ -178,16 +178,17 @@ def main() -> None:
 
 
 def reproduce_command() -> str:
-    """The command that reproduces the report: the options given, less --data-dir and --only-report."""
+    """The command that reproduces the report: the options given, less --data-dir, --work-dir (where
+    the runs live changes nothing in them) and --only-report."""
     kept, skip = [], False
     for a in sys.argv[1:]:
         if skip:
             skip = False
             continue
-        if a == "--data-dir":
+        if a in ("--data-dir", "--work-dir"):
             skip = True
             continue
-        if a.startswith("--data-dir=") or a == "--only-report":
+        if a.startswith(("--data-dir=", "--work-dir=")) or a == "--only-report":
             continue
         kept.append(a)
     return " ".join(["python benchmarks/fdu_mtl.py --data-dir ../shared/data", *kept])
@@ -198,7 +199,8 @@ def markdown(report: dict) -> str:
     cols.update({f"{p['name']} (pub.)": p["test"] for p in report["published"]})
     single = next((r for r in report["runs"] if r["name"] == "single-task"), None)
     lines = ["# FDU-MTL: 16 review domains, test accuracy (%)", "",
-             f"Command: `{report['command']}`  ", f"Commit {report['git_commit']}, {report['device']}, {report['date']}.",
+             f"Command: `{report['command']}`  ", f"Report written at commit {report['git_commit']} (each run's code commit in the table), "
+             f"{report['device']}, {report['date']}.",
              "", format_table(cols, DOMAINS), "",
              "Published columns: " + SOURCE + ". They used pretrained GloVe; our runs use no external vectors.", "",
              "| run | test avg | Δ vs single-task | dev avg | steps (best) | wall s | train tokens/s | peak RSS MB | params | code |",
