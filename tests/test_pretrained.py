@@ -78,3 +78,32 @@ def test_minilm_from_the_pypi_package_loads_offline():
     encoder = PretrainedEncoder("minilm", freeze="all").eval()
     states = encoder(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool))
     assert states.shape == (1, len(ids), 384) and torch.isfinite(states).all()
+
+
+def test_a_frozen_encoder_computes_each_sentence_vector_once(fdu_config, tiny_bert):
+    """S-C on a frozen encoder: the features are the encoder's (eval mode, no dropout), computed
+    once per text; the task heads still learn."""
+    from polytask.data.batching import Encoded, collate
+    from polytask.models import TaskSpec, build_model
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=config(fdu_config, tiny_bert, "sc", freeze="all")),
+                        [TaskSpec("a", 2)], vocab_size=0)
+    model.train()
+    assert not model.encoder.model.training                  # a fixed feature extractor
+    calls = []
+    model.encoder.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    batch = collate("a", [Encoded([2, 7, 8, 3], None, 1), Encoded([2, 9, 3], None, 0)])
+    first = model(batch)
+    second = model(batch)
+    assert calls == [2]                                       # the second pass read the cache
+    torch.testing.assert_close(first.logits, second.logits)
+    with torch.no_grad():
+        direct = model.encoder(batch.tokens, batch.mask)[:, 0]
+    torch.testing.assert_close(model.encode("a", batch.tokens, batch.mask), direct)
+    second.loss.backward()
+    assert model.heads["a"].linear.weight.grad is not None
+
+
+def test_frozen_sc_trains_from_yaml(fdu_config, tiny_bert):
+    results = train(load_config(raw=config(fdu_config, tiny_bert, "sc", freeze="all")), quiet=True)
+    assert set(results["dev"]) == {"a", "b"}

@@ -120,7 +120,13 @@ class PretrainedSharingModel(nn.Module):
     S-P pools the top layer; S-C reads the tokenizer's own first token ([CLS]); L-I prepends the
     task's new trainable token vector, L-E all K of them (before [CLS]), and reads the task's
     position. Sentence-level tasks only (tagging would need subword-to-word alignment).
+
+    With the encoder frozen (``model.freeze: all``), S-P and S-C sentence vectors depend on the text
+    alone, so each is computed once and kept (``feature_cache``): from the second epoch on a step
+    costs only the task heads, which makes a frozen pretrained encoder practical on a CPU.
     """
+
+    max_cached = 1_000_000          # sentence vectors kept at most (a few hundred MB for H = 384)
 
     def __init__(self, encoder, tasks: list[TaskSpec], variant: str, pooling: str, dropout: float):
         super().__init__()
@@ -139,8 +145,35 @@ class PretrainedSharingModel(nn.Module):
         self.pool = Pooling(pooling)
         self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
         self.specs = {t.name: t for t in tasks}
+        self.feature_cache: Optional[dict[bytes, torch.Tensor]] = \
+            {} if getattr(encoder, "frozen", False) and variant in ("sp", "sc") else None
 
     def encode(self, task: str, ids, mask) -> torch.Tensor:
+        if self.feature_cache is not None:
+            return self._cached(ids, mask)
+        return self._encode(task, ids, mask)
+
+    def _cached(self, ids, mask) -> torch.Tensor:
+        """Sentence vectors from the cache, computing (without gradients) only the missing ones."""
+        lengths = mask.long().sum(1).tolist()
+        keys = [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
+        missing = [i for i, k in enumerate(keys) if k not in self.feature_cache]
+        if missing:
+            rows = torch.tensor(missing, device=ids.device)
+            width = max(lengths[i] for i in missing)
+            with torch.no_grad():
+                fresh = self._encode("", ids[rows, :width], mask[rows, :width])
+            fresh = fresh.detach().cpu()
+            for j, i in enumerate(missing):
+                if len(self.feature_cache) < self.max_cached:
+                    self.feature_cache[keys[i]] = fresh[j]
+            new_rows = dict(zip(missing, fresh))
+        else:
+            new_rows = {}
+        return torch.stack([new_rows[i] if i in new_rows else self.feature_cache[k]
+                            for i, k in enumerate(keys)]).to(ids.device)
+
+    def _encode(self, task: str, ids, mask) -> torch.Tensor:
         prefix = None
         if self.variant == "li":
             prefix = self.task_tokens[self.index[task]][None, None].expand(ids.shape[0], 1, -1)

@@ -106,7 +106,8 @@ class PretrainedEncoder(nn.Module):
             self.model = AutoModel.from_pretrained(where, local_files_only=True)
         self.output_dim = self.model.config.hidden_size
         self.bidirectional = False
-        if freeze == "all":
+        self.frozen = freeze == "all"
+        if self.frozen:
             self.model.requires_grad_(False)
         elif freeze == "bottom":
             self.model.get_input_embeddings().requires_grad_(False)
@@ -120,6 +121,14 @@ class PretrainedEncoder(nn.Module):
                 layer.requires_grad_(False)
         elif freeze != "none":
             raise ValueError(f"model.freeze: unknown value {freeze!r} (none, all, bottom)")
+
+    def train(self, mode: bool = True) -> "PretrainedEncoder":
+        """A frozen encoder is a fixed feature extractor: it stays in eval mode (no dropout), so the
+        same text always gives the same features."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor,
                 prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
