@@ -38,6 +38,18 @@ def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, wo
     return {**json.loads(results.read_text()), "code_commit": run_commit(work_dir, name)}
 
 
+def best_seconds(fn, repeats: int, warm_up: bool = True) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn`` (after one untimed warm-up call)."""
+    if warm_up:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def head_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

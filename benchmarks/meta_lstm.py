@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, head_commit, run_polytask, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import ROOT, best_seconds, head_commit, run_polytask, run_suite, suite_argument_parser, write_report  # noqa: E402
 
 FDU = "configs/fdu-mtl/"
 RUNS = {
@@ -45,14 +44,7 @@ def speed(batch: int = 32, length: int = 128, hidden: int = 128, dim: int = 200,
     bilstm = torch.nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
 
     def rate(fn, n: int = repeats, warm_up: bool = True) -> float:
-        if warm_up:
-            fn()
-        best = float("inf")
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-        return batch * length / best
+        return batch * length / best_seconds(fn, n, warm_up)
 
     fast = rate(lambda: meta_lstm_passes([x], metas[:1], basics[:1])[0].sum().backward())
     torch_lstm = rate(lambda: lstm(x)[0].sum().backward())

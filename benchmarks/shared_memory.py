@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, inspect_plot, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import ROOT, best_seconds, inspect_plot, run_suite, suite_argument_parser, write_report  # noqa: E402
 
 P4 = "configs/fdu-mtl/products4.yaml"
 MEM = ["trainer.select=mean", "trainer.patience=null", "model.memory_slots=50", "model.memory_width=20"]
@@ -43,7 +43,6 @@ def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats:
     the same batch of ``batch`` × ``length`` tokens, in this one process. Same batches make the
     ratio of steps the ratio of epochs."""
     sys.path.insert(0, str(ROOT / "src"))
-    import time
 
     import torch
     from polytask.config import load_config
@@ -63,13 +62,7 @@ def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats:
             opt.zero_grad()
             model(data).loss.backward()
             opt.step()
-        step()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            step()
-            best = min(best, time.perf_counter() - t0)
-        return best
+        return best_seconds(step, repeats)
 
     lstm = seconds("hard_sharing", [])
     rows = []
