@@ -25,6 +25,10 @@ RUNS = {
        for v in ("sp", "sc", "li", "le")},
     **{f"minilm-{v}-frozen": (FDU, [f"model.architecture=transformer_{v}", *MINILM],
                               {"encoder": "MiniLM-L6 (frozen, reduced CPU run)"}) for v in ("sc", "li")},
+    # S-P with mean pooling too: all-MiniLM-L6-v2 was trained for mean pooling, so its [CLS] alone is a
+    # weak frozen feature
+    "minilm-sp-frozen": (FDU, ["model.architecture=transformer_sp", "model.pooling=mean", *MINILM],
+                         {"encoder": "MiniLM-L6 (frozen, reduced CPU run)"}),
 }
 SOURCE = "T. Sun, Xidian bachelor thesis 2019, ch. 4 (via published-results.md §1.6d)"
 PUBLISHED = [{"name": n, "source": SOURCE, "test_avg": v} for n, v in
