@@ -169,7 +169,8 @@ class _MemoryRecurrence(torch.autograd.Function):
         hs, cs = new(T + 1, B, H), new(T + 1, B, H)
         mems[0], keys[0], hs[0], cs[0] = mem0.reshape(J * B, K, M), 0.0, 0.0, 0.0
         keeps = new(T, J * B, K, M)                                          # 1 - α eᵀ, what erasing keeps
-        alphas, dots, norms = new(T, J * B, 1, K), new(T, J * B, 1, K), new(T, J * B, 1, K)
+        alphas, dots = new(T, J * B, 1, K), new(T, J * B, 1, K)
+        row_norms, key_norms = new(T, J * B, 1, K), new(T, J * B, 1, 1)      # |M_k|, |key|
         reads, act = new(T, J * B, 1, M), new(T, B, 4 * H)
         gates, projs, tanh_f = new(T, J, B, H), new(T, J, B, H), new(T, B, H)
         keas, h_news, c_news = new(T, J, B, 3 * M), new(T, B, H), new(T, B, H)
@@ -179,8 +180,9 @@ class _MemoryRecurrence(torch.autograd.Function):
         for t in range(T):
             mem, key = mems[t], keys[t]                                       # (JB, K, M), (JB, 1, M)
             dot = torch.bmm(key, mem.transpose(1, 2), out=dots[t])            # (JB, 1, K)
-            torch.mul(mem.norm(dim=-1).unsqueeze(1), key.norm(dim=-1, keepdim=True), out=norms[t])
-            alpha = torch.softmax(beta_jb * (dot / norms[t].clamp_min(1e-8)), dim=-1)
+            torch.linalg.vector_norm(mem, dim=-1, out=row_norms[t, :, 0])
+            torch.linalg.vector_norm(key, dim=-1, keepdim=True, out=key_norms[t])
+            alpha = torch.softmax(beta_jb * (dot / (row_norms[t] * key_norms[t]).clamp_min(1e-8)), dim=-1)
             alphas[t] = alpha
             r = torch.bmm(alpha, mem, out=reads[t]).view(J, B, M)             # Σ_k α_k M_k
             g_pre = torch.addmm(pre[t], hs[t], rec)
@@ -211,16 +213,16 @@ class _MemoryRecurrence(torch.autograd.Function):
                 torch.lerp(key, k, kjb, out=keys[t + 1])
                 torch.lerp(hs[t], h_new, kt, out=hs[t + 1])
                 torch.lerp(cs[t], c_new, kt, out=cs[t + 1])
-        ctx.save_for_backward(keep, rec, fc_w, r_w, kea_w, beta_jb, mems, keys, keeps, alphas, dots, norms,
-                              hs, cs, reads, act, gates, projs, tanh_f, keas, h_news, c_news)
+        ctx.save_for_backward(keep, rec, fc_w, r_w, kea_w, beta_jb, mems, keys, keeps, alphas, dots, row_norms,
+                              key_norms, hs, cs, reads, act, gates, projs, tanh_f, keas, h_news, c_news)
         ctx.full, ctx.J = full, J
         return h_news, gates, mems[T].view(J, B, K, M)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, d_gates_out, d_final):
-        (keep, rec, fc_w, r_w, kea_w, beta_jb, mems, keys, keeps, alphas, dots, norms, hs, cs, reads, act,
-         gates, projs, tanh_f, keas, h_news, c_news) = ctx.saved_tensors
+        (keep, rec, fc_w, r_w, kea_w, beta_jb, mems, keys, keeps, alphas, dots, row_norms, key_norms, hs, cs,
+         reads, act, gates, projs, tanh_f, keas, h_news, c_news) = ctx.saved_tensors
         J = ctx.J
         T, JB, K, M = mems.shape[0] - 1, *mems.shape[1:]
         B, H = JB // J, rec.shape[0]
@@ -274,15 +276,14 @@ class _MemoryRecurrence(torch.autograd.Function):
             # read r = Σ_k α_k M_k, α = softmax(β sim), sim = (M·key) / max(|M_k| |key|, ε)
             d_alpha = d_alpha + torch.bmm(d_r, mem.transpose(1, 2))
             du = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))
-            norm = norms[t]
+            nm, nk = row_norms[t], key_norms[t]                              # (JB, 1, K), (JB, 1, 1)
+            norm = nm * nk
             denom = norm.clamp_min(1e-8)
             sim = dots[t] / denom
             d_beta += (du * sim).sum((1, 2)).view(J, B).sum(1).view(J, 1, 1)
             d_sim = beta_jb * du
             d_dot = d_sim / denom                                             # (JB, 1, K)
             d_norm = torch.where(norm > 1e-8, -d_sim * sim / denom, 0.0)
-            nm = mem.norm(dim=-1).unsqueeze(1)                                # (JB, 1, K)
-            nk = key.norm(dim=-1, keepdim=True)                               # (JB, 1, 1)
             d_nm, d_nk = d_norm * nk, (d_norm * nm).sum(-1, keepdim=True)
             # every path into M at once: erase, read (α d_rᵀ), similarity (d_dot keyᵀ), row norms
             outer_l = torch.cat([alpha, d_dot], 1).transpose(1, 2)            # (JB, K, 2)
