@@ -4,10 +4,16 @@ and ARC-II on all 16 domains beside FS-MTL; time per training step (so per epoch
 ARC-I and ARC-II against the plain LSTM, measured in one process on the same batch; a plot of how much each step of a few test reviews drew from the
 shared memory (the ARC-II global fusion gate).
 
+The paper initialises words with 100-d GloVe; with no external vectors here, the ``-w2v`` runs use
+100-d word2vec that ``polytask data vectors`` trains on the FDU-MTL train + unlabelled text of all 16
+domains (never dev or test) into the work directory; the other runs start from random vectors.
+
     python benchmarks/shared_memory.py --data-dir ../shared/data
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,12 +22,17 @@ from common import ROOT, best_seconds, inspect_plot, run_suite, suite_argument_p
 
 P4 = "configs/fdu-mtl/products4.yaml"
 MEM = ["trainer.select=mean", "trainer.patience=null", "model.memory_slots=50", "model.memory_width=20"]
+W2V = "data.vectors=<work-dir>/fdu-word2vec-100d.txt"   # made by ensure_vectors on first use
 FDU16 = ["model.encoder.type=lstm", "model.encoder.hidden_dim=100", "model.memory_slots=50", "model.memory_width=20"]
 RUNS = {
     "lstm-4": (P4, [], {"domains": 4, "encoder": "lstm"}),
     "me-lstm-4": (P4, ["model.architecture=me_lstm", *MEM], {"domains": 4}),
     "arc1-4": (P4, ["model.architecture=shared_memory_arc1", *MEM], {"domains": 4}),
     "arc2-4": (P4, ["model.architecture=shared_memory_arc2", *MEM], {"domains": 4}),
+    "lstm-4-w2v": (P4, [W2V], {"domains": 4, "encoder": "lstm", "vectors": "word2vec on FDU-MTL"}),
+    "me-lstm-4-w2v": (P4, ["model.architecture=me_lstm", *MEM, W2V], {"domains": 4, "vectors": "word2vec on FDU-MTL"}),
+    "arc1-4-w2v": (P4, ["model.architecture=shared_memory_arc1", *MEM, W2V], {"domains": 4, "vectors": "word2vec on FDU-MTL"}),
+    "arc2-4-w2v": (P4, ["model.architecture=shared_memory_arc2", *MEM, W2V], {"domains": 4, "vectors": "word2vec on FDU-MTL"}),
     "fs-mtl-16": ("configs/fdu-mtl/hard-sharing.yaml", [], {"domains": 16, "encoder": "bilstm"}),
     "arc1-16": ("configs/fdu-mtl/hard-sharing.yaml", ["model.architecture=shared_memory_arc1", *FDU16], {"domains": 16}),
     "arc2-16": ("configs/fdu-mtl/hard-sharing.yaml", ["model.architecture=shared_memory_arc2", *FDU16], {"domains": 16}),
@@ -75,11 +86,30 @@ def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats:
     return rows
 
 
+def ensure_vectors(args) -> str:
+    """100-d word2vec trained on the 16 domains' train + unlabelled text, made once per work dir."""
+    path = (Path(args.work_dir) / "fdu-word2vec-100d.txt").resolve()
+    if not path.is_file():
+        cmd = [sys.executable, "-m", "polytask.cli", "data", "vectors", "configs/fdu-mtl/hard-sharing.yaml",
+               "--data-dir", str(Path(args.data_dir).resolve()), "--output", str(path), "--dim", "100"]
+        print(f"[bench] vectors: {' '.join(cmd)}", flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return str(path)
+
+
 def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/shared-memory")
     ap.add_argument("--speed-length", type=int, default=200, help="tokens per review in the step timing")
     args = ap.parse_args()
-    runs = run_suite(args, RUNS)
+    chosen = [n for n in (args.runs.split(",") if args.runs else RUNS) if n]
+    runs_def = dict(RUNS)
+    if any(W2V in RUNS[n][1] for n in chosen if n in RUNS) and not args.only_report:
+        vectors = ensure_vectors(args)
+        runs_def = {n: (c, [f"data.vectors={vectors}" if o == W2V else o for o in ov], st)
+                    for n, (c, ov, st) in RUNS.items()}
+    runs = run_suite(args, runs_def)
+    for r in runs:   # the report names the vectors file by its place, not this machine's path
+        r["overrides"] = [W2V if o.startswith("data.vectors=") else o for o in r["overrides"]]
     speed = [] if args.only_report else step_times(length=args.speed_length)
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
     write_report(args, "shared-memory", "accuracy", runs, PUBLISHED, speed, fusion_plot(args), baseline="lstm-4")
