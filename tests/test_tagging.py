@@ -134,3 +134,18 @@ def test_ner_file_with_its_own_tag_set_from_yaml_alone(tmp_path: Path, data_dir:
     assert info["ner"]["metric"] == "f1"
     assert {"B-PER", "I-PER", "B-LOC", "I-LOC", "O"} <= set(info["ner"]["labels"])
     assert results["dev"]["ner"] >= 90.0, results
+
+
+def test_shared_memory_tags_every_step(tagging_config: dict):
+    """ARC-II (local + global memory) as a tagger: per-step outputs through the tagging heads, CRF
+    included, trained jointly with a classification task on the same shared memory."""
+    raw = {**tagging_config, "model": {**tagging_config["model"], "architecture": "shared_memory_arc2",
+                                        "memory_slots": 4, "memory_width": 8}}
+    raw["trainer"] = {**raw["trainer"], "max_steps": 200}
+    cfg = load_config(raw=raw)
+    results = train(cfg, quiet=True)
+    assert results["dev"]["pos"] >= 90.0, results
+    assert results["dev"]["chunk"] >= 80.0, results
+    run = load_run(cfg.output_dir)
+    (pred,) = predict_tagging(run, "chunk", ["the dog runs"])
+    assert pred["tags"] == ["B-NP", "I-NP", "B-VP"]
