@@ -135,6 +135,7 @@ def ensure_vectors(args) -> str:
 def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/shared-memory")
     ap.add_argument("--speed-length", type=int, default=200, help="tokens per review in the step timing")
+    ap.add_argument("--no-speed", action="store_true", help="skip the step timing (it runs with --only-report too)")
     args = ap.parse_args()
     chosen = [n for n in (args.runs.split(",") if args.runs else RUNS) if n]
     runs_def = dict(RUNS)
@@ -145,7 +146,7 @@ def main() -> None:
     runs = run_suite(args, runs_def)
     for r in runs:   # the report names the vectors file by its place, not this machine's path
         r["overrides"] = [W2V if o.startswith("data.vectors=") else o for o in r["overrides"]]
-    speed = [] if args.only_report else step_times(length=args.speed_length)
+    speed = [] if args.no_speed else step_times(length=args.speed_length)
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
     write_report(args, "shared-memory", "accuracy", runs, PUBLISHED, speed, targets(runs, speed) + fusion_plot(args),
                  baseline="lstm-4")
