@@ -49,8 +49,12 @@ PUBLISHED = [{"name": "ARC-II", "source": TABLE4, "test_avg": 83.825,
 
 
 def fusion_plot(args) -> str:
-    return inspect_plot(args, "arc2-4", "books", "fusion_global", "global gate", "shared-memory-fusion.png",
-                        "How much each step drew from the shared memory (ARC-II global fusion gate, books test reviews)")
+    """The ARC-II global fusion gate on a few books test reviews, from the word2vec run when it has
+    finished (the better model), else from the random-vector one."""
+    run = "arc2-4-w2v" if (Path(args.work_dir) / "arc2-4-w2v" / "results.json").is_file() else "arc2-4"
+    return inspect_plot(args, run, "books", "fusion_global", "global gate", "shared-memory-fusion.png",
+                        f"How much each step drew from the shared memory ({run}: ARC-II global fusion gate, "
+                        "averaged over the hidden units, books test reviews)")
 
 
 def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats: int = 3) -> list[dict]:
