@@ -151,9 +151,11 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
 
 
 def inspect_plot(args, run: str, task: str, key: str, ylabel: str, filename: str, title: str,
-                 examples: int = 3, words: int = 40) -> str:
+                 examples: int = 3, words: int = 40, units: int = 0) -> str:
     """Run ``polytask inspect`` on a few test texts of ``task`` and bar-plot ``key`` per token
-    (averaged over its last dimension when it has one); returns Markdown that shows the plot."""
+    (averaged over its last dimension when it has one), or with ``units`` > 0 draw a heat map of the
+    ``units`` components that vary most over each text's tokens (a gate per hidden unit, where the
+    mean hides that units saturate near 0 or 1); returns Markdown that shows the plot."""
     run_dir = Path(args.work_dir) / run
     if not (run_dir / "results.json").is_file():
         return ""
@@ -167,11 +169,19 @@ def inspect_plot(args, run: str, task: str, key: str, ylabel: str, filename: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [json.loads(line) for line in dump.read_text().splitlines()]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.7 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, (2.6 if units else 1.7) * len(rows)), squeeze=False)
     for ax, row in zip(axes[:, 0], rows):
         values = row["inspect"][key]
-        values = [sum(v) / len(v) if isinstance(v, list) else v for v in values]
-        ax.bar(range(len(values)), values)
+        if units:
+            import numpy as np
+            grid = np.asarray(values, dtype=float).T                    # (components, tokens)
+            top = np.sort(np.argsort(grid.std(axis=1))[-units:])
+            image = ax.imshow(grid[top], aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis")
+            ax.set_yticks(range(len(top)), [str(u) for u in top], fontsize=5)
+            fig.colorbar(image, ax=ax, fraction=0.02)
+        else:
+            values = [sum(v) / len(v) if isinstance(v, list) else v for v in values]
+            ax.bar(range(len(values)), values)
         ax.set_xticks(range(len(values)), row["tokens"][: len(values)], rotation=90, fontsize=6)
         ax.set_ylabel(ylabel, fontsize=7)
     fig.tight_layout()

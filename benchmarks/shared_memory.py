@@ -52,19 +52,23 @@ def fusion_plot(args) -> str:
     """The ARC-II global fusion gate on a few books test reviews, from the word2vec run when it has
     finished (the better model), else from the random-vector one."""
     run = "arc2-4-w2v" if (Path(args.work_dir) / "arc2-4-w2v" / "results.json").is_file() else "arc2-4"
-    return inspect_plot(args, run, "books", "fusion_global", "global gate", "shared-memory-fusion.png",
-                        f"How much each step drew from the shared memory ({run}: ARC-II global fusion gate, "
-                        "averaged over the hidden units, books test reviews)")
+    return inspect_plot(args, run, "books", "fusion_global", "hidden unit", "shared-memory-fusion.png",
+                        f"How much each step drew from the shared memory ({run}: the ARC-II global fusion gate of "
+                        "the 16 hidden units that vary most over each review, books test reviews)", units=16)
 
 
-def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats: int = 3) -> list[dict]:
+def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats: int = 3,
+               threads: int = 0) -> list[dict]:
     """Seconds per training step (forward, backward, Adam) of each memory model against the plain
     LSTM model, all built from the products4 config (embedding 100, hidden 100, memory 50 × 20), on
     the same batch of ``batch`` × ``length`` tokens, in this one process. Same batches make the
-    ratio of steps the ratio of epochs."""
+    ratio of steps the ratio of epochs. ``threads`` > 0 sets torch's thread count for the timing
+    (the benchmark's training runs use 1)."""
     sys.path.insert(0, str(ROOT / "src"))
 
     import torch
+    if threads:
+        torch.set_num_threads(threads)
     from polytask.config import load_config
     from polytask.data.batching import Encoded, collate
     from polytask.models import TaskSpec, build_model
@@ -88,8 +92,8 @@ def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats:
     rows = []
     for name, arch in (("ME-LSTM", "me_lstm"), ("ARC-I", "shared_memory_arc1"), ("ARC-II", "shared_memory_arc2")):
         t = seconds(arch, MEM[2:])
-        rows.append({"name": f"{name} vs LSTM, time per step (= per epoch)", "a": arch, "b": "lstm",
-                     "unit": "seconds per step", "ratio_a_over_b": round(t / lstm, 2), "a_seconds": round(t, 4),
+        rows.append({"name": f"{name} vs LSTM, time per step (= per epoch), {torch.get_num_threads()} thread(s)",
+                     "a": arch, "b": "lstm", "unit": "seconds per step", "ratio_a_over_b": round(t / lstm, 2), "a_seconds": round(t, 4),
                      "b_seconds": round(lstm, 4), "batch": batch, "length": length,
                      "threads": torch.get_num_threads()})
     return rows
@@ -155,7 +159,8 @@ def main() -> None:
     runs = run_suite(args, runs_def)
     for r in runs:   # the report names the vectors file by its place, not this machine's path
         r["overrides"] = [W2V if o.startswith("data.vectors=") else o for o in r["overrides"]]
-    speed = [] if args.no_speed else step_times(length=args.speed_length)
+    speed = [] if args.no_speed else step_times(length=args.speed_length) + step_times(length=args.speed_length,
+                                                                                       threads=1)
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)
     write_report(args, "shared-memory", "accuracy", runs, PUBLISHED, speed, targets(runs, speed) + fusion_plot(args),
                  baseline="lstm-4")

@@ -77,4 +77,5 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     report = json.loads((tmp_path / "results" / f"{name}.json").read_text())
     assert report["runs"][0]["name"] == run and report["runs"][0]["test"]
     if script == "shared_memory.py":
-        assert [s["a"] for s in report["speed"]] == ["me_lstm", "shared_memory_arc1", "shared_memory_arc2"]
+        assert [s["a"] for s in report["speed"]] == ["me_lstm", "shared_memory_arc1", "shared_memory_arc2"] * 2
+        assert report["speed"][-1]["threads"] == 1
