@@ -61,7 +61,7 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
     ("catalogue.py", "catalogue", "sluice", []),
     ("catalogue.py", "catalogue", "fafs", ["model.fafs_widen_every=1"]),
     ("catalogue.py", "catalogue-tagging", "tagging-sluice", ["model.char_hidden_dim=4"]),
-    ("balancing.py", "balancing", "upgrad", []),
+    ("balancing.py", "balancing", "upgrad", ["--speed-length", "10"]),
     ("decanlp.py", "decanlp", "mqan-joint", ["model.encoder.num_heads=2", "data.vocab_max_size=500",
                                              "model.max_answer_length=3", "--zero-shot-examples", "5"]),
 ])
@@ -79,3 +79,6 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "shared_memory.py":
         assert [s["a"] for s in report["speed"]] == ["me_lstm", "shared_memory_arc1", "shared_memory_arc2"] * 2
         assert report["speed"][-1]["threads"] == 1
+    if script == "balancing.py":                        # timed in one process against equal weighting
+        assert [(s["a"], s["b"]) for s in report["speed"]] == [("upgrad", "equal")]
+        assert report["speed"][0]["a_seconds"] > 0

@@ -115,3 +115,38 @@ def test_gradnorm_raises_the_weight_of_the_task_that_trains_slower():
     losses = {"a": model.losses()["a"], "b": 0.5 * model.losses()["b"]}
     gn.backward(losses, model)
     assert gn.weights["a"].grad.item() < 0 < gn.weights["b"].grad.item()
+
+
+def test_per_task_jacobian_equals_torchjds_own_backward(fdu_config):
+    """JacobianAggregation differentiates each task's loss through its own graph; the gradients
+    must equal TorchJD's autojac.backward of the stacked losses followed by jac_to_grad."""
+    pytest.importorskip("torchjd")
+    from torchjd.aggregation import UPGrad
+    from torchjd.autojac import backward as jac_backward, jac_to_grad
+
+    from polytask.data.batching import Encoded, collate
+    from polytask.models import TaskSpec, build_model
+    torch.manual_seed(0)
+    tasks = ["a", "b", "c"]
+    model = build_model(load_config(raw=fdu_config), [TaskSpec(t, 2) for t in tasks], vocab_size=20)
+    batches = {t: collate(t, [Encoded([2 + i, 5, 7 + k], None, (i + k) % 2) for i in range(3)])
+               for k, t in enumerate(tasks)}
+
+    def losses():
+        return {t: model(b).loss for t, b in batches.items()}
+    model.eval()                                             # no dropout: both passes see one function
+    weights = JacobianAggregation(UPGrad(), "upgrad").backward(losses(), model)
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+
+    out = losses()
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    own = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
+    torch.autograd.backward(sum(out.values()), inputs=own, retain_graph=True)
+    jac_backward([out[t] for t in tasks], inputs=shared)
+    reference_weights = jac_to_grad(shared, UPGrad())
+    reference = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert ours.keys() == reference.keys()
+    for name in ours:
+        torch.testing.assert_close(ours[name], reference[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert list(weights.values()) == pytest.approx(reference_weights.tolist(), abs=1e-6)
