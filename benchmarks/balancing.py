@@ -23,23 +23,27 @@ PUBLISHED = [{"name": n, "source": "Chai et al. ACL 2023 (GetMTL) Appendix Table
                                           ("MGDA", 88.30), ("GetMTL", 89.80))]
 
 
-def step_times(methods, batch: int = 32, length: int = 150, vocab: int = 30_000, repeats: int = 3) -> list[dict]:
+def step_times(methods, batch: int = 32, length: int = 150, vocab: int = 30_000, repeats: int = 3,
+               overrides: tuple = (), threads: int = 0) -> list[dict]:
     """Seconds per all-tasks training step (16 forwards, the method's backward, Adam) of each method
-    against equal weighting: the FS-MTL model of ``hard-sharing.yaml`` on the same 16 batches of
-    ``batch`` × ``length`` tokens, in this process."""
+    against equal weighting: the FS-MTL model of ``hard-sharing.yaml`` (plus the runs' ``overrides``)
+    on the same 16 batches of ``batch`` × ``length`` tokens, in this process, at ``threads`` torch
+    threads (0: torch's default)."""
     sys.path.insert(0, str(ROOT / "src"))
     import torch
     from polytask.config import load_config
     from polytask.data.batching import Encoded, collate
     from polytask.models import TaskSpec, build_model
     from polytask.training.weighting import build_weighting
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     tasks = [f"domain{i}" for i in range(16)]
     data = {t: collate(t, [Encoded(torch.randint(2, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)])
             for t in tasks}
 
     def seconds(method: str) -> float:
-        cfg = load_config(ROOT / FDU, overrides=[*ALL, f"trainer.weighting={method}"])
+        cfg = load_config(ROOT / FDU, overrides=[*ALL, *overrides, f"trainer.weighting={method}"])
         model = build_model(cfg, [TaskSpec(t, 2) for t in tasks], vocab)
         weighting = build_weighting(cfg, tasks, cfg.seed)
         opt = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=1e-3)
@@ -60,12 +64,14 @@ def step_times(methods, batch: int = 32, length: int = 150, vocab: int = 30_000,
 def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/balancing")
     ap.add_argument("--speed-length", type=int, default=150, help="tokens per review in the step timing")
-    ap.add_argument("--no-speed", action="store_true", help="skip the step timing")
+    ap.add_argument("--no-speed", action="store_true",
+                    help="skip the step timing (it runs with --only-report too, at --threads threads)")
     args = ap.parse_args()
     runs = run_suite(args, RUNS)
     equal = next((r for r in runs if r["name"] == "equal"), None)
     chosen = [n for n in (args.runs.split(",") if args.runs else RUNS) if n]
-    speed = [] if args.no_speed else step_times(chosen, length=args.speed_length)
+    speed = [] if args.no_speed else step_times(chosen, length=args.speed_length, overrides=tuple(args.overrides),
+                                                threads=args.threads)
     for r in runs:
         r["worst_task"] = min(r["test"].values())
         if equal and r is not equal:

@@ -1,8 +1,8 @@
 """Shared-memory benchmark (Liu, Qiu, Huang, EMNLP 2016): the paper's four product domains (Books,
 DVD, Electronics, Kitchen, from FDU-MTL) with a single-task LSTM, ME-LSTM, ARC-I and ARC-II; ARC-I
 and ARC-II on all 16 domains beside FS-MTL; time per training step (so per epoch) of ME-LSTM,
-ARC-I and ARC-II against the plain LSTM, measured in one process on the same batch; a plot of how much each step of a few test reviews drew from the
-shared memory (the ARC-II global fusion gate).
+ARC-I and ARC-II against the plain LSTM, measured in one process on the same batch; a plot of
+how much each step of a few test reviews drew from the shared memory (the ARC-II global fusion gate).
 
 The paper initialises words with 100-d GloVe; with no external vectors here, the ``-w2v`` runs use
 100-d word2vec that ``polytask data vectors`` trains on the FDU-MTL train + unlabelled text of all 16
@@ -23,19 +23,21 @@ from common import ROOT, best_seconds, inspect_plot, run_suite, suite_argument_p
 P4 = "configs/fdu-mtl/products4.yaml"
 MEM = ["trainer.select=mean", "trainer.patience=null", "model.memory_slots=50", "model.memory_width=20"]
 W2V = "data.vectors=<work-dir>/fdu-word2vec-100d.txt"   # made by ensure_vectors on first use
+VEC = "word2vec on FDU-MTL"
+F16 = "configs/fdu-mtl/hard-sharing.yaml"
 FDU16 = ["model.encoder.type=lstm", "model.encoder.hidden_dim=100", "model.memory_slots=50", "model.memory_width=20"]
 RUNS = {
     "lstm-4": (P4, [], {"domains": 4, "encoder": "lstm"}),
     "me-lstm-4": (P4, ["model.architecture=me_lstm", *MEM], {"domains": 4}),
     "arc1-4": (P4, ["model.architecture=shared_memory_arc1", *MEM], {"domains": 4}),
     "arc2-4": (P4, ["model.architecture=shared_memory_arc2", *MEM], {"domains": 4}),
-    "lstm-4-w2v": (P4, [W2V], {"domains": 4, "encoder": "lstm", "vectors": "word2vec on FDU-MTL"}),
-    "me-lstm-4-w2v": (P4, ["model.architecture=me_lstm", *MEM, W2V], {"domains": 4, "vectors": "word2vec on FDU-MTL"}),
-    "arc1-4-w2v": (P4, ["model.architecture=shared_memory_arc1", *MEM, W2V], {"domains": 4, "vectors": "word2vec on FDU-MTL"}),
-    "arc2-4-w2v": (P4, ["model.architecture=shared_memory_arc2", *MEM, W2V], {"domains": 4, "vectors": "word2vec on FDU-MTL"}),
-    "fs-mtl-16": ("configs/fdu-mtl/hard-sharing.yaml", [], {"domains": 16, "encoder": "bilstm"}),
-    "arc1-16": ("configs/fdu-mtl/hard-sharing.yaml", ["model.architecture=shared_memory_arc1", *FDU16], {"domains": 16}),
-    "arc2-16": ("configs/fdu-mtl/hard-sharing.yaml", ["model.architecture=shared_memory_arc2", *FDU16], {"domains": 16}),
+    "lstm-4-w2v": (P4, [W2V], {"domains": 4, "encoder": "lstm", "vectors": VEC}),
+    "me-lstm-4-w2v": (P4, ["model.architecture=me_lstm", *MEM, W2V], {"domains": 4, "vectors": VEC}),
+    "arc1-4-w2v": (P4, ["model.architecture=shared_memory_arc1", *MEM, W2V], {"domains": 4, "vectors": VEC}),
+    "arc2-4-w2v": (P4, ["model.architecture=shared_memory_arc2", *MEM, W2V], {"domains": 4, "vectors": VEC}),
+    "fs-mtl-16": (F16, [], {"domains": 16, "encoder": "bilstm"}),
+    "arc1-16": (F16, ["model.architecture=shared_memory_arc1", *FDU16], {"domains": 16}),
+    "arc2-16": (F16, ["model.architecture=shared_memory_arc2", *FDU16], {"domains": 16}),
 }
 TABLE4 = "Liu, Qiu, Huang EMNLP 2016 Table 4 (100-d GloVe, fine-tuned)"
 PUBLISHED = [{"name": "ARC-II", "source": TABLE4, "test_avg": 83.825,
@@ -93,8 +95,8 @@ def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats:
     for name, arch in (("ME-LSTM", "me_lstm"), ("ARC-I", "shared_memory_arc1"), ("ARC-II", "shared_memory_arc2")):
         t = seconds(arch, MEM[2:])
         rows.append({"name": f"{name} vs LSTM, time per step (= per epoch), {torch.get_num_threads()} thread(s)",
-                     "a": arch, "b": "lstm", "unit": "seconds per step", "ratio_a_over_b": round(t / lstm, 2), "a_seconds": round(t, 4),
-                     "b_seconds": round(lstm, 4), "batch": batch, "length": length,
+                     "a": arch, "b": "lstm", "unit": "seconds per step", "ratio_a_over_b": round(t / lstm, 2),
+                     "a_seconds": round(t, 4), "b_seconds": round(lstm, 4), "batch": batch, "length": length,
                      "threads": torch.get_num_threads()})
     return rows
 
@@ -129,19 +131,22 @@ def targets(runs: list[dict], speed_rows: list[dict]) -> str:
         lines += ["", "Each 4-domain run against the single-task LSTM with the same word vectors:", "",
                   "| run | test avg | single-task LSTM | Δm (%) |", "|---|---|---|---|"]
         for n, base in pairs:
+            dm = delta_m(by[n]["test"], by[base]["test"])
             lines.append(f"| {n} | {by[n]['test_avg']:.2f} | {by[base]['test_avg']:.2f} ({base}) | "
-                         f"{delta_m(by[n]['test'], by[base]['test']):+.2f} |")
+                         f"{'–' if dm is None else f'{dm:+.2f}'} |")
     return "\n".join(lines) + "\n"
 
 
 def ensure_vectors(args) -> str:
     """100-d word2vec trained on the 16 domains' train + unlabelled text, made once per work dir."""
     path = (Path(args.work_dir) / "fdu-word2vec-100d.txt").resolve()
-    if not path.is_file():
+    if not path.is_file():                      # written under a temporary name: no half file is reused
+        partial = path.with_name(path.name + ".partial")
         cmd = [sys.executable, "-m", "polytask.cli", "data", "vectors", "configs/fdu-mtl/hard-sharing.yaml",
-               "--data-dir", str(Path(args.data_dir).resolve()), "--output", str(path), "--dim", "100"]
+               "--data-dir", str(Path(args.data_dir).resolve()), "--output", str(partial), "--dim", "100"]
         print(f"[bench] vectors: {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        partial.rename(path)
     return str(path)
 
 
@@ -152,13 +157,13 @@ def main() -> None:
     args = ap.parse_args()
     chosen = [n for n in (args.runs.split(",") if args.runs else RUNS) if n]
     runs_def = dict(RUNS)
+    vectors = f"data.vectors={(Path(args.work_dir) / 'fdu-word2vec-100d.txt').resolve()}"
     if any(W2V in RUNS[n][1] for n in chosen if n in RUNS) and not args.only_report:
-        vectors = ensure_vectors(args)
-        runs_def = {n: (c, [f"data.vectors={vectors}" if o == W2V else o for o in ov], st)
-                    for n, (c, ov, st) in RUNS.items()}
+        vectors = f"data.vectors={ensure_vectors(args)}"
+    runs_def = {n: (c, [vectors if o == W2V else o for o in ov], st) for n, (c, ov, st) in RUNS.items()}
     runs = run_suite(args, runs_def)
     for r in runs:   # the report names the vectors file by its place, not this machine's path
-        r["overrides"] = [W2V if o.startswith("data.vectors=") else o for o in r["overrides"]]
+        r["overrides"] = [W2V if o == vectors else o for o in r["overrides"]]
     speed = [] if args.no_speed else step_times(length=args.speed_length) + step_times(length=args.speed_length,
                                                                                        threads=1)
     Path(args.results_dir).mkdir(parents=True, exist_ok=True)

@@ -150,3 +150,20 @@ def test_per_task_jacobian_equals_torchjds_own_backward(fdu_config):
     for name in ours:
         torch.testing.assert_close(ours[name], reference[name], atol=1e-6, rtol=1e-5, msg=name)
     assert list(weights.values()) == pytest.approx(reference_weights.tolist(), abs=1e-6)
+
+
+class CrossTaskLayer(TwoLosses):
+    """Task b's loss also reads task a's own parameter (as JMT's upper tasks read the lower head)."""
+
+    def losses(self):
+        out = super().losses()
+        return {**out, "b": out["b"] + 5 * self.own["a"]}
+
+
+def test_task_parameters_get_every_tasks_gradient():
+    pytest.importorskip("torchjd")
+    from torchjd.aggregation import UPGrad
+    model = CrossTaskLayer()
+    JacobianAggregation(UPGrad(), "upgrad").backward(model.losses(), model)
+    assert model.own["a"].grad.item() == pytest.approx(2.0 + 5.0)      # ∂L_a + ∂L_b
+    assert model.own["b"].grad.item() == pytest.approx(3.0)
