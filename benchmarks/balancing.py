@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, best_seconds, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import random_batch, run_suite, step_seconds, suite_argument_parser, write_report  # noqa: E402
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 ALL = ["trainer.step_mode=all_tasks", "trainer.max_steps=1500", "trainer.eval_every=125"]
@@ -29,30 +29,15 @@ def step_times(methods, batch: int = 32, length: int = 150, vocab: int = 30_000,
     against equal weighting: the FS-MTL model of ``hard-sharing.yaml`` (plus the runs' ``overrides``)
     on the same 16 batches of ``batch`` × ``length`` tokens, in this process, at ``threads`` torch
     threads (0: torch's default)."""
-    sys.path.insert(0, str(ROOT / "src"))
     import torch
-    from polytask.config import load_config
-    from polytask.data.batching import Encoded, collate
-    from polytask.models import TaskSpec, build_model
-    from polytask.training.weighting import build_weighting
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     tasks = [f"domain{i}" for i in range(16)]
-    data = {t: collate(t, [Encoded(torch.randint(2, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)])
-            for t in tasks}
+    data = {t: random_batch(t, batch, length, vocab) for t in tasks}
 
     def seconds(method: str) -> float:
-        cfg = load_config(ROOT / FDU, overrides=[*ALL, *overrides, f"trainer.weighting={method}"])
-        model = build_model(cfg, [TaskSpec(t, 2) for t in tasks], vocab)
-        weighting = build_weighting(cfg, tasks, cfg.seed)
-        opt = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=1e-3)
-
-        def step():
-            opt.zero_grad()
-            weighting.backward({t: model(b).loss for t, b in data.items()}, model)
-            opt.step()
-        return best_seconds(step, repeats)
+        return step_seconds(FDU, [*ALL, *overrides, f"trainer.weighting={method}"], tasks, data, vocab, repeats)
 
     equal = seconds("equal")
     return [{"name": f"{m} vs equal, one training step (same process, same batches)", "a": m, "b": "equal",

@@ -50,6 +50,35 @@ def best_seconds(fn, repeats: int, warm_up: bool = True) -> float:
     return best
 
 
+def step_seconds(config: str, overrides: list[str], tasks: list[str], batches: dict, vocab: int,
+                 repeats: int) -> float:
+    """Fastest seconds of one training step (the tasks' forwards, ``trainer.weighting``'s backward,
+    Adam) of the model ``config`` + ``overrides`` builds for ``tasks``, on ``batches`` (task -> batch)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+    from polytask.config import load_config
+    from polytask.models import TaskSpec, build_model
+    from polytask.training.weighting import build_weighting
+    cfg = load_config(ROOT / config, overrides=overrides)
+    model = build_model(cfg, [TaskSpec(t, 2) for t in tasks], vocab)
+    weighting = build_weighting(cfg, tasks, cfg.seed)
+    opt = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=1e-3)
+
+    def step():
+        opt.zero_grad()
+        weighting.backward({t: model(b).loss for t, b in batches.items()}, model)
+        opt.step()
+    return best_seconds(step, repeats)
+
+
+def random_batch(task: str, batch: int, length: int, vocab: int):
+    """A batch of ``batch`` random texts of ``length`` tokens with alternating binary labels."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+    from polytask.data.batching import Encoded, collate
+    return collate(task, [Encoded(torch.randint(2, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)])
+
+
 def head_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, best_seconds, inspect_plot, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import (ROOT, inspect_plot, random_batch, run_suite, step_seconds, suite_argument_parser,  # noqa: E402
+                    write_report)
 
 P4 = "configs/fdu-mtl/products4.yaml"
 MEM = ["trainer.select=mean", "trainer.patience=null", "model.memory_slots=50", "model.memory_width=20"]
@@ -66,29 +67,15 @@ def step_times(batch: int = 16, length: int = 200, vocab: int = 30_000, repeats:
     the same batch of ``batch`` × ``length`` tokens, in this one process. Same batches make the
     ratio of steps the ratio of epochs. ``threads`` > 0 sets torch's thread count for the timing
     (the benchmark's training runs use 1)."""
-    sys.path.insert(0, str(ROOT / "src"))
-
     import torch
     if threads:
         torch.set_num_threads(threads)
-    from polytask.config import load_config
-    from polytask.data.batching import Encoded, collate
-    from polytask.models import TaskSpec, build_model
     torch.manual_seed(0)
-    specs = [TaskSpec(t, 2) for t in ("books", "dvd", "electronics", "kitchen_housewares")]
-    items = [Encoded(torch.randint(2, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)]
-    data = collate("books", items)
+    tasks = ["books", "dvd", "electronics", "kitchen_housewares"]
+    data = {"books": random_batch("books", batch, length, vocab)}
 
     def seconds(architecture: str, extra: list[str]) -> float:
-        cfg = load_config(ROOT / P4, overrides=[f"model.architecture={architecture}", *extra])
-        model = build_model(cfg, specs, vocab)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def step():
-            opt.zero_grad()
-            model(data).loss.backward()
-            opt.step()
-        return best_seconds(step, repeats)
+        return step_seconds(P4, [f"model.architecture={architecture}", *extra], tasks, data, vocab, repeats)
 
     lstm = seconds("hard_sharing", [])
     rows = []
@@ -156,7 +143,6 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true", help="skip the step timing (it runs with --only-report too)")
     args = ap.parse_args()
     chosen = [n for n in (args.runs.split(",") if args.runs else RUNS) if n]
-    runs_def = dict(RUNS)
     vectors = f"data.vectors={(Path(args.work_dir) / 'fdu-word2vec-100d.txt').resolve()}"
     if any(W2V in RUNS[n][1] for n in chosen if n in RUNS) and not args.only_report:
         vectors = f"data.vectors={ensure_vectors(args)}"

@@ -201,16 +201,14 @@ class JacobianAggregation(EqualWeighting):
         shared_ids = {id(p) for p in shared}
         own = list({id(p): p for t in tasks for p in model.task_parameters(t)
                     if p.requires_grad and id(p) not in shared_ids}.values())
-        jacobians = [p.new_empty((len(tasks), *p.shape)) for p in shared]
+        jacobians = [p.new_zeros((len(tasks), *p.shape)) for p in shared]   # unused: a zero row
         for i, task in enumerate(tasks):
             # every task's own parameters too: a task layer may serve other tasks' losses as well
             # (JMT's lower heads, soft sharing's penalty, L-I's token table); they get Σ_k ∇L_k
             grads = torch.autograd.grad(losses[task], shared + own, retain_graph=i < len(tasks) - 1,
                                         allow_unused=True)
             for jac, g in zip(jacobians, grads):
-                if g is None:
-                    jac[i].zero_()
-                else:
+                if g is not None:
                     jac[i].copy_(g)
             for p, g in zip(own, grads[len(shared):]):
                 if g is not None:
