@@ -167,3 +167,36 @@ def test_task_parameters_get_every_tasks_gradient():
     JacobianAggregation(UPGrad(), "upgrad").backward(model.losses(), model)
     assert model.own["a"].grad.item() == pytest.approx(2.0 + 5.0)      # ∂L_a + ∂L_b
     assert model.own["b"].grad.item() == pytest.approx(3.0)
+
+
+def test_cagrad_is_the_mean_at_c0_and_scales_agreeing_gradients_by_1_plus_c():
+    pytest.importorskip("cvxpy")
+    from torchjd.aggregation import CAGrad
+    w = nn.Parameter(torch.zeros(3))
+    model = nn.Module()
+    model.shared_parameters = lambda: iter([w])
+    model.task_parameters = lambda task: iter([])
+    # g_a = (2, 0, 0), g_b = (0, 0.5, 0): with c = 0 CAGrad is gradient descent on the mean loss
+    JacobianAggregation(CAGrad(c=0.0), "cagrad").backward({"a": 2 * w[0], "b": 0.5 * w[1]}, model)
+    torch.testing.assert_close(w.grad, torch.tensor([1.0, 0.25, 0.0]), atol=1e-4, rtol=1e-4)
+    # identical gradients g: d = g0 + c |g0| g/|g| = (1 + c) g
+    w.grad = None
+    JacobianAggregation(CAGrad(c=0.5), "cagrad").backward({"a": w[0] + w[1], "b": w[0] + w[1]}, model)
+    torch.testing.assert_close(w.grad, torch.tensor([1.5, 1.5, 0.0]), atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:You are solving a parameterized problem")
+def test_nash_mtl_weights_orthogonal_gradients_by_their_inverse_norms():
+    pytest.importorskip("cvxpy")
+    pytest.importorskip("ecos")
+    from torchjd.aggregation import NashMTL
+    w = nn.Parameter(torch.zeros(3))
+    model = nn.Module()
+    model.shared_parameters = lambda: iter([w])
+    model.task_parameters = lambda task: iter([])
+    # the bargaining solution solves (GᵀG) α = 1/α; for orthogonal g_i that is α_i = 1/|g_i|, so the
+    # update points along the sum of the unit gradients, (1, 1, 0), however unequal the norms
+    JacobianAggregation(NashMTL(n_tasks=2), "nashmtl").backward({"a": 2 * w[0], "b": 0.5 * w[1]}, model)
+    direction = w.grad / w.grad.norm()
+    torch.testing.assert_close(direction, torch.tensor([1.0, 1.0, 0.0]) / math.sqrt(2), atol=1e-3, rtol=1e-3)
+

@@ -178,7 +178,15 @@ class GradNorm(EqualWeighting):
 class JacobianAggregation(EqualWeighting):
     """A TorchJD aggregator on the shared parameters: one gradient per task (the rows of the
     Jacobian), combined by ``aggregator`` (UPGrad, MGDA, PCGrad, CAGrad, Nash-MTL, IMTL-G, ...).
-    Task-specific parameters get their own task's gradient as usual."""
+    Task-specific parameters get their own task's gradient as usual.
+
+    The methods, by ``trainer.weighting`` name: ``upgrad`` (Quinton & Rey 2024, "Jacobian
+    Descent for Multi-Objective Optimization"), ``mgda`` (Sener & Koltun, NeurIPS 2018, "Multi-Task
+    Learning as Multi-Objective Optimization"), ``pcgrad`` (Yu et al., NeurIPS 2020, "Gradient
+    Surgery for Multi-Task Learning"), ``cagrad`` (Liu et al., NeurIPS 2021, "Conflict-Averse
+    Gradient Descent for Multi-task Learning", c = 0.5), ``nashmtl`` (Navon et al., ICML 2022,
+    "Multi-Task Learning as a Bargaining Game"), ``imtlg`` (Liu et al., ICLR 2021, "Towards
+    Impartial Multi-task Learning")."""
 
     def __init__(self, aggregator, name: str):
         super().__init__()
@@ -222,14 +230,20 @@ class JacobianAggregation(EqualWeighting):
         return {t: float(w) for t, w in zip(tasks, weights)}
 
 
-def _torchjd(name: str):
+def _torchjd_aggregator(name: str, n_tasks: int):
+    """TorchJD's aggregator for ``name``. CAGrad and Nash-MTL solve a small convex problem each step
+    with cvxpy (the ``balancing`` extra installs it)."""
     try:
         import torchjd.aggregation as agg
     except ImportError:
         raise ImportError(f"trainer.weighting {name!r} needs TorchJD: pip install 'polytask[balancing]'") from None
     makers = {"upgrad": agg.UPGrad, "mgda": agg.MGDA, "pcgrad": agg.PCGrad, "imtlg": agg.IMTLG,
-              "cagrad": lambda: agg.CAGrad(c=0.5), "nashmtl": lambda: agg.NashMTL(n_tasks=0)}
-    return makers[name]
+              "cagrad": lambda: agg.CAGrad(c=0.5),                     # c = 0.5 as in Liu et al. 2021
+              "nashmtl": lambda: agg.NashMTL(n_tasks=n_tasks)}
+    try:
+        return makers[name]()
+    except ImportError as e:
+        raise ImportError(f"trainer.weighting {name!r}: {e} (or pip install 'polytask[balancing]')") from None
 
 
 GRADIENT_METHODS = ("upgrad", "mgda", "pcgrad", "imtlg", "cagrad", "nashmtl")
@@ -252,10 +266,6 @@ def build_weighting(cfg, tasks: list[str], seed: int) -> EqualWeighting:
     if name == "gradnorm":
         return GradNorm(tasks, float(opts.get("alpha", 1.5)))
     if name in GRADIENT_METHODS:
-        maker = _torchjd(name)
-        if name == "nashmtl":
-            import torchjd.aggregation as agg
-            return JacobianAggregation(agg.NashMTL(n_tasks=len(tasks)), name)
-        return JacobianAggregation(maker(), name)
+        return JacobianAggregation(_torchjd_aggregator(name, len(tasks)), name)
     raise ValueError(f"trainer.weighting: unknown method {name!r} "
                      f"(known: {', '.join(LOSS_METHODS + GRADIENT_METHODS)})")
