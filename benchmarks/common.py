@@ -147,7 +147,9 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
     sys.path.insert(0, str(ROOT / "src"))
     from polytask.evaluation.report import delta_m
     from polytask.evaluation.tables import format_table
-    command = f"python benchmarks/{Path(sys.argv[0]).name} --data-dir ../shared/data " + " ".join(args.overrides)
+    flags = [f"--scale {args.scale}"] if getattr(args, "scale", "cpu") != "cpu" else []
+    command = f"python benchmarks/{Path(sys.argv[0]).name} --data-dir ../shared/data " + " ".join(
+        [*flags, *args.overrides])
     report = {**provenance(name, command.strip(), metric), "runs": runs, "published": published,
               "speed": speed or []}
     base = next((r for r in runs if r["name"] == baseline), None)
