@@ -79,6 +79,9 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "shared_memory.py":
         assert [s["a"] for s in report["speed"]] == ["me_lstm", "shared_memory_arc1", "shared_memory_arc2"] * 2
         assert report["speed"][-1]["threads"] == 1
+    if script == "transformer_sharing.py":
+        assert "Scale: **cpu**" in (tmp_path / "results" / f"{name}.md").read_text()
+        assert "model.encoder.num_layers=2" in report["runs"][0]["overrides"]
     if script == "decanlp.py":                          # the reduced CPU scale is the default, and says so
         assert "Scale: **cpu**" in (tmp_path / "results" / "decanlp.md").read_text()
         assert "data.batch_size=16" in report["runs"][0]["overrides"]
