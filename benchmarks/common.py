@@ -155,7 +155,7 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
     base = next((r for r in runs if r["name"] == baseline), None)
     tasks = list(dict.fromkeys(t for r in runs for t in r["test"]))
     cols = {r["name"]: r["test"] for r in runs}
-    cols.update({f"{p['name']} (pub.)": p.get("test", {}) for p in published})
+    cols.update({f"{p['name']} (pub.)": p["test"] for p in published if p.get("test")})  # per-task figures only
     lines = [f"# {name}", "", f"Command: `{report['command']}`  ",
              f"Report written at commit {report['git_commit']} (each run's own code commit is in the table), "
              f"{report['device']}, {report['date']}.", "",
