@@ -15,6 +15,24 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def check_same_config(out: Path, config: str, overrides: list[str]) -> None:
+    """Refuse to reuse or resume ``out`` when it was trained with other settings than the run now
+    asks for (another --scale, a changed override): its numbers would be reported under the wrong
+    name."""
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return
+    sys.path.insert(0, str(ROOT / "src"))
+    import yaml
+    from polytask.config import config_differences, load_config, to_dict
+    wanted = to_dict(load_config(ROOT / config, overrides=overrides))
+    changed = config_differences(yaml.safe_load(saved.read_text()) or {}, wanted,
+                                 ignore=("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults"))
+    if changed:
+        raise SystemExit(f"{out} was trained with other settings than this run asks for: {'; '.join(changed)}. "
+                         "Move it aside, or pass another --work-dir.")
+
+
 def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, work_dir: str,
                  threads: int) -> dict:
     """Train ``config`` into ``work_dir/name`` (resuming an interrupted run; reusing a finished one)
@@ -22,6 +40,7 @@ def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, wo
     out = Path(work_dir) / name
     results = out / "results.json"
     commit_file = Path(work_dir) / f"{name}.commit"
+    check_same_config(out, config, overrides)
     if results.is_file():
         print(f"[bench] {name}: reusing {results}", flush=True)
         return {**json.loads(results.read_text()), "code_commit": run_commit(work_dir, name)}

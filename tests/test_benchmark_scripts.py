@@ -88,3 +88,17 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "balancing.py":                        # timed in one process against equal weighting
         assert [(s["a"], s["b"]) for s in report["speed"]] == [("upgrad", "equal")]
         assert report["speed"][0]["a_seconds"] > 0
+
+
+def test_a_finished_run_with_other_settings_is_not_reused(tmp_path: Path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "src"))
+    from common import check_same_config
+    from polytask.config import load_config, save_config
+    config = "configs/fdu-mtl/hard-sharing.yaml"
+    out = tmp_path / "li"
+    out.mkdir()
+    save_config(load_config(ROOT / config, overrides=["model.encoder.hidden_dim=128"]), out / "config.yaml")
+    check_same_config(out, config, ["model.encoder.hidden_dim=128", "trainer.num_threads=1"])   # same: fine
+    with pytest.raises(SystemExit, match=r"model.encoder.hidden_dim: 128 -> 300"):
+        check_same_config(out, config, ["model.encoder.hidden_dim=300"])

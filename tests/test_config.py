@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from polytask.config import (ConfigError, ExperimentConfig, apply_overrides, load_config,
+from polytask.config import (ConfigError, ExperimentConfig, apply_overrides, config_differences, load_config,
                              save_config)
 from polytask.data.batching import Encoded, collate
 from polytask.models import REGISTRY, TaskSpec, build_model
@@ -324,3 +324,12 @@ def test_every_config_loads_and_builds(path):
     shape = (2, 4, specs[0].num_labels) if specs[0].tagging else (2, specs[0].num_labels)
     assert out.logits.shape == shape
     assert torch.isfinite(out.loss)
+
+
+def test_config_differences_name_changed_keys_only():
+    saved = {"output_dir": "a", "model": {"encoder": {"hidden_dim": 64}, "dropout": 0.3},
+             "tasks": [{"name": "x", "train": "x.txt"}]}
+    now = {"output_dir": "b", "model": {"encoder": {"hidden_dim": 128}, "dropout": 0.3, "new_option": 1},
+           "tasks": [{"name": "x", "train": "y.txt", "added": None}]}
+    assert config_differences(saved, now) == ["model.encoder.hidden_dim: 64 -> 128", "tasks.0.train: 'x.txt' -> 'y.txt'"]
+    assert config_differences(saved, saved) == []

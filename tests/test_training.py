@@ -154,6 +154,19 @@ def test_resume_continues_exactly(tmp_path, data_dir):
         [r["dev"] for r in read_metrics(tmp_path / "resumed")]
 
 
+def test_resume_with_changed_settings_says_which(tmp_path, data_dir, capsys):
+    raw = make_raw_config(data_dir, tmp_path / "run", max_steps=4, eval_every=4)
+    runner.train(load_config(raw=raw), quiet=True)
+    capsys.readouterr()
+    raw["trainer"]["max_steps"], raw["trainer"]["lr"] = 6, 0.5
+    runner.train(load_config(raw=raw), resume=True, quiet=True)
+    err = capsys.readouterr().err
+    assert "differ from its config.yaml" in err and "trainer.max_steps: 4 -> 6" in err and "trainer.lr" in err
+    assert "max_steps: 6" in (tmp_path / "run" / "config.yaml").read_text()   # it goes on under them
+    runner.train(load_config(raw=raw), resume=True, quiet=True)      # same settings again: nothing to say
+    assert "differ" not in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- schedules
 
 SIZES = {"a": 50, "b": 20, "c": 5}

@@ -430,6 +430,27 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: {key}: must be in [0, 1), got {value}")
 
 
+def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ("output_dir",)) -> list[str]:
+    """The dotted keys set in both resolved configs whose values differ, as ``key: old -> new``
+    (keys only one side has, e.g. options added since a run was saved, are not differences)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if path in ignore:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in a:
+                if key in b:
+                    walk(a[key], b[key], f"{path}.{key}" if path else str(key))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{path}.{i}")
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    walk(saved, current, "")
+    return out
+
+
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
     data = to_dict(cfg)
     data["task_defaults"] = {}

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig, save_config
+from ..config import ConfigError, ExperimentConfig, config_differences, save_config, to_dict
 from ..data.batching import Encoded, TaskBatchIterator
 from ..data.vocab import Vocab
 from ..evaluation.evaluate import evaluate_model
@@ -146,7 +147,10 @@ class Trainer:
         ckpt.recover_dir(last)
         ckpt.recover_dir(self.run_dir / "best")
         if resume and (last / "state.json").is_file():
+            changed = self._warn_changed_config()
             self._load_last(last)
+            if changed:                      # the weights fit: the run goes on under the new settings
+                save_config(self.cfg, self.run_dir / "config.yaml")
             return
         if resume:
             print(f"[polytask] no checkpoint in {last}; starting from step 0", file=sys.stderr)
@@ -160,6 +164,19 @@ class Trainer:
         ckpt.write_json(self.run_dir / "tasks.json", self.task_info)
         (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
         torch.manual_seed(self.cfg.seed)
+
+    def _warn_changed_config(self) -> list[str]:
+        """Say which settings differ from the ones the run was last trained with (a longer
+        ``trainer.max_steps`` is the usual, deliberate one)."""
+        saved = self.run_dir / "config.yaml"
+        if not saved.is_file():
+            return []
+        changed = config_differences(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, to_dict(self.cfg),
+                                     ignore=("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults"))
+        if changed:
+            print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml: "
+                  + "; ".join(changed), file=sys.stderr)
+        return changed
 
     def _load_last(self, last: Path) -> None:
         state = ckpt.read_json(last / "state.json")
