@@ -169,13 +169,25 @@ def test_task_parameters_get_every_tasks_gradient():
     assert model.own["b"].grad.item() == pytest.approx(3.0)
 
 
+class OnlyShared(nn.Module):
+    """One shared vector w of 3 entries, no task parameters: the losses are written on w directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3))
+
+    def shared_parameters(self):
+        return iter([self.w])
+
+    def task_parameters(self, task):
+        return iter([])
+
+
 def test_cagrad_is_the_mean_at_c0_and_scales_agreeing_gradients_by_1_plus_c():
     pytest.importorskip("cvxpy")
     from torchjd.aggregation import CAGrad
-    w = nn.Parameter(torch.zeros(3))
-    model = nn.Module()
-    model.shared_parameters = lambda: iter([w])
-    model.task_parameters = lambda task: iter([])
+    model = OnlyShared()
+    w = model.w
     # g_a = (2, 0, 0), g_b = (0, 0.5, 0): with c = 0 CAGrad is gradient descent on the mean loss
     JacobianAggregation(CAGrad(c=0.0), "cagrad").backward({"a": 2 * w[0], "b": 0.5 * w[1]}, model)
     torch.testing.assert_close(w.grad, torch.tensor([1.0, 0.25, 0.0]), atol=1e-4, rtol=1e-4)
@@ -190,10 +202,8 @@ def test_nash_mtl_weights_orthogonal_gradients_by_their_inverse_norms():
     pytest.importorskip("cvxpy")
     pytest.importorskip("ecos")
     from torchjd.aggregation import NashMTL
-    w = nn.Parameter(torch.zeros(3))
-    model = nn.Module()
-    model.shared_parameters = lambda: iter([w])
-    model.task_parameters = lambda task: iter([])
+    model = OnlyShared()
+    w = model.w
     # the bargaining solution solves (GᵀG) α = 1/α; for orthogonal g_i that is α_i = 1/|g_i|, so the
     # update points along the sum of the unit gradients, (1, 1, 0), however unequal the norms
     JacobianAggregation(NashMTL(n_tasks=2), "nashmtl").backward({"a": 2 * w[0], "b": 0.5 * w[1]}, model)
