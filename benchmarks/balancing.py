@@ -97,9 +97,9 @@ def targets(runs: list[dict], single: dict | None) -> str:
                      f"{'met' if ok else 'missed'}.")
     grads = [r for r in runs if r["name"] in GRADIENT]
     if grads:
-        lines.append(f"- Gradient methods run K = 16 backward passes per step (one per task through its own graph, "
-                     f"polytask's `JacobianAggregation`), within the K + 1 allowed: met by construction; their "
-                     f"memory is the K gradient rows of the shared parameters (peak RSS column above).")
+        lines.append("- Gradient methods run K = 16 backward passes per step (one per task through its own graph, "
+                     "polytask's `JacobianAggregation`), within the K + 1 allowed: met by construction; their "
+                     "memory is the K gradient rows of the shared parameters (peak RSS column above).")
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,23 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def ensure_vectors(args, config: str, filename: str, dim: int, overrides: list[str] = (), epochs: int = 10) -> str:
+    """``<work-dir>/<filename>``: skip-gram word2vec of ``dim`` dimensions trained by ``polytask data
+    vectors`` on the train + unlabelled text of ``config`` (+ ``overrides``), made once per work dir.
+    Written under a temporary name first, so an interrupted run never leaves a half file to reuse."""
+    path = (Path(args.work_dir) / filename).resolve()
+    if not path.is_file():
+        partial = path.with_name(path.name + ".partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "polytask.cli", "data", "vectors", config, *overrides,
+               "--data-dir", str(Path(args.data_dir).resolve()), "--output", str(partial), "--dim", str(dim),
+               "--epochs", str(epochs)]
+        print(f"[bench] vectors: {' '.join(cmd)}", flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        partial.rename(path)
+    return str(path)
+
+
 def check_same_config(out: Path, config: str, overrides: list[str]) -> None:
     """Refuse to reuse or resume ``out`` when it was trained with other settings than the run now
     asks for (another --scale, a changed override): its numbers would be reported under the wrong

@@ -12,14 +12,12 @@ domains (never dev or test) into the work directory; the other runs start from r
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, inspect_plot, random_batch, run_suite, step_seconds, suite_argument_parser,  # noqa: E402
-                    write_report)
+from common import (ROOT, ensure_vectors, inspect_plot, random_batch, run_suite, step_seconds,  # noqa: E402
+                    suite_argument_parser, write_report)
 
 P4 = "configs/fdu-mtl/products4.yaml"
 MEM = ["trainer.select=mean", "trainer.patience=null", "model.memory_slots=50", "model.memory_width=20"]
@@ -124,19 +122,6 @@ def targets(runs: list[dict], speed_rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ensure_vectors(args) -> str:
-    """100-d word2vec trained on the 16 domains' train + unlabelled text, made once per work dir."""
-    path = (Path(args.work_dir) / "fdu-word2vec-100d.txt").resolve()
-    if not path.is_file():                      # written under a temporary name: no half file is reused
-        partial = path.with_name(path.name + ".partial")
-        cmd = [sys.executable, "-m", "polytask.cli", "data", "vectors", "configs/fdu-mtl/hard-sharing.yaml",
-               "--data-dir", str(Path(args.data_dir).resolve()), "--output", str(partial), "--dim", "100"]
-        print(f"[bench] vectors: {' '.join(cmd)}", flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        partial.rename(path)
-    return str(path)
-
-
 def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/shared-memory")
     ap.add_argument("--speed-length", type=int, default=200, help="tokens per review in the step timing")
@@ -145,7 +130,7 @@ def main() -> None:
     chosen = [n for n in (args.runs.split(",") if args.runs else RUNS) if n]
     vectors = f"data.vectors={(Path(args.work_dir) / 'fdu-word2vec-100d.txt').resolve()}"
     if any(W2V in RUNS[n][1] for n in chosen if n in RUNS) and not args.only_report:
-        vectors = f"data.vectors={ensure_vectors(args)}"
+        vectors = f"data.vectors={ensure_vectors(args, 'configs/fdu-mtl/hard-sharing.yaml', 'fdu-word2vec-100d.txt', 100)}"
     runs_def = {n: (c, [vectors if o == W2V else o for o in ov], st) for n, (c, ov, st) in RUNS.items()}
     runs = run_suite(args, runs_def)
     for r in runs:   # the report names the vectors file by its place, not this machine's path

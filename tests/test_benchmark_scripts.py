@@ -63,7 +63,8 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
     ("catalogue.py", "catalogue-tagging", "tagging-sluice", ["model.char_hidden_dim=4"]),
     ("balancing.py", "balancing", "upgrad", ["--speed-length", "10"]),
     ("decanlp.py", "decanlp", "mqan-joint", ["model.encoder.num_heads=2", "data.vocab_max_size=500",
-                                             "model.max_answer_length=3", "--zero-shot-examples", "5"]),
+                                             "model.max_answer_length=3", "--zero-shot-examples", "5",
+                                             "--vector-epochs", "1"]),
 ])
 def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     tiny = [t for t in TINY if not t.startswith(("model.encoder.hidden_dim", "model.embedding_dim"))] \
@@ -85,6 +86,7 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "decanlp.py":                          # the reduced CPU scale is the default, and says so
         assert "Scale: **cpu**" in (tmp_path / "results" / "decanlp.md").read_text()
         assert "data.batch_size=16" in report["runs"][0]["overrides"]
+        assert "data.vectors=<work-dir>/decathlon-word2vec-8d.txt" in report["runs"][0]["overrides"]
     if script == "balancing.py":                        # timed in one process against equal weighting
         assert [(s["a"], s["b"]) for s in report["speed"]] == [("upgrad", "equal")]
         assert report["speed"][0]["a_seconds"] > 0
