@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import ROOT, run_suite, suite_argument_parser, write_report  # noqa: E402
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 A = "model.architecture="
@@ -78,7 +78,43 @@ def structure_plots(args) -> str:
         layers = json.loads(tree.read_text())["fafs_tree"]
         md += "\nFully-adaptive feature sharing, the branches it grew (bottom layer first):\n\n" + "".join(
             f"- layer {i}: " + " | ".join(", ".join(g) for g in groups) + "\n" for i, groups in enumerate(layers, 1))
+        md += fafs_decisions(Path(args.work_dir) / "fafs")
     return md
+
+
+def fafs_decisions(run_dir: Path) -> str:
+    """Each widening decision of the FAFS run (top layer first): the spread of the task affinities it
+    saw, the number of groups it chose at its branch cost λ, and what smaller costs would have chosen
+    from the same affinities and the same branches above."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+    from polytask.config import load_config
+    from polytask.models.fafs import branch_affinity, group_branches
+    cost = load_config(run_dir / "config.yaml").model.fafs_branch_cost
+    tasks = list(json.loads((run_dir / "tasks.json").read_text()))
+    above = [[i] for i in range(len(tasks))]           # at the top every task is its own branch
+    rows = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") != "structure":
+            continue
+        a = torch.tensor(event["task_affinity"])
+        off = a[~torch.eye(len(a), dtype=torch.bool)]
+        branches = branch_affinity(a, above)
+        sizes = [sorted((sum(len(above[b]) for b in g) for g in group_branches(branches, lam)), reverse=True)
+                 for lam in (0.035, 0.025, 0.01)]
+        rows.append(f"| {event['step']} | {event['layer']} | {len(above)} | {float(off.min()):.2f} / "
+                    f"{float(off.mean()):.2f} / {float(off.max()):.2f} | {len(event['groups'])} | "
+                    + " | ".join(f"{len(v)} ({'+'.join(map(str, v))})" for v in sizes) + " |")
+        above = [sorted(tasks.index(t) for t in g) for g in event["groups"]]
+    if not rows:
+        return ""
+    return ("\nIts widening decisions, top layer first: the affinity A = (1 + cos of two tasks' gradients on "
+            "the layer) / 2 (off-diagonal min / mean / max), the groups chosen at the run's branch cost "
+            f"λ = {cost}, and the groups (tasks in each) that smaller costs would choose from the same "
+            "affinities and branches:\n\n"
+            "| step | layer | branches above | A min / mean / max | groups at λ | λ = 0.035 | λ = 0.025 | λ = 0.01 |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def main() -> None:
