@@ -80,6 +80,9 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "shared_memory.py":
         assert [s["a"] for s in report["speed"]] == ["me_lstm", "shared_memory_arc1", "shared_memory_arc2"] * 2
         assert report["speed"][-1]["threads"] == 1
+    if run == "fafs":                                   # the tree and the decisions that grew it
+        md = (tmp_path / "results" / "catalogue.md").read_text()
+        assert "the branches it grew" in md and "| step | layer | branches above |" in md
     if script == "transformer_sharing.py":
         assert "Scale: **cpu**" in (tmp_path / "results" / f"{name}.md").read_text()
         assert "model.encoder.num_layers=2" in report["runs"][0]["overrides"]
