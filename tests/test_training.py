@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -138,8 +139,13 @@ def test_resume_continues_exactly(tmp_path, data_dir):
     part["output_dir"] = str(tmp_path / "resumed")
     part["trainer"]["max_steps"] = 40
     runner.train(load_config(raw=part), quiet=True)
+    earlier = json.loads((tmp_path / "resumed/last/state.json").read_text())["wall_seconds"]
     part["trainer"]["max_steps"] = 60
-    runner.train(load_config(raw=part), resume=True, quiet=True)
+    t0 = time.perf_counter()
+    resumed_results = runner.train(load_config(raw=part), resume=True, quiet=True)
+    took = time.perf_counter() - t0
+    # the run's wall time counts the first process too (20 steps take less than the first 40 did)
+    assert earlier + 0.5 * took < resumed_results["wall_seconds"] <= earlier + took
 
     full = read_weights(tmp_path / "full/last/model.safetensors")
     resumed = read_weights(tmp_path / "resumed/last/model.safetensors")

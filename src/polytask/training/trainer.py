@@ -128,6 +128,8 @@ class Trainer:
         self.finished: list[str] = []
         self.tokens = 0
         self.train_seconds = 0.0
+        self.earlier_wall_seconds = 0.0      # wall time of the processes before a --resume
+        self._process_start = time.perf_counter()
         self._best_state: Optional[dict[str, torch.Tensor]] = None
         self._writer = None
         # fp16 needs loss scaling against underflow (CUDA); bf16 and fp32 do not
@@ -193,6 +195,7 @@ class Trainer:
         self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
         self.finished, self.tokens = state["finished"], state["tokens"]
         self.train_seconds = state["train_seconds"]
+        self.earlier_wall_seconds = state.get("wall_seconds", 0.0)
         if self.best["mean"] is None:
             self.best["mean"] = -math.inf
         if self.cfg.trainer.select == "per_task" and (self.run_dir / "best" / "model.safetensors").is_file():
@@ -205,12 +208,17 @@ class Trainer:
             log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         print(f"[polytask] resumed {self.run_dir} at step {self.step}", file=sys.stderr)
 
+    def wall_seconds(self) -> float:
+        """Wall time of this run so far, over every process that trained it (resumes included)."""
+        return self.earlier_wall_seconds + time.perf_counter() - self._process_start
+
     def save_checkpoint(self) -> None:
         state = {"step": self.step, "schedule": self.schedule.state_dict(),
                  "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                  "best": {**self.best, "mean": None if self.best["mean"] == -math.inf else self.best["mean"]},
                  "bad_evals": self.bad_evals, "finished": self.finished, "tokens": self.tokens,
-                 "train_seconds": self.train_seconds, "weighting": self.weighting.extra_state()}
+                 "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
+                 "weighting": self.weighting.extra_state()}
 
         def write(tmp: Path) -> None:
             ckpt.save_weights(self.model.state_dict(), tmp / "model.safetensors")
@@ -381,7 +389,6 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress or tqdm is None,
                    desc="train", dynamic_ncols=True, mininterval=1.0) if tqdm else None
         running: dict[str, list[float]] = {}
-        wall0 = time.perf_counter()
         stop = self.step >= t.max_steps or len(self.finished) == len(self.tasks)
         previous_handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -447,7 +454,7 @@ class Trainer:
         if bar:
             bar.close()
         return {"steps": self.step, "best_dev_mean": self.best["mean"], "best_step": self.best.get("step"),
-                "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - wall0,
+                "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
                 "train_tokens_per_s": self.tokens / max(self.train_seconds, 1e-9),
                 "peak_rss_mb": peak_rss_mb()}
 
