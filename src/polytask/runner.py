@@ -67,7 +67,8 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device, info, itos)
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
-               "wall_seconds": trainer.earlier_wall_seconds + time.perf_counter() - wall0,   # resumes included
+               "wall_seconds": trainer.earlier_wall_seconds + time.perf_counter() - wall0,
+               "wall_includes_resumes": True,
                "params": model.num_parameters() if hasattr(model, "num_parameters")
                else sum(p.numel() for p in model.parameters()),
                "vocab_size": len(vocab)}
