@@ -140,8 +140,9 @@ def suite_argument_parser(doc: str, default_work: str):
     import argparse
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--work-dir", default=default_work)
-    ap.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--work-dir", default=str(ROOT / default_work), type=lambda p: str(Path(p).resolve()),
+                    help=f"where the runs are trained and kept (default: {default_work} in the repository)")
+    ap.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"), type=lambda p: str(Path(p).resolve()))
     ap.add_argument("--runs", default="", help="comma list of run names (default: all)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)

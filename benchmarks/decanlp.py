@@ -11,8 +11,10 @@ training, asked with label words never seen as answers ("good or bad?").
 The config as written (200-d words, 200 hidden units, 20,000 steps) takes about 2 s per step on
 this 2-core CPU, eleven hours per run. ``--scale cpu`` (the default) keeps every part of the model
 and the data but makes it smaller and shorter: 100-d words, 64 hidden units, 2 attention heads,
-contexts cut at 150 tokens, batches of 16, 6000 joint steps (1000 batches per task) and 1000 steps
-per single-task run (the same batches of that task); about 0.3 s per step. The report says which
+contexts cut at 150 tokens, batches of 16, 6000 joint steps and 1000 steps per single-task run;
+about 0.3 s per step. The joint schedule is round robin with exhaustion, so a task's share follows
+its size: of the 6000 batches, about 350 are sentiment (books), 580 RTE, 870 MRPC, 1130 SICK,
+1200 SQuAD and 1880 CoLA. The report says which
 scale ran. Every run starts from skip-gram word2vec of the model's width, trained once per work dir
 (``polytask data vectors``) on the tasks' training text and unlabelled books reviews, standing in
 for decaNLP's GloVe: without pretrained vectors nothing could tell the model that "good" in an
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -59,6 +62,7 @@ def single_task_configs(work: Path, overrides: list[str]) -> dict:
 def zero_shot(args, run_name: str) -> dict:
     """Accuracy on a held-out FDU-MTL domain asked "Is this review good or bad?" (good = 1)."""
     sys.path.insert(0, str(ROOT / "src"))
+    from polytask.evaluation.qa_metrics import normalize_answer
     from polytask.runner import load_run, predict
     run_dir = Path(args.work_dir) / run_name
     if not (run_dir / "results.json").is_file():
@@ -66,13 +70,13 @@ def zero_shot(args, run_name: str) -> dict:
     run = load_run(run_dir)
     lines = (Path(args.data_dir) / "fdu-mtl" / f"{ZERO_SHOT_DOMAIN}.task.test").read_text(errors="replace").splitlines()
     rows = [line.split("\t", 1) for line in lines if "\t" in line][: args.zero_shot_examples]
-    question = "Is this review good or bad?"
-    answers = predict(run, "sentiment", [(text, question) for _, text in rows])
-    right = sum((a["answer"] == "good") == (label == "1") and a["answer"] in ("good", "bad")
-                for (label, _), a in zip(rows, answers))
+    question = "Is this review good or bad?"          # the question tokenizer splits off the "?"
+    answers = [normalize_answer(a["answer"]) for a in predict(run, "sentiment", [(text, question) for _, text in rows])]
+    right = sum(a == ("good" if label == "1" else "bad") for (label, _), a in zip(rows, answers))
     return {"run": run_name, "domain": ZERO_SHOT_DOMAIN, "question": question, "examples": len(rows),
             "accuracy": 100.0 * right / max(1, len(rows)),
-            "answered_with_new_words": sum(a["answer"] in ("good", "bad") for a in answers)}
+            "answered_with_new_words": sum(a in ("good", "bad") for a in answers),
+            "answers": dict(Counter(answers).most_common(5))}
 
 
 def main() -> None:
@@ -112,16 +116,18 @@ def main() -> None:
         r["overrides"] = [f"data.vectors=<work-dir>/{name}" if o == vectors[0] else o for o in r["overrides"]]
     for r in results:
         r["decathlon_score"] = round(sum(r["test"].values()), 2)
-    single = {}
-    for r in results:
-        if r["name"].startswith("single-"):
-            single.update(r["test"])
+    singles = [r for r in results if r["name"].startswith("single-")]
+    single = {t: v for r in singles for t, v in r["test"].items()}
+    baseline = "single-task (per-task runs)"
     if single:
-        results.append({"name": "single-task (per-task runs)", "architecture": "mqan", "config": BASE, "settings": {},
+        if len(single) < len(TASKS):      # say so: its average and score cover the finished tasks only
+            baseline += f", {len(single)} of {len(TASKS)} tasks so far"
+        results.append({"name": baseline, "architecture": "mqan", "config": BASE, "settings": {},
                         "test": single, "dev": {}, "test_avg": sum(single.values()) / len(single), "dev_avg": 0.0,
-                        "seeds": [1], "wall_s": sum(r["wall_s"] for r in results if r["name"].startswith("single-")),
-                        "train_tokens_per_s": 0, "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
-                        "params": 0, "steps": 0, "decathlon_score": round(sum(single.values()), 2)})
+                        "seeds": [1], "wall_s": sum(r["wall_s"] for r in singles),
+                        "train_tokens_per_s": 0, "peak_rss_mb": max(r["peak_rss_mb"] for r in singles),
+                        "params": 0, "steps": sum(r["steps"] for r in singles),
+                        "decathlon_score": round(sum(single.values()), 2)})
     shot = zero_shot(args, "mqan-joint")
     if args.scale == "cpu":
         what = (f"the reduced CPU setting: {', '.join(scale['model'] + scale['joint'])}; "
@@ -134,9 +140,10 @@ def main() -> None:
     if shot:
         extra += (f"\nZero-shot: {shot['domain']} reviews (held out), asked \"{shot['question']}\" "
                   f"(answer words never seen in training): {shot['accuracy']:.1f}% accuracy on {shot['examples']} "
-                  f"test reviews; {shot['answered_with_new_words']} answers used the new words.\n")
+                  f"test reviews; {shot['answered_with_new_words']} answers used the new words "
+                  f"(most frequent answers: {shot['answers']}).\n")
     report = write_report(args, "decanlp", "squad: F1; other tasks: exact match", results, PUBLISHED, None, extra,
-                          baseline="single-task (per-task runs)")
+                          baseline=baseline)
     report["zero_shot"] = shot
     (Path(args.results_dir) / "decanlp.json").write_text(json.dumps(report, indent=1))
 

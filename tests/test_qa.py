@@ -66,3 +66,19 @@ def test_every_task_type_renders_as_qa():
     assert tagging_as_qa(["hi"], ["O"], "q").answers == ["none"]
     with pytest.raises(ValueError, match="needs \\{b\\}"):
         pair_as_qa("a", "b", "c", "no placeholder", {"c": "x"})
+
+
+def test_a_written_question_is_split_into_words_even_for_pre_tokenised_files():
+    from polytask.config import TaskConfig
+    from polytask.data.readers import Example
+    from polytask.data.task import cast_to_qa
+    cfg = TaskConfig(name="s", type="qa", format="fdu", tokenizer="whitespace", train="x",
+                     question="Is this review negative or positive?", answer_words={"0": "negative", "1": "positive"})
+    [ex] = cast_to_qa(cfg, [Example(tokens="it does n't work".split(), label="0", line=1)])
+    assert ex.tokens_b == ["is", "this", "review", "negative", "or", "positive", "?"]   # not "positive?"
+    assert ex.answer == ["negative"] and ex.tokens == ["it", "does", "n't", "work"]
+    pair = TaskConfig(name="p", type="qa", format="tsv", tokenizer="whitespace", train="x", text_b_column="b",
+                      question="{b} -- same or different?", answer_words={"1": "same", "0": "different"})
+    [ex] = cast_to_qa(pair, [Example(tokens=["a"], tokens_b=["it", "does", "n't", "?!"], label="1", line=1)])
+    assert ex.tokens_b[:4] == ["it", "does", "n't", "?!"]                     # {b} kept as read
+    assert ex.tokens_b[-4:] == ["same", "or", "different", "?"]

@@ -14,6 +14,7 @@ import torch
 from .config import ExperimentConfig, load_config
 from .data.batching import encode_examples
 from .data.readers import Example, tokenize
+from .data.task import question_tokenizer
 from .data.vocab import Vocab, load_vocab
 from .evaluation.evaluate import evaluate_model, predict_items, predict_tags
 from .evaluation.tables import format_table
@@ -281,7 +282,7 @@ def answer_questions(run: LoadedRun, task: str, pairs: Iterable[tuple[str, str]]
             raise ValueError(f"input {i + 1}: a qa task takes (context, question) pairs (context<TAB>question)")
         context, question = pair
         examples.append(Example(tokens=tokenize(context, tcfg.tokenizer, tcfg.lowercase),
-                                tokens_b=tokenize(question, tcfg.tokenizer, tcfg.lowercase), answers_text=[],
+                                tokens_b=tokenize(question, question_tokenizer(tcfg), tcfg.lowercase), answers_text=[],
                                 line=i + 1))
     items = encode_examples(examples, run.vocab, [], run.cfg.data.max_length, run.chars)
     answers = generate_answers(run.model, task, items, run.cfg.data.eval_batch_size, run.device, run.vocab.itos)

@@ -52,21 +52,36 @@ def resolve_path(data_dir: Optional[Path], rel: str) -> Path:
 def qa_examples(cfg: TaskConfig, items) -> list[Example]:
     """SQuAD-style QAExamples as Examples (context = tokens, question = tokens_b)."""
     how = cfg.tokenizer
-    return [Example(tokens=tokenize(q.context, how, cfg.lowercase), tokens_b=tokenize(q.question, how, cfg.lowercase),
+    return [Example(tokens=tokenize(q.context, how, cfg.lowercase),
+                    tokens_b=tokenize(q.question, question_tokenizer(cfg), cfg.lowercase),
                     answer=tokenize(q.answers[0], how, cfg.lowercase) if q.answers else [],
                     answers_text=list(q.answers), line=i + 1) for i, q in enumerate(items)]
 
 
+def question_tokenizer(cfg: TaskConfig) -> str:
+    """How a question someone wrote (a template, or a new question at prediction time) is split:
+    the task's own tokenizer, except that ``whitespace`` (for pre-tokenised files) becomes ``ptb``,
+    so that "good or bad?" ends in the words "bad" and "?" and not in the unknown word "bad?"."""
+    return "ptb" if cfg.tokenizer == "whitespace" else cfg.tokenizer
+
+
 def cast_to_qa(cfg: TaskConfig, examples: list[Example]) -> list[Example]:
-    """Labelled examples as (context, question, answer) with the task's question template."""
+    """Labelled examples as (context, question, answer) with the task's question template. The
+    template's own words go through :func:`question_tokenizer`; ``{b}`` (the second text of a pair)
+    keeps the tokens its file gave."""
     words = {str(k): str(v) for k, v in cfg.answer_words.items()}
+    how = question_tokenizer(cfg)
+    parts = [tokenize(part.format(labels=", ".join(words.values())), how, cfg.lowercase)
+             for part in cfg.question.split("{b}")]
     out = []
     for ex in examples:
         if ex.label not in words:
             raise DataError(cfg.train, f"label {ex.label!r} has no entry in answer_words {words}", ex.line)
-        question = cfg.question.format(b=" ".join(ex.tokens_b or []), labels=", ".join(words.values()))
+        question = list(parts[0])
+        for part in parts[1:]:
+            question += list(ex.tokens_b or []) + part
         answer = words[ex.label]
-        out.append(Example(tokens=ex.tokens, tokens_b=tokenize(question, cfg.tokenizer, cfg.lowercase),
+        out.append(Example(tokens=ex.tokens, tokens_b=question,
                            answer=tokenize(answer, cfg.tokenizer, cfg.lowercase), answers_text=[answer],
                            label=ex.label, line=ex.line))
     return out
