@@ -101,3 +101,16 @@ def test_learned_alpha_is_written_to_the_run_directory(fdu_config):
     train(load_config(raw=raw), quiet=True)
     structure = json.loads((Path(raw["output_dir"]) / "structure.json").read_text())
     assert len(structure["cross_stitch_alpha"]) == 1 and len(structure["cross_stitch_alpha"][0]) == 2
+
+
+def test_subspace_overlap_is_a_scale_free_correlation():
+    from polytask.models.sluice import subspace_overlap
+    torch.manual_seed(0)
+    a = torch.randn(5000, 4)
+    assert subspace_overlap(a, a).item() == pytest.approx(float((torch.corrcoef(a.T) ** 2).mean()), abs=1e-4)
+    assert subspace_overlap(a, 3 * a[:, :1] + 7).item() == pytest.approx(float((torch.corrcoef(a.T)[:, 0] ** 2).mean()),
+                                                                       abs=1e-4)
+    assert subspace_overlap(a, torch.randn(5000, 4)).item() < 0.01          # independent: near 0
+    # the same states repeated 10× (a batch ten times longer) give the same value
+    assert subspace_overlap(a.repeat(10, 1), a.repeat(10, 1)).item() == pytest.approx(subspace_overlap(a, a).item(),
+                                                                                   rel=1e-4)

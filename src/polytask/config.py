@@ -127,7 +127,8 @@ class ModelConfig:
     soft_sharing: Literal["l2", "trace"] = "l2"  # soft_sharing: the penalty tying task encoders
     soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
     cross_stitch_init: float = 0.9       # cross_stitch, sluice: initial diagonal of each α
-    sluice_orthogonality: float = 0.01   # sluice: weight of the subspace orthogonality penalty
+    sluice_orthogonality: float = 0.1    # sluice: weight of the subspace orthogonality penalty (mean squared
+                                         # correlation of the two subspaces' units, summed over tasks and layers)
     fafs_widen_every: int = 500          # fully_adaptive: steps between widenings (top layer first)
     fafs_branch_cost: float = 0.05       # fully_adaptive: λ, the cost of one more branch
     head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
