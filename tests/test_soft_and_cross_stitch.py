@@ -37,11 +37,22 @@ def build(fdu_config, architecture: str, **model):
 @pytest.mark.parametrize("penalty", ["l2", "trace"])
 def test_soft_sharing_adds_the_penalty_and_its_gradient(fdu_config, penalty):
     model = build(fdu_config, "soft_sharing", soft_sharing=penalty, soft_sharing_weight=0.5)
+    with torch.no_grad():                       # task c has drifted away from the others
+        for p in model.encoders["c"].encoder.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     out = model(collate("a", [Encoded([2, 3, 4], None, 1)]))
     assert out.parts["soft_sharing"] > 0
     out.loss.backward()
     # the penalty reaches the other tasks' encoders too: that is how they are tied
     assert all(p.grad is not None for p in model.encoders["c"].encoder.parameters())
+
+
+def test_soft_sharing_starts_every_task_from_the_same_encoder(fdu_config):
+    model = build(fdu_config, "soft_sharing", soft_sharing="l2")
+    out = model(collate("a", [Encoded([2, 3, 4], None, 1)]))
+    assert out.parts["soft_sharing"].item() == pytest.approx(0.0, abs=1e-3)   # K Σ|θ|² − |Σθ|², rounded
+    a, c = model.encoders["a"].encoder, model.encoders["c"].encoder
+    assert all(torch.equal(x, y) and x.data_ptr() != y.data_ptr() for x, y in zip(a.parameters(), c.parameters()))
 
 
 def test_cross_stitch_identity_alpha_means_independent_columns(fdu_config):

