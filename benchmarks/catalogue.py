@@ -65,9 +65,16 @@ def structure_plots(args) -> str:
             continue
         value = json.loads(path.read_text())[key]
         matrix = value[-1] if key != "task_covariance" else value      # the top layer's α
-        fig, ax = plt.subplots(figsize=(5, 4))
+        names = list(json.loads((Path(args.work_dir) / run / "tasks.json").read_text()))
+        if len(matrix) == 2 * len(names):                       # sluice: two subspaces per task
+            names = [f"{n}/{i}" for n in names for i in (1, 2)]
+        fig, ax = plt.subplots(figsize=(7, 6))
         im = ax.imshow(matrix, cmap="viridis")
-        ax.set_title(f"{run}: {key}", fontsize=8)
+        ax.set_title(f"{run}: {key}" + (" (top layer)" if key != "task_covariance" else ""), fontsize=8)
+        if len(names) == len(matrix):
+            ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(names)), names, fontsize=6)
+        fig.tight_layout()
         fig.colorbar(im, ax=ax)
         name = f"catalogue-{run}.png"
         fig.savefig(Path(args.results_dir) / name, dpi=110)

@@ -35,15 +35,17 @@ def ensure_vectors(args, config: str, filename: str, dim: int, overrides: list[s
 def check_same_config(out: Path, config: str, overrides: list[str]) -> None:
     """Refuse to reuse or resume ``out`` when it was trained with other settings than the run now
     asks for (another --scale, a changed override): its numbers would be reported under the wrong
-    name."""
+    name. Only the keys the config file and overrides set are compared: a library default that
+    changed since (for a part the run does not use, say) does not count."""
     saved = out / "config.yaml"
     if not saved.is_file():
         return
     sys.path.insert(0, str(ROOT / "src"))
     import yaml
-    from polytask.config import config_differences, load_config, to_dict
+    from polytask.config import apply_overrides, config_differences, load_config, to_dict
     wanted = to_dict(load_config(ROOT / config, overrides=overrides))
-    changed = config_differences(yaml.safe_load(saved.read_text()) or {}, wanted,
+    asked = apply_overrides(yaml.safe_load((ROOT / config).read_text()) or {}, overrides)   # what the run sets
+    changed = config_differences(yaml.safe_load(saved.read_text()) or {}, wanted, only=asked,
                                  ignore=("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults"))
     if changed:
         raise SystemExit(f"{out} was trained with other settings than this run asks for: {'; '.join(changed)}. "

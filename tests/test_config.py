@@ -333,3 +333,7 @@ def test_config_differences_name_changed_keys_only():
            "tasks": [{"name": "x", "train": "y.txt", "added": None}]}
     assert config_differences(saved, now) == ["model.encoder.hidden_dim: 64 -> 128", "tasks.0.train: 'x.txt' -> 'y.txt'"]
     assert config_differences(saved, saved) == []
+    # only the keys a raw config sets: a changed default elsewhere is not a difference
+    assert config_differences(saved, now, only={"model": {"dropout": 0.3}, "tasks": ["x"]}) == []
+    assert config_differences(saved, now, only={"model": {"encoder": {"hidden_dim": 128}}}) == \
+        ["model.encoder.hidden_dim: 64 -> 128"]

@@ -431,24 +431,28 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: {key}: must be in [0, 1), got {value}")
 
 
-def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ("output_dir",)) -> list[str]:
+def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ("output_dir",),
+                       only: Optional[dict] = None) -> list[str]:
     """The dotted keys set in both resolved configs whose values differ, as ``key: old -> new``
-    (keys only one side has, e.g. options added since a run was saved, are not differences)."""
+    (keys only one side has, e.g. options added since a run was saved, are not differences). With
+    ``only`` (a raw config: the YAML plus overrides, before defaults), just the keys it sets are
+    compared, so a default that changed since the run was saved is not a difference either."""
     out: list[str] = []
 
-    def walk(a: Any, b: Any, path: str) -> None:
+    def walk(a: Any, b: Any, mask: Any, path: str) -> None:
         if path in ignore:
             return
         if isinstance(a, dict) and isinstance(b, dict):
             for key in a:
-                if key in b:
-                    walk(a[key], b[key], f"{path}.{key}" if path else str(key))
+                if key in b and (mask is None or (isinstance(mask, dict) and key in mask)):
+                    walk(a[key], b[key], None if mask is None else mask[key], f"{path}.{key}" if path else str(key))
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-            for i, (x, y) in enumerate(zip(a, b)):
-                walk(x, y, f"{path}.{i}")
+            masks = mask if isinstance(mask, list) and len(mask) == len(a) else [mask] * len(a)
+            for i, (x, y, m) in enumerate(zip(a, b, masks)):
+                walk(x, y, m, f"{path}.{i}")
         elif a != b:
             out.append(f"{path}: {a!r} -> {b!r}")
-    walk(saved, current, "")
+    walk(saved, current, only, "")
     return out
 
 
