@@ -56,9 +56,6 @@ def step_times(methods, batch: int = 8, length: int = 150, vocab: int = 70_044, 
             for m, t in ((m, seconds(m)) for m in methods if m != "equal")]
 
 
-GRADIENT = ("pcgrad", "mgda", "upgrad", "imtlg", "cagrad", "nashmtl")
-
-
 def single_task_reference() -> dict | None:
     """The single-task run of the FDU-MTL benchmark (``benchmarks/results/fdu-mtl.json``): the same
     16 domains, model and data, one model per domain; not retrained here."""
@@ -66,13 +63,14 @@ def single_task_reference() -> dict | None:
     if not path.is_file():
         return None
     row = next((r for r in json.loads(path.read_text())["runs"] if r["name"] == "single-task"), None)
-    return None if row is None else {**row, "name": "single-task (fdu-mtl.json)", "commit": row.get("code_commit", "?")}
+    return None if row is None else {**row, "name": "single-task (fdu-mtl.json)"}
 
 
 def targets(runs: list[dict], single: dict | None) -> str:
     """The issue's targets, each stated as met or missed from the runs above."""
     sys.path.insert(0, str(ROOT / "src"))
     from polytask.evaluation.report import delta_m
+    from polytask.training.weighting import GRADIENT_METHODS
     lines = ["", "## Worst task, memory and single-task", "",
              "| run | test avg | worst task | Δm vs single-task (%) | tasks below single-task | peak RSS vs equal |",
              "|---|---|---|---|---|---|"]
@@ -85,7 +83,7 @@ def targets(runs: list[dict], single: dict | None) -> str:
         lines.append(f"| {r['name']} | {r['test_avg']:.2f} | {r['test'][worst]:.2f} ({worst}) | "
                      f"{'–' if dm is None else f'{dm:+.2f}'} | {', '.join(below) or '–'} | {mem} |")
     if single:
-        lines.append(f"| single-task (fdu-mtl.json, commit {single['commit']}) | {single['test_avg']:.2f} | "
+        lines.append(f"| single-task (fdu-mtl.json, commit {single.get('code_commit', '?')}) | {single['test_avg']:.2f} | "
                      f"{min(single['test'].values()):.2f} ({min(single['test'], key=single['test'].get)}) | 0 | – | – |")
     lines += ["", "## Targets (issue 8)", ""]
     if equal and len(runs) > 1:
@@ -96,7 +94,7 @@ def targets(runs: list[dict], single: dict | None) -> str:
                      f"average {best['test_avg']:.2f}), against equal weighting ({min(equal['test'].values()):.2f}, "
                      f"average {equal['test_avg']:.2f}): improves the worst task without lowering the average: "
                      f"{'met' if ok else 'missed'}.")
-    grads = [r for r in runs if r["name"] in GRADIENT]
+    grads = [r for r in runs if r["name"] in GRADIENT_METHODS]
     if grads:
         lines.append("- Gradient methods run K = 16 backward passes per step (one per task through its own graph, "
                      "polytask's `JacobianAggregation`), within the K + 1 allowed: met by construction; their "

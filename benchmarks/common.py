@@ -45,8 +45,7 @@ def check_same_config(out: Path, config: str, overrides: list[str]) -> None:
     from polytask.config import apply_overrides, config_differences, load_config, to_dict
     wanted = to_dict(load_config(ROOT / config, overrides=overrides))
     asked = apply_overrides(yaml.safe_load((ROOT / config).read_text()) or {}, overrides)   # what the run sets
-    changed = config_differences(yaml.safe_load(saved.read_text()) or {}, wanted, only=asked,
-                                 ignore=("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults"))
+    changed = config_differences(yaml.safe_load(saved.read_text()) or {}, wanted, only=asked)
     if changed:
         raise SystemExit(f"{out} was trained with other settings than this run asks for: {'; '.join(changed)}. "
                          "Move it aside, or pass another --work-dir.")

@@ -28,6 +28,8 @@ SCRATCH = ["model.embedding_dim=300", "model.encoder.type=transformer", "model.e
 SCALES = {"cpu": ["model.embedding_dim=128", "model.encoder.hidden_dim=128", "model.encoder.num_layers=2",
                   "model.encoder.num_heads=4", "model.encoder.ff_dim=256"],
           "full": []}
+SIZES = {"cpu": "reduced for this CPU: d=128, 2 layers, 4 heads, FFN 256",
+         "full": "as published: 4 layers, d=300, 6 heads, FFN 512"}
 MINILM = ["model.pretrained=minilm", "model.freeze=all", "data.max_length=128", "trainer.lr=0.001"]
 RUNS = {
     "single-task": ("configs/fdu-mtl/single-task.yaml", SCRATCH, {"encoder": "transformer"}),
@@ -52,8 +54,7 @@ def scaled_runs(scale: str) -> dict:
         if name.startswith("minilm-"):
             out[name] = (config, overrides, settings)
         else:
-            size = "as published" if scale == "full" else "reduced CPU scale: d=128, 2 layers, 4 heads, FFN 256"
-            out[name] = (config, [*overrides, *SCALES[scale]], {**settings, "size": size})
+            out[name] = (config, [*overrides, *SCALES[scale]], {**settings, "size": SIZES[scale]})
     return out
 
 
@@ -66,9 +67,8 @@ def main() -> None:
     plots = "".join(inspect_plot(args, run, "kitchen_housewares", "task_attention", "attention",
                                  f"transformer-attention-{run}.png",
                                  f"What the task position attends to ({run}, kitchen test reviews)") for run in ("li", "le"))
-    size = ("as published (4 layers, d=300, 6 heads, FFN 512)" if args.scale == "full"
-            else "reduced for this CPU: " + ", ".join(SCALES["cpu"]))
-    scale = f"\nScale: **{args.scale}**: the from-scratch encoders {size}. The MiniLM runs' settings are in their rows.\n"
+    scale = (f"\nScale: **{args.scale}**: the from-scratch encoders {SIZES[args.scale]}. "
+             "The MiniLM runs' settings are in their rows.\n")
     write_report(args, "transformer-sharing", "accuracy", runs, PUBLISHED, None, scale + plots)
 
 

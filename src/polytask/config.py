@@ -431,7 +431,11 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: {key}: must be in [0, 1), got {value}")
 
 
-def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ("output_dir",),
+# Keys that say where and how a run executes, not what it trains: never a difference between runs.
+RUN_LOCAL_KEYS = ("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults")
+
+
+def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = RUN_LOCAL_KEYS,
                        only: Optional[dict] = None) -> list[str]:
     """The dotted keys set in both resolved configs whose values differ, as ``key: old -> new``
     (keys only one side has, e.g. options added since a run was saved, are not differences). With

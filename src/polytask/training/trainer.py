@@ -173,8 +173,7 @@ class Trainer:
         saved = self.run_dir / "config.yaml"
         if not saved.is_file():
             return []
-        changed = config_differences(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, to_dict(self.cfg),
-                                     ignore=("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults"))
+        changed = config_differences(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, to_dict(self.cfg))
         if changed:
             print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml: "
                   + "; ".join(changed), file=sys.stderr)
