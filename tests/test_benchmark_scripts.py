@@ -95,6 +95,21 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
         assert report["speed"][0]["a_seconds"] > 0
 
 
+def test_catalogue_targets_say_which_methods_beat_the_baselines():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from catalogue import targets
+
+    def row(name, a, b):
+        return {"name": name, "test": {"a": a, "b": b}, "test_avg": (a + b) / 2}
+    runs = [row("single-task", 80, 80), row("fs-mtl", 84, 84), row("tucker", 86, 86), row("fafs", 70, 80)]
+    md = targets(runs, [row("tagging-single-task", 90, 90), row("tagging-hard-sharing", 92, 90),
+                        row("tagging-sluice", 93, 88)])
+    assert "| tucker | 86.00 | yes (+6.00) | yes (+2.00) |" in md
+    assert "| fafs | 75.00 | no (-5.00) | no (-9.00) |" in md
+    assert "beats the single-task average: missed (fafs)" in md and "Beat hard sharing: tucker." in md
+    assert "| tagging-sluice | 90.50 | yes (+0.50) | no (-0.50) | a 93.00, b 88.00 |" in md
+
+
 def test_a_finished_run_with_other_settings_is_not_reused(tmp_path: Path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT / "src"))
