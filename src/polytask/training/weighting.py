@@ -201,6 +201,7 @@ class JacobianAggregation(EqualWeighting):
         passes walks every task's graph, and its vmapped default has no batching rule for the LSTM
         backward on CPU: on the 16 FDU-MTL domains a step took 42× equal weighting's.
         """
+        from torchjd.aggregation import GramianWeightedAggregator
         from torchjd.autojac import jac_to_grad
         tasks = list(losses)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
@@ -224,7 +225,11 @@ class JacobianAggregation(EqualWeighting):
         for p, jac in zip(shared, jacobians):
             p.jac = jac                                              # (K, *p.shape), read by jac_to_grad
         del jacobians
-        weights = jac_to_grad(shared, self.aggregator)
+        # aggregators that weight the rows by their Gramian (all but Nash-MTL) read J Jᵀ summed over
+        # the parameters, never the K × |shared| matrix concatenated from them: the Jacobian rows are
+        # then the only copy (on FDU-MTL, 0.9 GB less at peak)
+        weights = jac_to_grad(shared, self.aggregator, optimize_gramian_computation=isinstance(
+            self.aggregator, GramianWeightedAggregator) and not self.aggregator._forward_hooks)
         if weights is None:
             return {}
         return {t: float(w) for t, w in zip(tasks, weights)}
