@@ -189,8 +189,13 @@ class JacobianAggregation(EqualWeighting):
     Impartial Multi-task Learning")."""
 
     def __init__(self, aggregator, name: str):
+        from torchjd.aggregation import GramianWeightedAggregator
         super().__init__()
         self.aggregator, self.name = aggregator, name
+        # aggregators that weight the rows by their Gramian (all but Nash-MTL) read J Jᵀ summed over
+        # the parameters, never the K × |shared| matrix concatenated from them: the Jacobian rows are
+        # then the only copy (on FDU-MTL, 0.9 GB less at peak)
+        self.from_gramian = isinstance(aggregator, GramianWeightedAggregator)
 
     def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
         """One backward pass per task (K in all), each through that task's own graph only: the
@@ -201,7 +206,6 @@ class JacobianAggregation(EqualWeighting):
         passes walks every task's graph, and its vmapped default has no batching rule for the LSTM
         backward on CPU: on the 16 FDU-MTL domains a step took 42× equal weighting's.
         """
-        from torchjd.aggregation import GramianWeightedAggregator
         from torchjd.autojac import jac_to_grad
         tasks = list(losses)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
@@ -225,11 +229,7 @@ class JacobianAggregation(EqualWeighting):
         for p, jac in zip(shared, jacobians):
             p.jac = jac                                              # (K, *p.shape), read by jac_to_grad
         del jacobians
-        # aggregators that weight the rows by their Gramian (all but Nash-MTL) read J Jᵀ summed over
-        # the parameters, never the K × |shared| matrix concatenated from them: the Jacobian rows are
-        # then the only copy (on FDU-MTL, 0.9 GB less at peak)
-        weights = jac_to_grad(shared, self.aggregator, optimize_gramian_computation=isinstance(
-            self.aggregator, GramianWeightedAggregator) and not self.aggregator._forward_hooks)
+        weights = jac_to_grad(shared, self.aggregator, optimize_gramian_computation=self.from_gramian)
         if weights is None:
             return {}
         return {t: float(w) for t, w in zip(tasks, weights)}
