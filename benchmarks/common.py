@@ -45,10 +45,36 @@ def check_same_config(out: Path, config: str, overrides: list[str]) -> None:
     from polytask.config import apply_overrides, config_differences, load_config, to_dict
     wanted = to_dict(load_config(ROOT / config, overrides=overrides))
     asked = apply_overrides(yaml.safe_load((ROOT / config).read_text()) or {}, overrides)   # what the run sets
-    changed = config_differences(yaml.safe_load(saved.read_text()) or {}, wanted, only=asked)
+    old = yaml.safe_load(saved.read_text()) or {}
+    changed = config_differences(old, wanted, only=asked)
+    patience = (wanted.get("trainer") or {}).get("patience")
+    if f"trainer.patience: {(old.get('trainer') or {}).get('patience')!r} -> {patience!r}" in changed \
+            and wanted["trainer"].get("select") == "mean" and same_best_under_patience(out, patience):
+        changed = [c for c in changed if not c.startswith("trainer.patience:")]
     if changed:
         raise SystemExit(f"{out} was trained with other settings than this run asks for: {'; '.join(changed)}. "
                          "Move it aside, or pass another --work-dir.")
+
+
+def same_best_under_patience(out: Path, patience: int | None) -> bool:
+    """True when early stopping after ``patience`` evaluations without a better dev mean would have
+    kept the best checkpoint that run ``out`` (trained with another patience, or none) has: no
+    evaluation beat its best after the one at which that patience runs out. Such a run is reused or
+    resumed (the trainer stops a resumed run whose patience is spent at once)."""
+    metrics = out / "metrics.jsonl"
+    if patience is None or not metrics.is_file():
+        return False
+    best, bad = float("-inf"), 0
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("event") != "eval" or row.get("dev_mean") is None:
+            continue
+        if bad >= patience:                  # the patience ran out earlier: a later best would differ
+            if row["dev_mean"] > best:
+                return False
+            continue
+        best, bad = (row["dev_mean"], 0) if row["dev_mean"] > best else (best, bad + 1)
+    return True
 
 
 def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, work_dir: str,

@@ -126,3 +126,22 @@ def test_a_finished_run_with_other_settings_is_not_reused(tmp_path: Path):
     old = load_config(ROOT / config, overrides=["model.encoder.hidden_dim=128", "model.sluice_orthogonality=0.5"])
     save_config(old, out / "config.yaml")
     check_same_config(out, config, ["model.encoder.hidden_dim=128"])
+
+
+def test_a_run_is_reused_under_a_patience_that_keeps_its_best_checkpoint(tmp_path: Path):
+    """A run trained without early stopping counts as the same run under a patience whose stopping
+    point comes after its best evaluation, and not under one that would have stopped before it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "src"))
+    from common import check_same_config
+    from polytask.config import load_config, save_config
+    config = "configs/fdu-mtl/hard-sharing.yaml"
+    out = tmp_path / "run"
+    out.mkdir()
+    save_config(load_config(ROOT / config), out / "config.yaml")
+    curve = [60.0, 80.0, 79.0, 78.0, 81.0, 77.0, 76.0]        # best at the 5th evaluation, after 2 worse
+    (out / "metrics.jsonl").write_text("".join(json.dumps({"step": 10 * (i + 1), "event": "eval", "dev_mean": d})
+                                               + "\n" for i, d in enumerate(curve)))
+    check_same_config(out, config, ["trainer.patience=3"])
+    with pytest.raises(SystemExit, match=r"trainer.patience: None -> 2"):
+        check_same_config(out, config, ["trainer.patience=2"])    # would have stopped at 79, 78: best 80

@@ -173,6 +173,25 @@ def test_resume_with_changed_settings_says_which(tmp_path, data_dir, capsys):
     assert "differ" not in capsys.readouterr().err
 
 
+def test_resume_under_a_spent_patience_stops_at_once(tmp_path, data_dir):
+    """A run trained without early stopping, resumed with a patience its dev curve has already used
+    up, trains no further and keeps its best checkpoint; with patience to spare it goes on."""
+    raw = make_raw_config(data_dir, tmp_path / "run", max_steps=20, eval_every=5)
+    runner.train(load_config(raw=raw), quiet=True)
+    state_path = tmp_path / "run/last/state.json"
+    state = json.loads(state_path.read_text())
+    state["bad_evals"]["mean"] = 3                      # three evaluations since the best one
+    state_path.write_text(json.dumps(state))
+    best = read_weights(tmp_path / "run/best/model.safetensors")
+    raw["trainer"]["max_steps"], raw["trainer"]["patience"] = 40, 3
+    runner.train(load_config(raw=raw), resume=True, quiet=True)
+    assert json.loads(state_path.read_text())["step"] == 20
+    assert all(torch.equal(v, read_weights(tmp_path / "run/best/model.safetensors")[k]) for k, v in best.items())
+    raw["trainer"]["patience"] = 10
+    runner.train(load_config(raw=raw), resume=True, quiet=True)
+    assert json.loads(state_path.read_text())["step"] > 20
+
+
 # ----------------------------------------------------------------------------- schedules
 
 SIZES = {"a": 50, "b": 20, "c": 5}

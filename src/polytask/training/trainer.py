@@ -369,6 +369,18 @@ class Trainer:
                                                "per_task": self.best["tasks"]})
         return len(self.finished) == len(self.tasks)
 
+    def _patience_spent(self) -> bool:
+        """True when every task is done: a run resumed under a ``trainer.patience`` that its dev
+        curve has already used up (it was trained without one, or with a longer one) stops at once,
+        keeping the best checkpoint that the patience would have kept."""
+        t = self.cfg.trainer
+        if t.patience is not None and t.select == "mean":
+            return self.bad_evals["mean"] >= t.patience
+        if t.patience is not None:
+            self.finished += [task for task in self.tasks
+                              if task not in self.finished and self.bad_evals.get(task, 0) >= t.patience]
+        return len(self.finished) == len(self.tasks)
+
     def _autocast(self):
         precision = self.cfg.trainer.precision
         if precision == "fp32":
@@ -388,7 +400,7 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not self.progress or tqdm is None,
                    desc="train", dynamic_ncols=True, mininterval=1.0) if tqdm else None
         running: dict[str, list[float]] = {}
-        stop = self.step >= t.max_steps or len(self.finished) == len(self.tasks)
+        stop = self.step >= t.max_steps or self._patience_spent()
         previous_handler = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
