@@ -42,30 +42,34 @@ def check_same_config(out: Path, config: str, overrides: list[str]) -> None:
         return
     sys.path.insert(0, str(ROOT / "src"))
     import yaml
-    from polytask.config import apply_overrides, config_differences, load_config, to_dict
+    from polytask.config import RUN_LOCAL_KEYS, apply_overrides, config_differences, load_config, to_dict
     wanted = to_dict(load_config(ROOT / config, overrides=overrides))
     asked = apply_overrides(yaml.safe_load((ROOT / config).read_text()) or {}, overrides)   # what the run sets
     old = yaml.safe_load(saved.read_text()) or {}
     changed = config_differences(old, wanted, only=asked)
-    patience = (wanted.get("trainer") or {}).get("patience")
-    if f"trainer.patience: {(old.get('trainer') or {}).get('patience')!r} -> {patience!r}" in changed \
-            and wanted["trainer"].get("select") == "mean" and same_best_under_patience(out, patience):
-        changed = [c for c in changed if not c.startswith("trainer.patience:")]
+    if changed and wanted["trainer"].get("select") == "mean" \
+            and not config_differences(old, wanted, ignore=(*RUN_LOCAL_KEYS, "trainer.patience"), only=asked) \
+            and same_best_under_patience(out, wanted["trainer"].get("patience"), wanted["trainer"]["max_steps"]):
+        changed = []                                   # only the patience differs, and it keeps the best
     if changed:
         raise SystemExit(f"{out} was trained with other settings than this run asks for: {'; '.join(changed)}. "
                          "Move it aside, or pass another --work-dir.")
 
 
-def same_best_under_patience(out: Path, patience: int | None) -> bool:
+def same_best_under_patience(out: Path, patience: int | None, max_steps: int) -> bool:
     """True when early stopping after ``patience`` evaluations without a better dev mean would have
     kept the best checkpoint that run ``out`` (trained with another patience, or none) has: no
-    evaluation beat its best after the one at which that patience runs out. Such a run is reused or
-    resumed (the trainer stops a resumed run whose patience is spent at once)."""
+    evaluation beat its best after the one at which that patience runs out, and a finished run either
+    reached that point or trained all ``max_steps`` (one that stopped earlier, under a smaller
+    patience, might have found a better checkpoint later). Such a run is reused or resumed (the
+    trainer stops a resumed run whose patience is spent at once)."""
     metrics = out / "metrics.jsonl"
     if patience is None or not metrics.is_file():
         return False
-    best, bad = float("-inf"), 0
+    best, bad, last = float("-inf"), 0, 0
     for line in metrics.read_text().splitlines():
+        if not line.strip():
+            continue
         row = json.loads(line)
         if row.get("event") != "eval" or row.get("dev_mean") is None:
             continue
@@ -74,7 +78,9 @@ def same_best_under_patience(out: Path, patience: int | None) -> bool:
                 return False
             continue
         best, bad = (row["dev_mean"], 0) if row["dev_mean"] > best else (best, bad + 1)
-    return True
+        last = row["step"]
+    finished = (out / "results.json").is_file()
+    return not finished or bad >= patience or last >= max_steps
 
 
 def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, work_dir: str,

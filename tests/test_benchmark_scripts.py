@@ -145,3 +145,15 @@ def test_a_run_is_reused_under_a_patience_that_keeps_its_best_checkpoint(tmp_pat
     check_same_config(out, config, ["trainer.patience=3"])
     with pytest.raises(SystemExit, match=r"trainer.patience: None -> 2"):
         check_same_config(out, config, ["trainer.patience=2"])    # would have stopped at 79, 78: best 80
+    # finished before max_steps, under patience 2 after 79, 78: a patience of 1 keeps its best
+    # checkpoint, one of 3 might have gone on to a better one
+    (out / "metrics.jsonl").write_text("".join(json.dumps({"step": 10 * (i + 1), "event": "eval", "dev_mean": d})
+                                               + "\n" for i, d in enumerate(curve[:4])) + "\n")
+    save_config(load_config(ROOT / config, overrides=["trainer.patience=2"]), out / "config.yaml")
+    (out / "results.json").write_text("{}")
+    check_same_config(out, config, ["trainer.patience=2"])
+    check_same_config(out, config, ["trainer.patience=1"])
+    with pytest.raises(SystemExit, match=r"trainer.patience: 2 -> 3"):
+        check_same_config(out, config, ["trainer.patience=3"])
+    with pytest.raises(SystemExit, match=r"trainer.lr"):             # another key too: refused as before
+        check_same_config(out, config, ["trainer.patience=1", "trainer.lr=0.1"])
