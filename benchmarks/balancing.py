@@ -84,7 +84,8 @@ def targets(runs: list[dict], single: dict | None) -> str:
         worst = min(r["test"], key=r["test"].get)
         dm = delta_m(r["test"], single["test"]) if single else None
         below = sorted(t for t in r["test"] if single and t in single["test"] and r["test"][t] < single["test"][t])
-        mem = f"{r['peak_rss_mb'] / equal['peak_rss_mb']:.2f}×" if equal and equal.get("peak_rss_mb") else "–"
+        mem = "– (not recorded over the whole run)" if r.get("peak_rss_last_process_only") else \
+            f"{r['peak_rss_mb'] / equal['peak_rss_mb']:.2f}×" if equal and equal.get("peak_rss_mb") else "–"
         lines.append(f"| {r['name']} | {r['test_avg']:.2f} | {r['test'][worst]:.2f} ({worst}) | "
                      f"{'–' if dm is None else f'{dm:+.2f}'} | {', '.join(below) or '–'} | {mem} |")
     if single:

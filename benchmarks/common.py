@@ -184,6 +184,14 @@ def suite_argument_parser(doc: str, default_work: str):
     return ap
 
 
+def peak_rss_last_process_only(args, name: str, res: dict) -> bool:
+    """True for a run resumed from a checkpoint that did not record the earlier processes' peak
+    memory: its ``peak_rss_mb`` is the last process's only."""
+    log = Path(args.work_dir) / f"{name}.log"
+    resumed = log.is_file() and "[polytask] resumed" in log.read_text(errors="replace")
+    return resumed and not res.get("peak_rss_covers_run", False)
+
+
 def wall_last_process_only(args, name: str, res: dict) -> bool:
     """True for a run that was resumed under code older than the whole-run wall time: its
     ``wall_seconds`` is the last process's only."""
@@ -212,7 +220,8 @@ def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
                 "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
                 "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
-                "code_commit": res["code_commit"], "wall_last_process_only": wall_last_process_only(args, name, res)}
+                "code_commit": res["code_commit"], "wall_last_process_only": wall_last_process_only(args, name, res),
+                "peak_rss_last_process_only": peak_rss_last_process_only(args, name, res)}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         return [r for r in pool.map(work, chosen) if r]
@@ -245,13 +254,17 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
         lines.append(f"| {r['name']} | {r['test_avg']:.2f} | {'–' if dm is None else f'{dm:+.2f}'} | "
                      f"{r['dev_avg']:.2f} | {r['steps']} | {r['wall_s']:.0f}{'†' if r.get('wall_last_process_only') else ''}"
                      f" | {r['train_tokens_per_s']} | "
-                     f"{r['peak_rss_mb']} | {r['params']:,} | {r.get('code_commit', '–')} |")
+                     f"{r['peak_rss_mb']}{'‡' if r.get('peak_rss_last_process_only') else ''} | {r['params']:,} | "
+                     f"{r.get('code_commit', '–')} |")
     for p in published:
         avg = p.get("test_avg")
         lines.append(f"| {p['name']} (published: {p['source']}) | {avg if avg is not None else '–'} | | | | | | | | |")
     if any(r.get("wall_last_process_only") for r in runs):
         lines.append("\n† resumed after an interruption, under code that timed only the last process: its wall "
                      "time leaves out the earlier ones (train tokens/s counts them all).")
+    if any(r.get("peak_rss_last_process_only") for r in runs):
+        lines.append("\n‡ resumed from a checkpoint that did not record the earlier processes' peak memory: the "
+                     "figure is the last process's only.")
     for s in speed or []:
         lines.append(f"\n- speed, {s['name']}: {s['a']} / {s['b']} = {s['ratio_a_over_b']} ({s['unit']})")
     markdown = "\n".join(lines) + "\n" + extra_md

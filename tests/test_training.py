@@ -192,6 +192,26 @@ def test_resume_under_a_spent_patience_stops_at_once(tmp_path, data_dir):
     assert json.loads(state_path.read_text())["step"] > 20
 
 
+def test_peak_memory_covers_every_process_of_a_resumed_run(tmp_path, data_dir):
+    """results.json's peak RSS is the largest over all processes that trained the run, and says so;
+    a run resumed from a checkpoint that did not record it says the figure is not the whole run's."""
+    raw = make_raw_config(data_dir, tmp_path / "run", max_steps=4, eval_every=2)
+    runner.train(load_config(raw=raw), quiet=True)
+    state_path = tmp_path / "run/last/state.json"
+    state = json.loads(state_path.read_text())
+    state["peak_rss_mb"] = 10.0 ** 7                     # as if an earlier process had peaked here
+    state_path.write_text(json.dumps(state))
+    raw["trainer"]["max_steps"] = 6
+    results = runner.train(load_config(raw=raw), resume=True, quiet=True)
+    assert results["peak_rss_mb"] == 10.0 ** 7 and results["peak_rss_covers_run"]
+    state = json.loads(state_path.read_text())
+    del state["peak_rss_mb"]                             # a checkpoint written by older code
+    state_path.write_text(json.dumps(state))
+    raw["trainer"]["max_steps"] = 8
+    results = runner.train(load_config(raw=raw), resume=True, quiet=True)
+    assert not results["peak_rss_covers_run"] and 0 < results["peak_rss_mb"] < 10.0 ** 7
+
+
 # ----------------------------------------------------------------------------- schedules
 
 SIZES = {"a": 50, "b": 20, "c": 5}

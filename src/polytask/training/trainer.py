@@ -129,6 +129,7 @@ class Trainer:
         self.tokens = 0
         self.train_seconds = 0.0
         self.earlier_wall_seconds = 0.0      # wall time of the processes before a --resume
+        self.earlier_peak_rss_mb: Optional[float] = 0.0   # their peak memory (None: not recorded)
         self._process_start = time.perf_counter()
         self._best_state: Optional[dict[str, torch.Tensor]] = None
         self._writer = None
@@ -195,6 +196,7 @@ class Trainer:
         self.finished, self.tokens = state["finished"], state["tokens"]
         self.train_seconds = state["train_seconds"]
         self.earlier_wall_seconds = state.get("wall_seconds", 0.0)
+        self.earlier_peak_rss_mb = state.get("peak_rss_mb")    # absent in checkpoints of older code
         if self.best["mean"] is None:
             self.best["mean"] = -math.inf
         if self.cfg.trainer.select == "per_task" and (self.run_dir / "best" / "model.safetensors").is_file():
@@ -211,13 +213,18 @@ class Trainer:
         """Wall time of this run so far, over every process that trained it (resumes included)."""
         return self.earlier_wall_seconds + time.perf_counter() - self._process_start
 
+    def peak_rss_mb(self) -> Optional[float]:
+        """Peak resident memory over every process that trained this run; None when a process
+        before a --resume did not record its own (its checkpoint came from older code)."""
+        return None if self.earlier_peak_rss_mb is None else max(self.earlier_peak_rss_mb, peak_rss_mb())
+
     def save_checkpoint(self) -> None:
         state = {"step": self.step, "schedule": self.schedule.state_dict(),
                  "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                  "best": {**self.best, "mean": None if self.best["mean"] == -math.inf else self.best["mean"]},
                  "bad_evals": self.bad_evals, "finished": self.finished, "tokens": self.tokens,
                  "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
-                 "weighting": self.weighting.extra_state()}
+                 "peak_rss_mb": self.peak_rss_mb(), "weighting": self.weighting.extra_state()}
 
         def write(tmp: Path) -> None:
             ckpt.save_weights(self.model.state_dict(), tmp / "model.safetensors")
@@ -467,7 +474,8 @@ class Trainer:
         return {"steps": self.step, "best_dev_mean": self.best["mean"], "best_step": self.best.get("step"),
                 "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
                 "train_tokens_per_s": self.tokens / max(self.train_seconds, 1e-9),
-                "peak_rss_mb": peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb() if self.peak_rss_mb() is None else self.peak_rss_mb(),
+                "peak_rss_covers_run": self.peak_rss_mb() is not None}
 
     def load_best(self) -> None:
         path = self.run_dir / "best" / "model.safetensors"
