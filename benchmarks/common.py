@@ -220,6 +220,7 @@ def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
                 "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
                 "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
+                "vocab_size": res.get("vocab_size"),
                 "code_commit": res["code_commit"], "wall_last_process_only": wall_last_process_only(args, name, res),
                 "peak_rss_last_process_only": peak_rss_last_process_only(args, name, res)}
 

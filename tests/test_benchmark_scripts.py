@@ -157,3 +157,23 @@ def test_a_run_is_reused_under_a_patience_that_keeps_its_best_checkpoint(tmp_pat
         check_same_config(out, config, ["trainer.patience=3"])
     with pytest.raises(SystemExit, match=r"trainer.lr"):             # another key too: refused as before
         check_same_config(out, config, ["trainer.patience=1", "trainer.lr=0.1"])
+
+
+def test_balancing_targets_from_hand_made_runs():
+    """The worst-task target and the memory line, from rows made by hand (a memory figure that
+    covers only the last process of a resumed run is left out)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from balancing import shared_parameters, targets
+
+    def row(name, a, b, rss, **extra):
+        return {"name": name, "test": {"a": a, "b": b}, "test_avg": (a + b) / 2, "peak_rss_mb": rss,
+                "vocab_size": 100, **extra}
+    runs = [row("equal", 90, 70, 1000), row("upgrad", 84, 74, 1500), row("dwa", 95, 71, 1000),
+            row("nashmtl", 80, 60, 10, peak_rss_last_process_only=True)]
+    md = targets(runs, {"test": {"a": 85, "b": 72}, "test_avg": 78.5})
+    assert "best worst task, upgrad (74.00, average 79.00)" in md and "lowering the average: missed" in md
+    rows = 2 * 4 * shared_parameters(100, 2) / 2 ** 20
+    assert "K = 2 backward passes" in md and f"upgrad +500 MB ({500 / rows:.2f}×)" in md and "nashmtl +" not in md
+    assert "| nashmtl | 70.00 | 60.00 (b) | -11.27 | a, b | – (not recorded over the whole run) |" in md
+    runs[1]["test"]["a"], runs[1]["test_avg"] = 96, 85.0
+    assert "lowering the average: met" in targets(runs, None)
