@@ -33,6 +33,19 @@ def test_mqan_answers_classification_tasks_cast_as_questions(fdu_config, tmp_pat
     assert info["a"]["type"] == "qa" and info["a"]["metric"] == "em"
 
 
+@pytest.mark.parametrize("architecture", ["mqan", "seq2seq"])
+def test_answers_come_from_the_context_when_the_answer_words_are_not_in_it(fdu_config, architecture):
+    """The toy texts hold "good"/"bad" and "yes"/"no"; asked with other answer words, a model must
+    read the keyword in the context and answer with a word it can only take from the question or
+    its vocabulary, not copy the one it sees."""
+    raw = qa_config(fdu_config, architecture)
+    raw["tasks"] = [{"name": "a", "question": "is it positive or negative ?",
+                     "answer_words": {"0": "negative", "1": "positive"}},
+                    {"name": "b", "question": "true or false ?", "answer_words": {"0": "false", "1": "true"}}]
+    results = train(load_config(raw=raw), quiet=True)
+    assert min(results["dev"].values()) >= 89.99, results
+
+
 def test_seq2seq_baseline_trains(fdu_config):
     raw = qa_config(fdu_config, "seq2seq")
     raw["trainer"]["max_steps"] = 40
