@@ -184,20 +184,14 @@ def suite_argument_parser(doc: str, default_work: str):
     return ap
 
 
-def peak_rss_last_process_only(args, name: str, res: dict) -> bool:
-    """True for a run resumed from a checkpoint that did not record the earlier processes' peak
-    memory: its ``peak_rss_mb`` is the last process's only."""
+def last_process_only(args, name: str, res: dict) -> dict[str, bool]:
+    """For a run resumed after an interruption, which of its cost figures cover only the last
+    process: the wall time under code older than the whole-run wall time, the peak memory when the
+    checkpoint it resumed from did not record the earlier processes' peak."""
     log = Path(args.work_dir) / f"{name}.log"
     resumed = log.is_file() and "[polytask] resumed" in log.read_text(errors="replace")
-    return resumed and not res.get("peak_rss_covers_run", False)
-
-
-def wall_last_process_only(args, name: str, res: dict) -> bool:
-    """True for a run that was resumed under code older than the whole-run wall time: its
-    ``wall_seconds`` is the last process's only."""
-    log = Path(args.work_dir) / f"{name}.log"
-    resumed = log.is_file() and "[polytask] resumed" in log.read_text(errors="replace")
-    return resumed and not res.get("wall_includes_resumes", False)
+    return {"wall_last_process_only": resumed and not res.get("wall_includes_resumes", False),
+            "peak_rss_last_process_only": resumed and not res.get("peak_rss_covers_run", False)}
 
 
 def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
@@ -221,8 +215,7 @@ def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
                 "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
                 "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
                 "vocab_size": res.get("vocab_size"),
-                "code_commit": res["code_commit"], "wall_last_process_only": wall_last_process_only(args, name, res),
-                "peak_rss_last_process_only": peak_rss_last_process_only(args, name, res)}
+                "code_commit": res["code_commit"], **last_process_only(args, name, res)}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         return [r for r in pool.map(work, chosen) if r]

@@ -471,11 +471,11 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous_handler)
         if bar:
             bar.close()
+        peak = self.peak_rss_mb()
         return {"steps": self.step, "best_dev_mean": self.best["mean"], "best_step": self.best.get("step"),
                 "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
                 "train_tokens_per_s": self.tokens / max(self.train_seconds, 1e-9),
-                "peak_rss_mb": peak_rss_mb() if self.peak_rss_mb() is None else self.peak_rss_mb(),
-                "peak_rss_covers_run": self.peak_rss_mb() is not None}
+                "peak_rss_mb": peak_rss_mb() if peak is None else peak, "peak_rss_covers_run": peak is not None}
 
     def load_best(self) -> None:
         path = self.run_dir / "best" / "model.safetensors"
