@@ -222,7 +222,7 @@ def draws(schedule, n: int, active=("a", "b", "c")) -> list[str]:
     return [schedule.next(list(active)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("name", ["uniform", "proportional", "temperature", "round_robin"])
+@pytest.mark.parametrize("name", ["uniform", "proportional", "temperature", "round_robin", "cyclic"])
 def test_schedule_state_round_trip_gives_the_same_future(name):
     first = build_schedule(name, SIZES, BATCHES, seed=3, temperature=2.0)
     draws(first, 11)
@@ -236,7 +236,7 @@ def test_schedule_state_round_trip_gives_the_same_future(name):
 
 @pytest.mark.parametrize("name", [
     "uniform", "proportional", "temperature",
-    "round_robin",
+    "round_robin", "cyclic",
 ])
 def test_schedule_state_dict_is_a_snapshot(name):
     schedule = build_schedule(name, SIZES, BATCHES, seed=3)
@@ -290,6 +290,12 @@ def test_round_robin_skips_inactive_tasks():
     assert Counter(out) == {"b": 6, "c": 3}              # three passes of b, b, c; a never drawn
     for start in (0, 3, 6):
         assert Counter(out[start:start + 3]) == {"b": 2, "c": 1}
+
+
+def test_cyclic_gives_every_task_one_batch_in_turn_whatever_its_size():
+    schedule = build_schedule("cyclic", SIZES, BATCHES, seed=4)      # a has 4 batches a pass, c 1
+    assert draws(schedule, 9) == ["a", "b", "c"] * 3
+    assert draws(schedule, 4, active=("a", "c")) == ["a", "c", "a", "c"]
 
 
 def test_temperature_must_be_positive():

@@ -156,7 +156,7 @@ class TrainerConfig:
     clip_norm: Optional[float] = 5.0
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
-    schedule: Literal["uniform", "round_robin", "proportional", "temperature", "annealed"] = "uniform"
+    schedule: Literal["uniform", "round_robin", "cyclic", "proportional", "temperature", "annealed"] = "uniform"
     temperature: float = 2.0
     pretrain_tasks: list[str] = field(default_factory=list)  # anti-curriculum: these tasks only ...
     pretrain_steps: int = 0              # ... for the first N steps, then every task

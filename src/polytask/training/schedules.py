@@ -92,6 +92,30 @@ class RoundRobinSchedule:
         self.left, self.round = dict(state["left"]), list(state["round"])
 
 
+class CyclicSchedule:
+    """One batch from every task in turn, in a fixed order: decaNLP's fully joint training
+    (McCann et al. 2018, §4), where every task gets the same number of batches whatever its size
+    (``round_robin`` instead gives each task a share that follows its size)."""
+
+    def __init__(self, tasks: list[str]):
+        self.order, self.position = list(tasks), 0
+
+    def next(self, active: list[str], step: int = 0) -> str:
+        if not any(t in active for t in self.order):
+            raise ValueError(f"no active task among {self.order}")
+        while True:
+            task = self.order[self.position % len(self.order)]
+            self.position += 1
+            if task in active:
+                return task
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+
+
 class AnnealedSchedule(WeightedSchedule):
     """Annealed sampling (Stickland & Murray, ICML 2019, §4): p_k ∝ n_k^α with α going from 1
     (proportional) at step 0 down to 1/T at ``max_steps`` (T = ``trainer.temperature``), so
@@ -148,5 +172,7 @@ def _base_schedule(name: str, sizes: dict[str, int], batches: dict[str, int], se
         return TemperatureSchedule(sizes, seed, temperature)
     if name == "round_robin":
         return RoundRobinSchedule(batches, seed)
+    if name == "cyclic":
+        return CyclicSchedule(list(batches))
     raise ValueError(f"trainer.schedule: unknown schedule {name!r} "
-                     "(uniform, round_robin, proportional, temperature, annealed)")
+                     "(uniform, round_robin, cyclic, proportional, temperature, annealed)")
