@@ -212,7 +212,8 @@ def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
         return {"name": name, "architecture": res["architecture"], "config": config, "settings": settings,
                 "overrides": overrides + list(args.overrides), "test": res["test"], "dev": res["dev"],
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
-                "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
+                "wall_s": round(res["wall_seconds"], 1), "train_s": round(res.get("train_seconds", 0.0), 1),
+                "train_tokens_per_s": round(res["train_tokens_per_s"]),
                 "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
                 "vocab_size": res.get("vocab_size"),
                 "code_commit": res["code_commit"], **last_process_only(args, name, res)}

@@ -82,6 +82,31 @@ def zero_shot(args, run_name: str) -> dict:
             "answers": dict(Counter(answers).most_common(5))}
 
 
+def targets(runs: list[dict], shot: dict, single: str) -> str:
+    """The three targets, each met or missed: MQAN beats seq2seq on every task; each multitask
+    MQAN within 2 points of the single-task runs on every task; zero-shot sentiment at least 75%."""
+    by = {r["name"]: r for r in runs}
+    lines = ["", "Targets:"]
+    mqan, s2s = by.get("mqan-joint"), by.get("seq2seq-joint")
+    if mqan and s2s:
+        margins = {t: mqan["test"][t] - s2s["test"][t] for t in mqan["test"] if t in s2s["test"]}
+        lost = [t for t, m in margins.items() if m <= 0]
+        lines.append(f"- MQAN (fully joint) beats the seq2seq baseline on every task: "
+                     f"{'missed (' + ', '.join(lost) + ')' if lost else 'met'}; margins "
+                     + ", ".join(f"{t} {m:+.2f}" for t, m in margins.items()))
+    for name in ("mqan-joint", "mqan-anti-curriculum"):
+        if name in by and single in by:
+            gaps = {t: by[name]["test"][t] - by[single]["test"][t] for t in by[name]["test"] if t in by[single]["test"]}
+            far = [t for t, g in gaps.items() if g < -2.0]
+            lines.append(f"- {name} within 2 points of single-task on every task: "
+                         f"{'missed (' + ', '.join(far) + ')' if far else 'met'}; "
+                         + ", ".join(f"{t} {g:+.2f}" for t, g in gaps.items()))
+    if shot:
+        lines.append(f"- zero-shot sentiment at least 75%: {'met' if shot['accuracy'] >= 75 else 'missed'} "
+                     f"({shot['accuracy']:.1f}%)")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/decanlp")
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu",
@@ -145,6 +170,10 @@ def main() -> None:
                   f"(answer words never seen in training): {shot['accuracy']:.1f}% accuracy on {shot['examples']} "
                   f"test reviews; {shot['answered_with_new_words']} answers used the new words "
                   f"(most frequent answers: {shot['answers']}).\n")
+    batch = load_config(ROOT / BASE, overrides=[*scale["model"], *args.overrides]).data.batch_size
+    extra += "\n| run | training examples/s (batches of " + str(batch) + ") |\n|---|---|\n" + "".join(
+        f"| {r['name']} | {r['steps'] * batch / r['train_s']:.1f} |\n" for r in results if r.get("train_s"))
+    extra += targets(results, shot, baseline)
     report = write_report(args, "decanlp", "squad: F1; other tasks: exact match", results, PUBLISHED, None, extra,
                           baseline=baseline)
     report["zero_shot"] = shot

@@ -177,3 +177,19 @@ def test_balancing_targets_from_hand_made_runs():
     assert "| nashmtl | 70.00 | 60.00 (b) | -11.27 | a, b | – (not recorded over the whole run) |" in md
     runs[1]["test"]["a"], runs[1]["test_avg"] = 96, 85.0
     assert "lowering the average: met" in targets(runs, None)
+
+
+def test_decanlp_targets_from_hand_made_runs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from decanlp import targets
+
+    def row(name, a, b):
+        return {"name": name, "test": {"a": a, "b": b}}
+    runs = [row("mqan-joint", 80, 60), row("seq2seq-joint", 70, 61), row("mqan-anti-curriculum", 79, 59),
+            row("single-task", 81, 62)]
+    md = targets(runs, {"accuracy": 75.0}, "single-task")
+    assert "beats the seq2seq baseline on every task: missed (b); margins a +10.00, b -1.00" in md
+    assert "- mqan-joint within 2 points of single-task on every task: met; a -1.00, b -2.00" in md
+    assert "- mqan-anti-curriculum within 2 points of single-task on every task: missed (b); a -2.00, b -3.00" in md
+    assert "zero-shot sentiment at least 75%: met (75.0%)" in md
+    assert targets(runs[:1], {}, "single-task") == ""
