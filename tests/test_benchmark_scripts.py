@@ -193,3 +193,21 @@ def test_decanlp_targets_from_hand_made_runs():
     assert "- mqan-anti-curriculum within 2 points of single-task on every task: missed (b); a -2.00, b -3.00" in md
     assert "zero-shot sentiment at least 75%: met (75.0%)" in md
     assert targets(runs[:1], {}, "single-task") == ""
+
+
+def test_transformer_sharing_targets_from_hand_made_runs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from transformer_sharing import targets
+
+    def row(name, avg, params, encoder="transformer"):
+        return {"name": name, "test_avg": avg, "params": params, "settings": {"encoder": encoder}}
+    runs = [row("single-task", 82.0, 1600), row("li", 85.0, 100), row("le", 86.0, 101),
+            row("minilm-sc-frozen", 76.0, 50, "MiniLM-L6 (frozen, reduced CPU run)"),
+            row("minilm-li", 91.5, 60, "MiniLM-L6 (fine-tuned)")]
+    md = targets(runs, 85.5)
+    assert "- single-task beats its published 81.86: met (82.00, +0.14)" in md
+    assert "- li beats its published 85.94: missed (85.00, -0.94)" in md and "- le beats its published 85.53: met" in md
+    assert "- li at least matches FS-MTL (BiLSTM, benchmarks/results/fdu-mtl.md, 85.50): missed (85.00)" in md
+    assert "- le at least matches FS-MTL" in md and "met (86.00)" in md
+    assert "- minilm-sc-frozen at least 91%: not tested here" in md and "- minilm-li at least 91%: met (91.50)" in md
+    assert "li 0.06×" in md and "sp " not in md
