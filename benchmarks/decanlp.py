@@ -30,6 +30,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,11 +63,29 @@ def single_task_configs(work: Path, overrides: list[str]) -> dict:
     return out
 
 
+def first_step_switches(run, task: str, pairs: list[tuple[str, str]]) -> tuple[list[dict], dict]:
+    """``predict`` on (context, question) pairs, also returning the mean switches at the first
+    answer word: γ (vocabulary vs copying) and λ (copying from the context vs the question). Read
+    with forward hooks: the first decoder call of a greedy decode has a one-word answer so far."""
+    from polytask.runner import predict
+    net, seen, first = run.model.net, [], [False]
+    hooks = [net.decoder.register_forward_hook(lambda m, args, out: first.__setitem__(0, args[0].shape[1] == 1)),
+             net.switches.register_forward_hook(lambda m, args, out: seen.append(torch.sigmoid(out)) if first[0] else None)]
+    try:
+        answers = predict(run, task, pairs)
+    finally:
+        for h in hooks:
+            h.remove()
+    gamma, lam = torch.cat(seen).mean(0).tolist() if seen else (float("nan"), float("nan"))
+    return answers, {"gamma_vocabulary": round(gamma, 3), "lambda_context": round(lam, 3)}
+
+
 def zero_shot(args, run_name: str) -> dict:
-    """Accuracy on a held-out FDU-MTL domain asked "Is this review good or bad?" (good = 1)."""
+    """Accuracy on a held-out FDU-MTL domain asked "Is this review good or bad?" (good = 1), with
+    the mean first-word switches under that question and under the training question."""
     sys.path.insert(0, str(ROOT / "src"))
     from polytask.evaluation.qa_metrics import normalize_answer
-    from polytask.runner import load_run, predict
+    from polytask.runner import load_run
     run_dir = Path(args.work_dir) / run_name
     if not (run_dir / "results.json").is_file():
         return {}
@@ -74,12 +93,16 @@ def zero_shot(args, run_name: str) -> dict:
     lines = (Path(args.data_dir) / "fdu-mtl" / f"{ZERO_SHOT_DOMAIN}.task.test").read_text(errors="replace").splitlines()
     rows = [line.split("\t", 1) for line in lines if "\t" in line][: args.zero_shot_examples]
     question = "Is this review good or bad?"          # the question tokenizer splits off the "?"
-    answers = [normalize_answer(a["answer"]) for a in predict(run, "sentiment", [(text, question) for _, text in rows])]
+    predicted, switches = first_step_switches(run, "sentiment", [(text, question) for _, text in rows])
+    answers = [normalize_answer(a["answer"]) for a in predicted]
     right = sum(a == ("good" if label == "1" else "bad") for (label, _), a in zip(rows, answers))
+    asked = next(t["question"] for t in yaml.safe_load((ROOT / BASE).read_text())["tasks"] if t["name"] == "sentiment")
+    _, trained = first_step_switches(run, "sentiment", [(text, asked) for _, text in rows])
     return {"run": run_name, "domain": ZERO_SHOT_DOMAIN, "question": question, "examples": len(rows),
             "accuracy": 100.0 * right / max(1, len(rows)),
             "answered_with_new_words": sum(a in ("good", "bad") for a in answers),
-            "answers": dict(Counter(answers).most_common(5))}
+            "answers": dict(Counter(answers).most_common(5)),
+            "switches": switches, "trained_question": asked, "switches_trained_question": trained}
 
 
 def targets(runs: list[dict], shot: dict, single: str) -> str:
@@ -169,7 +192,11 @@ def main() -> None:
         extra += (f"\nZero-shot: {shot['domain']} reviews (held out), asked \"{shot['question']}\" "
                   f"(answer words never seen in training): {shot['accuracy']:.1f}% accuracy on {shot['examples']} "
                   f"test reviews; {shot['answered_with_new_words']} answers used the new words "
-                  f"(most frequent answers: {shot['answers']}).\n")
+                  f"(most frequent answers: {shot['answers']}). Mean switches at the first answer word: "
+                  f"γ (vocabulary) {shot['switches']['gamma_vocabulary']}, λ (context rather than question) "
+                  f"{shot['switches']['lambda_context']}; under the training question \"{shot['trained_question']}\" on the "
+                  f"same reviews, γ {shot['switches_trained_question']['gamma_vocabulary']}, "
+                  f"λ {shot['switches_trained_question']['lambda_context']}.\n")
     batch = load_config(ROOT / BASE, overrides=[*scale["model"], *args.overrides]).data.batch_size
     extra += "\n| run | training examples/s (batches of " + str(batch) + ") |\n|---|---|\n" + "".join(
         f"| {r['name']} | {r['steps'] * batch / r['train_s']:.1f} |\n" for r in results if r.get("train_s"))

@@ -90,6 +90,10 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
         assert "Scale: **cpu**" in (tmp_path / "results" / "decanlp.md").read_text()
         assert "data.batch_size=16" in report["runs"][0]["overrides"]
         assert "data.vectors=<work-dir>/decathlon-word2vec-8d.txt" in report["runs"][0]["overrides"]
+        switches = report["zero_shot"]["switches"]       # measured at the first answer word: in [0, 1]
+        assert 0 <= switches["gamma_vocabulary"] <= 1 and 0 <= switches["lambda_context"] <= 1
+        assert "under the training question \"Is this review negative or positive?\"" in \
+            (tmp_path / "results" / "decanlp.md").read_text()
     if script == "balancing.py":                        # timed in one process against equal weighting
         assert [(s["a"], s["b"]) for s in report["speed"]] == [("upgrad", "equal")]
         assert report["speed"][0]["a_seconds"] > 0
