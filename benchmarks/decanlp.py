@@ -187,7 +187,8 @@ def main() -> None:
         what = f"the config as written, {BASE}"
     extra = f"\nScale: **{args.scale}** ({what}).\n"
     extra += "\n| run | decathlon score (sum of task metrics) |\n|---|---|\n" + "".join(
-        f"| {r['name']} | {r['decathlon_score']} |\n" for r in results)
+        f"| {r['name']} | {r['decathlon_score']} |\n" for r in results) + "".join(
+        f"| {p['name']} (published, over decaNLP's ten tasks: not comparable) | {p['decathlon']} |\n" for p in PUBLISHED)
     if shot:
         extra += (f"\nZero-shot: {shot['domain']} reviews (held out), asked \"{shot['question']}\" "
                   f"(answer words never seen in training): {shot['accuracy']:.1f}% accuracy on {shot['examples']} "
