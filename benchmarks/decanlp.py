@@ -1,9 +1,9 @@
 """Mini-decathlon benchmark (decaNLP, McCann et al. 2018) on the data in ../shared/data: SQuAD
 (split by article), FDU-MTL books sentiment, RTE, MRPC, CoLA, SICK, all as question answering.
 Runs: MQAN fully joint (one batch of every task in turn), MQAN with anti-curriculum (SQuAD
-first), the seq2seq baseline fully joint, and single-task MQAN per task; per-task metric (SQuAD F1, exact match
-elsewhere) and the decathlon score (their sum); zero-shot sentiment on an FDU-MTL domain held out of
-training, asked with label words never seen as answers ("good or bad?").
+first), the seq2seq baseline fully joint, and single-task MQAN per task; per-task metric (SQuAD
+F1, exact match elsewhere) and the decathlon score (their sum); zero-shot sentiment on an FDU-MTL
+domain held out of training, asked with label words never seen as answers ("good or bad?").
 
     python benchmarks/decanlp.py --data-dir ../shared/data            # the reduced CPU scale
     python benchmarks/decanlp.py --data-dir ../shared/data --scale full   # the config as written
@@ -69,8 +69,14 @@ def first_step_switches(run, task: str, pairs: list[tuple[str, str]]) -> tuple[l
     with forward hooks: the first decoder call of a greedy decode has a one-word answer so far."""
     from polytask.runner import predict
     net, seen, first = run.model.net, [], [False]
-    hooks = [net.decoder.register_forward_hook(lambda m, args, out: first.__setitem__(0, args[0].shape[1] == 1)),
-             net.switches.register_forward_hook(lambda m, args, out: seen.append(torch.sigmoid(out)) if first[0] else None)]
+
+    def on_decoder(module, args, out):           # args[0]: the answer so far, (B, A, H)
+        first[0] = args[0].shape[1] == 1
+
+    def on_switches(module, args, out):          # out: the logits of γ and λ, (B, 2)
+        if first[0]:
+            seen.append(torch.sigmoid(out))
+    hooks = [net.decoder.register_forward_hook(on_decoder), net.switches.register_forward_hook(on_switches)]
     try:
         answers = predict(run, task, pairs)
     finally:
