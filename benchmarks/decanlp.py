@@ -152,7 +152,8 @@ def main() -> None:
     # unlabelled books reviews (no dev, no test, nothing of the zero-shot domain), at the model's size
     sys.path.insert(0, str(ROOT / "src"))
     from polytask.config import load_config
-    dim = load_config(ROOT / BASE, overrides=[*scale["model"], *args.overrides]).model.embedding_dim
+    scaled = load_config(ROOT / BASE, overrides=[*scale["model"], *args.overrides])
+    dim = scaled.model.embedding_dim
     name = f"decathlon-word2vec-{dim}d.txt"
     if args.only_report:
         path = str((Path(args.work_dir) / name).resolve())
@@ -204,7 +205,7 @@ def main() -> None:
                   f"{shot['switches']['lambda_context']}; under the training question \"{shot['trained_question']}\" on the "
                   f"same reviews, γ {shot['switches_trained_question']['gamma_vocabulary']}, "
                   f"λ {shot['switches_trained_question']['lambda_context']}.\n")
-    batch = load_config(ROOT / BASE, overrides=[*scale["model"], *args.overrides]).data.batch_size
+    batch = scaled.data.batch_size
     extra += "\n| run | training examples/s (batches of " + str(batch) + ") |\n|---|---|\n" + "".join(
         f"| {r['name']} | {r['steps'] * batch / r['train_s']:.1f} |\n" for r in results if r.get("train_s"))
     extra += targets(results, shot, baseline)
