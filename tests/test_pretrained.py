@@ -104,6 +104,24 @@ def test_a_frozen_encoder_computes_each_sentence_vector_once(fdu_config, tiny_be
     assert model.heads["a"].linear.weight.grad is not None
 
 
+@pytest.mark.parametrize("variant", ["sp", "sc", "li", "le"])
+def test_task_tokens_make_the_pretrained_sentence_vector_task_specific(fdu_config, tiny_bert, variant):
+    """On a pretrained encoder too: the new task tokens (L-I, L-E) make the same text's vector
+    differ between tasks; S-P and S-C give one vector per text."""
+    from polytask.data.batching import Encoded, collate
+    from polytask.models import TaskSpec, build_model
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=config(fdu_config, tiny_bert, variant)),
+                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=0).eval()
+    batch = collate("a", [Encoded([2, 7, 8, 3], None, 1)])
+    with torch.no_grad():
+        as_a, as_b = model.encode("a", batch.tokens, batch.mask), model.encode("b", batch.tokens, batch.mask)
+    if variant in ("li", "le"):
+        assert (as_a - as_b).abs().max() > 1e-3
+    else:
+        torch.testing.assert_close(as_a, as_b)
+
+
 def test_frozen_sc_trains_from_yaml(fdu_config, tiny_bert):
     results = train(load_config(raw=config(fdu_config, tiny_bert, "sc", freeze="all")), quiet=True)
     assert set(results["dev"]) == {"a", "b"}

@@ -67,3 +67,21 @@ def test_task_token_attention_is_a_distribution_over_words(architecture, fdu_con
         torch.testing.assert_close(att.sum(1), torch.ones(2), atol=1e-5, rtol=1e-5)
     else:                                                          # the rest goes to the prepended tokens
         assert ((att.sum(1) > 0) & (att.sum(1) <= 1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("architecture", VARIANTS)
+def test_only_task_tokens_make_the_sentence_vector_task_specific(architecture, fdu_config):
+    """The same review read as task a and as task b: L-I and L-E give two different sentence
+    vectors (the task token is in the input), S-P and S-C the same one (the tasks part only in
+    their heads)."""
+    torch.manual_seed(0)
+    model = build_model(load_config(raw=config(fdu_config, architecture)),
+                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20).eval()
+    batch = collate("a", [Encoded([2, 3, 4], None, 1)])
+    with torch.no_grad():
+        _, as_a = model.encode("a", batch.tokens, batch.mask)
+        _, as_b = model.encode("b", batch.tokens, batch.mask)
+    if architecture in ("transformer_li", "transformer_le"):
+        assert (as_a - as_b).abs().max() > 1e-3
+    else:
+        torch.testing.assert_close(as_a, as_b)
