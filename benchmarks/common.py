@@ -10,22 +10,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Union
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ensure_vectors(args, config: str, filename: str, dim: int, overrides: list[str] = (), epochs: int = 10) -> str:
+def ensure_vectors(args, config: str, filename: str, dim: int, overrides: list[str] = (), epochs: int = 10,
+                   min_count: int = 2) -> str:
     """``<work-dir>/<filename>``: skip-gram word2vec of ``dim`` dimensions trained by ``polytask data
-    vectors`` on the train + unlabelled text of ``config`` (+ ``overrides``), made once per work dir.
-    Written under a temporary name first, so an interrupted run never leaves a half file to reuse."""
+    vectors`` on the train + unlabelled text of ``config`` (+ ``overrides``), made once per work dir,
+    for the words seen at least ``min_count`` times. Written under a temporary name first, so an
+    interrupted run never leaves a half file to reuse."""
     path = (Path(args.work_dir) / filename).resolve()
     if not path.is_file():
         partial = path.with_name(path.name + ".partial")
         path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "polytask.cli", "data", "vectors", config, *overrides,
                "--data-dir", str(Path(args.data_dir).resolve()), "--output", str(partial), "--dim", str(dim),
-               "--epochs", str(epochs)]
+               "--epochs", str(epochs), "--min-count", str(min_count)]
         print(f"[bench] vectors: {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         partial.rename(path)
@@ -89,13 +91,11 @@ def run_polytask(name: str, config: str, overrides: list[str], data_dir: str, wo
     and return its ``results.json``."""
     out = Path(work_dir) / name
     results = out / "results.json"
-    commit_file = Path(work_dir) / f"{name}.commit"
     check_same_config(out, config, overrides)
     if results.is_file():
         print(f"[bench] {name}: reusing {results}", flush=True)
         return {**json.loads(results.read_text()), "code_commit": run_commit(work_dir, name)}
-    if not commit_file.is_file():                      # the code that produces this run's numbers
-        commit_file.write_text(head_commit() + "\n")
+    record_commit(work_dir, name)
     cmd = [sys.executable, "-m", "polytask.cli", "train", config, "--data-dir", data_dir,
            "--output-dir", str(out), "--quiet", "--resume", f"trainer.num_threads={threads}", *overrides]
     print(f"[bench] {name}: {' '.join(cmd)}", flush=True)
@@ -156,6 +156,14 @@ def head_commit() -> str:
         return "unknown"
 
 
+def record_commit(work_dir: str, name: str) -> None:
+    """Keep the commit that run ``name`` starts training with (the code that produces its numbers) in
+    ``<work-dir>/<name>.commit``; a resumed run keeps the one it started with."""
+    path = Path(work_dir) / f"{name}.commit"
+    if not path.is_file():
+        path.write_text(head_commit() + "\n")
+
+
 def run_commit(work_dir: str, name: str) -> str:
     """The commit recorded when run ``name`` started training ("unknown" if none was)."""
     path = Path(work_dir) / f"{name}.commit"
@@ -194,51 +202,109 @@ def last_process_only(args, name: str, res: dict) -> dict[str, bool]:
             "peak_rss_last_process_only": resumed and not res.get("peak_rss_covers_run", False)}
 
 
-def run_suite(args, runs: dict[str, tuple[str, list[str], dict]]) -> list[dict]:
-    """Train every selected run ``name -> (config, overrides, settings)``; rows for the report."""
-    from concurrent.futures import ThreadPoolExecutor
-    data_dir = str(Path(args.data_dir).resolve())
-    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+WORK_DIR = "<work-dir>"   # in a run's overrides: the work directory (see run_suite)
+Run = Union[tuple[str, list[str], dict], Callable[[], Optional[dict]]]
+
+
+def selected_runs(args, runs: dict[str, Run]) -> list[str]:
+    """The runs ``--runs`` names (default: all of ``runs``, in their order); an unknown name is an
+    error that lists the known ones."""
     chosen = [n for n in (args.runs.split(",") if args.runs else runs) if n]
     unknown = [n for n in chosen if n not in runs]
     if unknown:
         raise SystemExit(f"unknown runs {unknown} (known: {', '.join(runs)})")
+    return chosen
+
+
+def run_suite(args, runs: dict[str, Run]) -> list[dict]:
+    """Train every selected run ``name -> (config, overrides, settings)``, ``--jobs`` at a time, and
+    return rows for the report. ``<work-dir>`` in an override stands for the work directory: the run
+    trains on the real path (a file the script made there, say) and its row keeps the placeholder, so
+    that a report does not name this machine's paths. A run made some other way than ``polytask
+    train`` is ``name -> function`` that returns its row (None when it has no results and
+    ``--only-report`` is set); it takes its turn in the same pool."""
+    from concurrent.futures import ThreadPoolExecutor
+    data_dir = str(Path(args.data_dir).resolve())
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    chosen = selected_runs(args, runs)
 
     def work(name: str):
+        if callable(runs[name]):
+            return runs[name]()
         config, overrides, settings = runs[name]
         if args.only_report and not (Path(args.work_dir) / name / "results.json").is_file():
             return None
-        res = run_polytask(name, config, overrides + list(args.overrides), data_dir, args.work_dir, args.threads)
+        overrides = overrides + list(args.overrides)
+        real = [o.replace(WORK_DIR, str(Path(args.work_dir).resolve())) for o in overrides]
+        res = run_polytask(name, config, real, data_dir, args.work_dir, args.threads)
         return {"name": name, "architecture": res["architecture"], "config": config, "settings": settings,
-                "overrides": overrides + list(args.overrides), "test": res["test"], "dev": res["dev"],
+                "overrides": overrides, "test": res["test"], "dev": res["dev"],
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
                 "wall_s": round(res["wall_seconds"], 1), "train_s": round(res.get("train_seconds", 0.0), 1),
                 "train_tokens_per_s": round(res["train_tokens_per_s"]),
                 "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
-                "vocab_size": res.get("vocab_size"),
+                "best_step": res.get("best_step"), "vocab_size": res.get("vocab_size"),
                 "code_commit": res["code_commit"], **last_process_only(args, name, res)}
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         return [r for r in pool.map(work, chosen) if r]
 
 
+def suite_command(args) -> str:
+    """The command recorded in a suite's report: the script with ``--data-dir ../shared/data``,
+    ``--scale`` when not the default and the overrides for every run."""
+    flags = [f"--scale {args.scale}"] if getattr(args, "scale", "cpu") != "cpu" else []
+    return " ".join([f"python benchmarks/{Path(sys.argv[0]).name} --data-dir ../shared/data", *flags, *args.overrides])
+
+
+def argv_command() -> str:
+    """The command that reproduces a report, every option given included, less --data-dir
+    (``../shared/data`` stands for the local path), --work-dir and --results-dir (where the runs and the
+    report live changes nothing in them) and --only-report."""
+    kept, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--data-dir", "--work-dir", "--results-dir"):
+            skip = True
+            continue
+        if a.startswith(("--data-dir=", "--work-dir=", "--results-dir=")) or a == "--only-report":
+            continue
+        kept.append(a)
+    return " ".join([f"python benchmarks/{Path(sys.argv[0]).name} --data-dir ../shared/data", *kept])
+
+
 def write_report(args, name: str, metric: str, runs: list[dict], published: list[dict],
-                 speed: Optional[list[dict]] = None, extra_md: str = "", baseline: str = "single-task") -> dict:
-    """``<results-dir>/<name>.json|md``: per-task table of the runs and the published figures,
-    averages, Δm against the baseline run, cost columns."""
+                 speed: Optional[list[dict]] = None, extra_md: str = "", baseline: str = "single-task",
+                 markdown: Optional[Callable[[dict], str]] = None, command: Optional[str] = None,
+                 fields: Optional[dict] = None) -> dict:
+    """``<results-dir>/<name>.json|md``: the provenance (``command``, default ``suite_command``), the
+    runs, the published figures, ``speed`` and any further ``fields`` as JSON; as Markdown,
+    ``markdown(report)`` (default ``suite_markdown``) followed by ``extra_md``."""
+    report = {**provenance(name, command or suite_command(args), metric), "runs": runs, "published": published,
+              "speed": speed or [], **(fields or {})}
+    text = (markdown(report) if markdown else suite_markdown(report, baseline)) + extra_md
+    out = Path(args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+    (out / f"{name}.md").write_text(text)
+    print(text)
+    return report
+
+
+def suite_markdown(report: dict, baseline: str = "single-task") -> str:
+    """Per-task table of the runs and the published figures, averages, Δm against the ``baseline``
+    run, cost columns."""
     sys.path.insert(0, str(ROOT / "src"))
     from polytask.evaluation.report import delta_m
     from polytask.evaluation.tables import format_table
-    flags = [f"--scale {args.scale}"] if getattr(args, "scale", "cpu") != "cpu" else []
-    command = f"python benchmarks/{Path(sys.argv[0]).name} --data-dir ../shared/data " + " ".join(
-        [*flags, *args.overrides])
-    report = {**provenance(name, command.strip(), metric), "runs": runs, "published": published,
-              "speed": speed or []}
+    runs, published = report["runs"], report["published"]
     base = next((r for r in runs if r["name"] == baseline), None)
     tasks = list(dict.fromkeys(t for r in runs for t in r["test"]))
     cols = {r["name"]: r["test"] for r in runs}
     cols.update({f"{p['name']} (pub.)": p["test"] for p in published if p.get("test")})  # per-task figures only
-    lines = [f"# {name}", "", f"Command: `{report['command']}`  ",
+    lines = [f"# {report['benchmark']}", "", f"Command: `{report['command']}`  ",
              f"Report written at commit {report['git_commit']} (each run's own code commit is in the table), "
              f"{report['device']}, {report['date']}.", "",
              format_table(cols, tasks), "",
@@ -260,15 +326,9 @@ def write_report(args, name: str, metric: str, runs: list[dict], published: list
     if any(r.get("peak_rss_last_process_only") for r in runs):
         lines.append("\n‡ resumed from a checkpoint that did not record the earlier processes' peak memory: the "
                      "figure is the last process's only.")
-    for s in speed or []:
+    for s in report["speed"]:
         lines.append(f"\n- speed, {s['name']}: {s['a']} / {s['b']} = {s['ratio_a_over_b']} ({s['unit']})")
-    markdown = "\n".join(lines) + "\n" + extra_md
-    out = Path(args.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=1))
-    (out / f"{name}.md").write_text(markdown)
-    print(markdown)
-    return report
+    return "\n".join(lines) + "\n"
 
 
 def inspect_plot(args, run: str, task: str, key: str, ylabel: str, filename: str, title: str,

@@ -104,6 +104,34 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
         assert report["speed"][0]["a_seconds"] > 0
 
 
+def test_suite_trains_on_the_work_dir_and_reports_its_placeholder(tmp_path: Path, monkeypatch):
+    """``<work-dir>`` in a run's overrides reaches ``polytask train`` as the work directory and stays
+    a placeholder in the report; a run given as a function takes its place in the order."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import argparse
+    import common
+    trained = {}
+
+    def fake_run_polytask(name, config, overrides, data_dir, work_dir, threads):
+        trained[name] = overrides
+        return {"architecture": "hard_sharing", "test": {"a": 80.0}, "dev": {"a": 81.0}, "test_avg": 80.0,
+                "dev_avg": 81.0, "wall_seconds": 12.34, "train_tokens_per_s": 99.6, "peak_rss_mb": 10.4,
+                "params": 5, "steps": 7, "best_step": 4, "code_commit": "abc1234"}
+    monkeypatch.setattr(common, "run_polytask", fake_run_polytask)
+    args = argparse.Namespace(data_dir=str(tmp_path), work_dir=str(tmp_path / "work"), runs="", jobs=1, threads=1,
+                              only_report=False, overrides=["trainer.lr=0.1"])
+    runs = {"w2v": ("c.yaml", ["data.vectors=<work-dir>/v.txt"], {}), "hand": lambda: {"name": "hand"},
+            "plain": ("c.yaml", [], {})}
+    rows = common.run_suite(args, runs)
+    assert [r["name"] for r in rows] == ["w2v", "hand", "plain"]
+    assert trained["w2v"] == [f"data.vectors={tmp_path / 'work'}/v.txt", "trainer.lr=0.1"]
+    assert rows[0]["overrides"] == ["data.vectors=<work-dir>/v.txt", "trainer.lr=0.1"]
+    assert (rows[0]["wall_s"], rows[0]["train_tokens_per_s"], rows[0]["best_step"]) == (12.3, 100, 4)
+    args.runs = "plain,nope"
+    with pytest.raises(SystemExit, match=r"unknown runs \['nope'\] \(known: w2v, hand, plain\)"):
+        common.run_suite(args, runs)
+
+
 def test_catalogue_targets_say_which_methods_beat_the_baselines():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from catalogue import targets
