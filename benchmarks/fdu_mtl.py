@@ -4,28 +4,22 @@ minimal hand-written PyTorch loop and the published numbers.
 
     python benchmarks/fdu_mtl.py --data-dir ../shared/data
 
-Each run is a ``polytask train`` subprocess writing to ``benchmarks/work/<name>``; an interrupted
+Each run is a ``polytask train`` subprocess writing to ``benchmarks/work/fdu-mtl/<name>``; an interrupted
 benchmark started again resumes the unfinished runs and reuses the finished ones. Results go to
 ``benchmarks/results/fdu-mtl.md`` and ``.json`` (format: ../shared/benchmarks.md).
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import head_commit, run_commit, run_polytask  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (ROOT, WORK_DIR, argv_command, ensure_vectors, record_commit, run_commit, run_suite,  # noqa: E402
+                    selected_runs, suite_argument_parser, write_report)
 
+sys.path.insert(0, str(ROOT / "src"))
 from polytask.evaluation.tables import format_table  # noqa: E402
 
 DOMAINS = ["apparel", "baby", "books", "camera_photo", "dvd", "electronics", "health_personal_care",
@@ -48,150 +42,91 @@ PUBLISHED_NAMES = ["BiLSTM (single)", "FS-MTL", "SP-MTL", "ASP-MTL"]
 PUBLISHED_AVG = {"BiLSTM (single)": 82.6, "FS-MTL": 84.7, "SP-MTL": 85.1, "ASP-MTL": 86.1}
 SOURCE = "Liu, Qiu, Huang ACL 2017 Table 2 (accuracy = 100 - error, derived), 200-d GloVe"
 
-RUNS = {  # name: (config, architecture, extra overrides)
-    "single-task": ("configs/fdu-mtl/single-task.yaml", "single_task", []),
-    "fs-mtl": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", []),
-    "sp-mtl": ("configs/fdu-mtl/shared-private.yaml", "shared_private", []),
-    "asp-mtl": ("configs/fdu-mtl/adversarial-shared-private.yaml", "adversarial_shared_private", []),
+FDU = "configs/fdu-mtl/"
+RANDOM = {"encoder": "bilstm", "vectors": "random"}
+# name -> (config, overrides, settings), in the order they run: fs-mtl first, the hand loop beside it
+RUNS = {
+    "fs-mtl": (FDU + "hard-sharing.yaml", [], RANDOM),
+    "asp-mtl": (FDU + "adversarial-shared-private.yaml", [], RANDOM),
+    "single-task": (FDU + "single-task.yaml", [], RANDOM),
+    "sp-mtl": (FDU + "shared-private.yaml", [], RANDOM),
     # the hand loop initialises word vectors N(0, 1) (nn.Embedding's default); polytask's default is 0.1
-    "fs-mtl-init1": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["model.embedding_init_std=1.0"]),
+    "fs-mtl-init1": (FDU + "hard-sharing.yaml", ["model.embedding_init_std=1.0"],
+                     {**RANDOM, "embedding_init_std": 1.0}),
     # the hand loop draws random batches padded to their longest text; polytask buckets by length
-    "fs-mtl-nobucket": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["data.bucket=false"]),
+    "fs-mtl-nobucket": (FDU + "hard-sharing.yaml", ["data.bucket=false"], {**RANDOM, "bucketing": False}),
     # the hand loop reads every review whole (up to 5,941 tokens); polytask's configs cut at 400
-    "fs-mtl-fulllength": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["data.max_length=6000"]),
+    "fs-mtl-fulllength": (FDU + "hard-sharing.yaml", ["data.max_length=6000"], RANDOM),
     # the hand loop does not clip gradients; polytask's configs clip the norm at 5
-    "fs-mtl-noclip": ("configs/fdu-mtl/hard-sharing.yaml", "hard_sharing", ["trainer.clip_norm=null"]),
+    "fs-mtl-noclip": (FDU + "hard-sharing.yaml", ["trainer.clip_norm=null"], RANDOM),
 }
+VECTORS = "fdu-word2vec-200d.txt"   # made by ensure_vectors in the work directory on first use
+W2V = f"data.vectors={WORK_DIR}/{VECTORS}"
 
 
-def run_hand_loop(args) -> dict:
+def vectors_runs(names: list[str]) -> dict:
+    """``<name>+w2v``: run ``name`` again with word2vec vectors trained on FDU-MTL's own text."""
+    return {f"{n}+w2v": (RUNS[n][0], [*RUNS[n][1], W2V], {"encoder": "bilstm", "vectors": "word2vec-own"})
+            for n in names}
+
+
+def hand_loop(args) -> dict | None:
+    """The hand loop's row (``benchmarks/hand_loop.py``, run once into ``<work-dir>/hand-loop.json``
+    and reused after; an interrupted one starts again)."""
     out = Path(args.work_dir) / "hand-loop.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    cmd = [sys.executable, "benchmarks/hand_loop.py", "--data-dir", args.data_dir, "--out", str(out),
-           "--steps", str(args.hand_steps), "--threads", str(args.threads)]
-    print(f"[bench] hand-loop: {' '.join(cmd)}", flush=True)
-    commit_file = Path(args.work_dir) / "hand-loop.commit"
-    if not commit_file.is_file():
-        commit_file.write_text(head_commit() + "\n")
-    log = (Path(args.work_dir) / "hand-loop.log").open("a")
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    return json.loads(out.read_text())
+    if not out.is_file():
+        if args.only_report:
+            return None
+        cmd = [sys.executable, "benchmarks/hand_loop.py", "--data-dir", str(Path(args.data_dir).resolve()),
+               "--out", str(out), "--steps", str(args.hand_steps), "--threads", str(args.threads)]
+        print(f"[bench] hand-loop: {' '.join(cmd)}", flush=True)
+        record_commit(args.work_dir, "hand-loop")
+        with (Path(args.work_dir) / "hand-loop.log").open("a") as log:
+            subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    hand = json.loads(out.read_text())
+    return {"name": "hand-loop", "architecture": "hard_sharing (plain PyTorch loop)",
+            "config": "benchmarks/hand_loop.py", "settings": dict(RANDOM),
+            "test": hand["test"], "test_avg": hand["test_avg"], "dev_avg": hand["dev_avg"],
+            "seeds": [1], "wall_s": round(hand["wall_s"], 1),
+            "train_tokens_per_s": round(hand["train_tokens_per_s"]),
+            "peak_rss_mb": round(hand["peak_rss_mb"]), "params": hand["params"], "steps": hand["steps"],
+            "code_commit": run_commit(args.work_dir, "hand-loop")}
 
 
-def ensure_vectors(args) -> str:
-    path = Path(args.work_dir) / "fdu-word2vec-200d.txt"
-    if not path.is_file():
-        cmd = [sys.executable, "-m", "polytask.cli", "data", "vectors", "configs/fdu-mtl/hard-sharing.yaml",
-               "--data-dir", args.data_dir, "--output", str(path), "--dim", "200"]
-        print(f"[bench] vectors: {' '.join(cmd)}", flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-    return str(path.resolve())
+def speed_against_hand_loop(runs: list[dict]) -> list[dict]:
+    """polytask's FS-MTL against the hand loop: wall time and throughput, from the same benchmark run."""
+    hand = next((r for r in runs if r["name"] == "hand-loop"), None)
+    fs = next((r for r in runs if r["name"] == "fs-mtl"), None)
+    if not (hand and fs):
+        return []
+    return [{"name": "polytask fs-mtl vs hand loop", "a": "polytask fs-mtl", "b": "hand loop",
+             "ratio_a_over_b": round(fs["wall_s"] / hand["wall_s"], 3), "unit": "wall seconds",
+             "batch": 32, "a_test_avg": fs["test_avg"], "b_test_avg": hand["test_avg"]},
+            {"name": "polytask fs-mtl vs hand loop (throughput)", "a": "polytask fs-mtl",
+             "b": "hand loop", "unit": "train tokens/s", "batch": 32,
+             "ratio_a_over_b": round(fs["train_tokens_per_s"] / hand["train_tokens_per_s"], 3)}]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--work-dir", default="benchmarks/work/fdu-mtl")
-    ap.add_argument("--runs", default="fs-mtl,asp-mtl,single-task,sp-mtl,fs-mtl-init1,fs-mtl-nobucket,fs-mtl-fulllength,fs-mtl-noclip",
-                    help="comma list of: " + ", ".join(RUNS))
+    ap = suite_argument_parser(__doc__, "benchmarks/work/fdu-mtl")
     ap.add_argument("--vectors-runs", default="fs-mtl",
                     help="runs repeated with word2vec vectors trained on FDU-MTL text ('' for none)")
     ap.add_argument("--no-hand-loop", action="store_true")
     ap.add_argument("--hand-steps", type=int, default=6000)
-    ap.add_argument("--jobs", type=int, default=2, help="runs at once")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    ap.add_argument("--only-report", action="store_true", help="rewrite the report from finished runs")
     args = ap.parse_args()
-    args.data_dir = str(Path(args.data_dir).resolve())
-    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
-
-    jobs = []  # (name, settings, callable)
-    for name in filter(None, args.runs.split(",")):
-        config, arch, extra = RUNS[name]
-        jobs.append((name, arch, config, {"encoder": "bilstm", "vectors": "random",
-                                          **({"embedding_init_std": 1.0} if name == "fs-mtl-init1" else {}),
-                                          **({"bucketing": False} if name == "fs-mtl-nobucket" else {})}, extra))
-    vec_names = list(filter(None, args.vectors_runs.split(",")))
-    if vec_names:
-        vectors = str((Path(args.work_dir) / "fdu-word2vec-200d.txt").resolve())  # made on first use
-        for name in vec_names:
-            config, arch, extra = RUNS[name]
-            jobs.append((f"{name}+w2v", arch, config, {"encoder": "bilstm", "vectors": "word2vec-own"},
-                         extra + [f"data.vectors={vectors}"]))
-
-    vectors_lock = threading.Lock()
-
-    def work(job):
-        name, arch, config, settings, overrides = job
-        if name == "hand-loop":
-            if args.only_report and not (Path(args.work_dir) / "hand-loop.json").is_file():
-                return None
-            hand = run_hand_loop(args)
-            return {"name": "hand-loop", "architecture": "hard_sharing (plain PyTorch loop)",
-                    "config": "benchmarks/hand_loop.py", "settings": settings,
-                    "test": hand["test"], "test_avg": hand["test_avg"], "dev_avg": hand["dev_avg"],
-                    "seeds": [1], "wall_s": round(hand["wall_s"], 1),
-                    "train_tokens_per_s": round(hand["train_tokens_per_s"]),
-                    "peak_rss_mb": round(hand["peak_rss_mb"]), "params": hand["params"], "steps": hand["steps"],
-                    "code_commit": run_commit(args.work_dir, "hand-loop")}
-        if args.only_report and not (Path(args.work_dir) / name / "results.json").is_file():
-            return None
-        if settings["vectors"] == "word2vec-own":
-            with vectors_lock:
-                ensure_vectors(args)
-        res = run_polytask(name, config, overrides, str(Path(args.data_dir).resolve()), args.work_dir, args.threads)
-        return {"name": name, "architecture": arch, "config": config, "settings": settings,
-                "code_commit": res["code_commit"],
-                "overrides": overrides, "test": res["test"], "test_avg": res["test_avg"],
-                "dev_avg": res["dev_avg"], "seeds": [1], "wall_s": round(res["wall_seconds"], 1),
-                "train_tokens_per_s": round(res["train_tokens_per_s"]), "peak_rss_mb": round(res["peak_rss_mb"]),
-                "params": res["params"], "steps": res["steps"], "best_step": res.get("best_step")}
-
-    if not args.no_hand_loop:  # run beside fs-mtl (the first job) so both see the same machine load
-        jobs.insert(1, ("hand-loop", "", "", {"encoder": "bilstm", "vectors": "random"}, []))
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = [r for r in pool.map(work, jobs) if r is not None]
-    speed = []
-    hand = next((r for r in runs if r["name"] == "hand-loop"), None)
-    fs = next((r for r in runs if r["name"] == "fs-mtl"), None)
-    if hand and fs:
-        speed.append({"name": "polytask fs-mtl vs hand loop", "a": "polytask fs-mtl", "b": "hand loop",
-                      "ratio_a_over_b": round(fs["wall_s"] / hand["wall_s"], 3), "unit": "wall seconds",
-                      "batch": 32, "a_test_avg": fs["test_avg"], "b_test_avg": hand["test_avg"]})
-        speed.append({"name": "polytask fs-mtl vs hand loop (throughput)", "a": "polytask fs-mtl",
-                      "b": "hand loop", "unit": "train tokens/s", "batch": 32,
-                      "ratio_a_over_b": round(fs["train_tokens_per_s"] / hand["train_tokens_per_s"], 3)})
+    with_vectors = vectors_runs([n for n in args.vectors_runs.split(",") if n])
+    chosen = [*selected_runs(args, RUNS), *with_vectors]
+    if not args.no_hand_loop:   # beside fs-mtl (the first run) so both see the same machine load
+        chosen.insert(1, "hand-loop")
+    args.runs = ",".join(chosen)
+    if with_vectors and not args.only_report:
+        ensure_vectors(args, FDU + "hard-sharing.yaml", VECTORS, 200)
+    runs = run_suite(args, {**RUNS, **with_vectors, "hand-loop": lambda: hand_loop(args)})
     published = [{"name": n, "source": SOURCE, "test_avg": PUBLISHED_AVG[n],
                   "test": {d: round(100 - PUBLISHED_ERROR[d][i], 1) for d in DOMAINS}}
                  for i, n in enumerate(PUBLISHED_NAMES)]
-    report = {"benchmark": "fdu-mtl", "command": reproduce_command(),
-              "git_commit": head_commit(), "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
-              "date": datetime.date.today().isoformat(), "metric": "accuracy", "runs": runs,
-              "published": published, "speed": speed}
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fdu-mtl.json").write_text(json.dumps(report, indent=1))
-    (out_dir / "fdu-mtl.md").write_text(markdown(report))
-    print(markdown(report))
-
-
-def reproduce_command() -> str:
-    """The command that reproduces the report: the options given, less --data-dir, --work-dir (where
-    the runs live changes nothing in them) and --only-report."""
-    kept, skip = [], False
-    for a in sys.argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if a in ("--data-dir", "--work-dir"):
-            skip = True
-            continue
-        if a.startswith(("--data-dir=", "--work-dir=")) or a == "--only-report":
-            continue
-        kept.append(a)
-    return " ".join(["python benchmarks/fdu_mtl.py --data-dir ../shared/data", *kept])
+    write_report(args, "fdu-mtl", "accuracy", runs, published, speed_against_hand_loop(runs),
+                 markdown=markdown, command=argv_command())
 
 
 def markdown(report: dict) -> str:

@@ -12,29 +12,30 @@ BiLSTM. Writes ``benchmarks/results/tagging.md`` and ``.json``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, provenance, run_polytask  # noqa: E402
+from common import WORK_DIR, ensure_vectors, run_suite, selected_runs, suite_argument_parser, write_report  # noqa: E402
 
+# word2vec on the training text of both tasks (train + unlabeled only; there is no unlabeled text),
+# made by ensure_vectors in the work directory
+VECTORS = "w2v-100.txt"
+W2V = f"data.vectors={WORK_DIR}/{VECTORS}"
 TUNED = ["model.dropout=0.5", "model.word_dropout=0.05", "model.encoder.hidden_dim=200"]
-RUNS = {   # name -> (config, architecture, extra overrides, uses the word2vec vectors)
-    "single-task": ("configs/tagging/single-task.yaml", "single_task", [], False),
-    "hard-sharing": ("configs/tagging/hard-sharing.yaml", "hard_sharing", [], False),
-    "low-supervision": ("configs/tagging/low-supervision.yaml", "low_supervision", [], False),
-    "joint-many-task": ("configs/tagging/joint-many-task.yaml", "joint_many_task", [], False),
-    "single-task-w2v": ("configs/tagging/single-task.yaml", "single_task", TUNED, True),
-    "hard-sharing-w2v": ("configs/tagging/hard-sharing.yaml", "hard_sharing", TUNED, True),
-    "low-supervision-w2v": ("configs/tagging/low-supervision.yaml", "low_supervision", TUNED, True),
-    "joint-many-task-w2v": ("configs/tagging/joint-many-task.yaml", "joint_many_task", TUNED, True),
+RANDOM = {"encoder": "bilstm+char-cnn", "vectors": "random", "head": "crf"}
+WORD2VEC = {**RANDOM, "vectors": "word2vec on train text"}
+TAG = "configs/tagging/"
+RUNS = {   # name -> (config, overrides, settings)
+    "single-task": (TAG + "single-task.yaml", [], RANDOM),
+    "hard-sharing": (TAG + "hard-sharing.yaml", [], RANDOM),
+    "low-supervision": (TAG + "low-supervision.yaml", [], RANDOM),
+    "joint-many-task": (TAG + "joint-many-task.yaml", [], RANDOM),
+    "single-task-w2v": (TAG + "single-task.yaml", [*TUNED, W2V], WORD2VEC),
+    "hard-sharing-w2v": (TAG + "hard-sharing.yaml", [*TUNED, W2V], WORD2VEC),
+    "low-supervision-w2v": (TAG + "low-supervision.yaml", [*TUNED, W2V], WORD2VEC),
+    "joint-many-task-w2v": (TAG + "joint-many-task.yaml", [*TUNED, W2V], WORD2VEC),
 }
-DEFAULT_RUNS = ",".join(RUNS)
 PUBLISHED = [
     {"name": "JMT (chunking, pretrained vectors)", "source": "Hashimoto et al. EMNLP 2017, as cited in "
      "polytask issue 3", "test": {"chunk": 95.77}},
@@ -42,57 +43,12 @@ PUBLISHED = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--work-dir", default="benchmarks/work/tagging")
-    ap.add_argument("--runs", default=DEFAULT_RUNS, help=f"comma list of runs (known: {', '.join(RUNS)})")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only-report", action="store_true", help="report the finished runs only")
-    ap.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"),
-                    help="where tagging.md/json go (a smoke test writes elsewhere)")
-    ap.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. trainer.max_steps=2000")
-    args = ap.parse_args()
-    data_dir = str(Path(args.data_dir).resolve())
-    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
-
-    names = [n for n in args.runs.split(",") if n]
-    unknown = [n for n in names if n not in RUNS]
-    if unknown:
-        raise SystemExit(f"unknown runs {unknown} (known: {', '.join(RUNS)})")
-    vectors = Path(args.work_dir).resolve() / "w2v-100.txt"
-    if any(RUNS[n][3] for n in names) and not args.only_report and not vectors.is_file():
-        # word2vec on the training text of both tasks (train + unlabeled only; there is no unlabeled text)
-        subprocess.run([sys.executable, "-m", "polytask.cli", "data", "vectors", "configs/tagging/hard-sharing.yaml",
-                        "--data-dir", data_dir, "--output", str(vectors), "--dim", "100", "--epochs", "10",
-                        "--min-count", "1"], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-
-    def work(name: str):
-        config, arch, extra, w2v = RUNS[name]
-        if args.only_report and not (Path(args.work_dir) / name / "results.json").is_file():
-            return None
-        overrides = extra + ([f"data.vectors={vectors}"] if w2v else []) + list(args.overrides)
-        res = run_polytask(name, config, overrides, data_dir, args.work_dir, args.threads)
-        return {"name": name, "architecture": arch, "config": config,
-                "settings": {"encoder": "bilstm+char-cnn", "vectors": "word2vec on train text" if w2v else "random",
-                             "head": "crf"},
-                "overrides": [o for o in overrides if not o.startswith("data.vectors=")]
-                + (["data.vectors=<work-dir>/w2v-100.txt"] if w2v else []), "test": res["test"], "dev": res["dev"],
-                "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
-                "wall_s": round(res["wall_seconds"], 1), "train_tokens_per_s": round(res["train_tokens_per_s"]),
-                "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
-                "code_commit": res["code_commit"]}
-
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = [r for r in pool.map(work, names) if r]
-    command = "python benchmarks/tagging.py --data-dir ../shared/data " + " ".join(args.overrides)
-    report = {**provenance("tagging", command.strip(), "upos: token accuracy %, chunk: span F1"),
-              "runs": runs, "published": PUBLISHED, "speed": [], "jobs": args.jobs, "threads": args.threads}
-    out = Path(args.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tagging.json").write_text(json.dumps(report, indent=1))
-    (out / "tagging.md").write_text(markdown(report))
-    print(markdown(report))
+    args = suite_argument_parser(__doc__, "benchmarks/work/tagging").parse_args()
+    if not args.only_report and any(W2V in RUNS[n][1] for n in selected_runs(args, RUNS)):
+        ensure_vectors(args, TAG + "hard-sharing.yaml", VECTORS, 100, min_count=1)
+    runs = run_suite(args, RUNS)
+    write_report(args, "tagging", "upos: token accuracy %, chunk: span F1", runs, PUBLISHED, markdown=markdown,
+                 fields={"jobs": args.jobs, "threads": args.threads})
 
 
 def baseline_for(report: dict, run: dict):

@@ -34,6 +34,24 @@ def test_tagging_benchmark_smoke(tmp_path: Path):
     assert "trainer.max_steps=2" in report["command"]
 
 
+@pytest.mark.data
+@pytest.mark.slow
+def test_fdu_mtl_benchmark_smoke(tmp_path: Path):
+    cmd = [sys.executable, "benchmarks/fdu_mtl.py", "--data-dir", str(data_dir()), "--work-dir", str(tmp_path / "work"),
+           "--results-dir", str(tmp_path / "results"), "--runs", "fs-mtl", "--vectors-runs", "", "--no-hand-loop",
+           "--jobs", "1", "trainer.max_steps=2", "trainer.eval_every=2", "model.encoder.hidden_dim=8",
+           "model.embedding_dim=8", "data.max_length=20"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / "fdu-mtl.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["fs-mtl"] and len(report["runs"][0]["test"]) == 16
+    assert report["runs"][0]["steps"] == 2 and report["speed"] == []
+    # the options given are the command, less the paths of this machine
+    assert report["command"] == ("python benchmarks/fdu_mtl.py --data-dir ../shared/data --runs fs-mtl --vectors-runs  "
+                                 "--no-hand-loop --jobs 1 " + " ".join(cmd[-5:]))
+    assert "| fs-mtl | " in (tmp_path / "results" / "fdu-mtl.md").read_text()
+
+
 TINY = ["trainer.max_steps=2", "trainer.eval_every=2", "model.encoder.hidden_dim=8", "model.embedding_dim=8",
         "data.max_length=20", "model.meta_hidden_dim=4", "model.meta_dim=4", "model.meta_rank=4"]
 
@@ -102,6 +120,47 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
     if script == "balancing.py":                        # timed in one process against equal weighting
         assert [(s["a"], s["b"]) for s in report["speed"]] == [("upgrad", "equal")]
         assert report["speed"][0]["a_seconds"] > 0
+
+
+def finished_work_dir(work: Path, report: dict) -> None:
+    """A work directory in which every run of ``report`` has finished, as ``polytask train`` (or the
+    hand loop) and the benchmark scripts leave it: results, and the commit each run started at."""
+    work.mkdir(parents=True)
+    for r in report["runs"]:
+        if r["name"] == "hand-loop":
+            (work / "hand-loop.json").write_text(json.dumps({k: r[k] for k in (
+                "test", "test_avg", "dev_avg", "wall_s", "train_tokens_per_s", "peak_rss_mb", "params", "steps")}))
+        else:
+            (work / r["name"]).mkdir()
+            (work / r["name"] / "results.json").write_text(json.dumps({
+                "architecture": r["architecture"], "test": r["test"], "dev": r.get("dev", {}),
+                "test_avg": r["test_avg"], "dev_avg": r["dev_avg"], "wall_seconds": r["wall_s"],
+                "train_tokens_per_s": r["train_tokens_per_s"], "peak_rss_mb": r["peak_rss_mb"], "params": r["params"],
+                "steps": r["steps"], "best_step": r.get("best_step")}))
+        (work / f"{r['name']}.commit").write_text(r["code_commit"] + "\n")
+
+
+@pytest.mark.parametrize("script,name", [("fdu_mtl.py", "fdu-mtl"), ("tagging.py", "tagging")])
+def test_report_of_the_committed_runs_is_rebuilt_the_same(tmp_path: Path, script, name):
+    """``--only-report`` over finished runs holding the committed report's figures writes that report
+    again: the same runs in the same order, the same figures, and the same Markdown up to the
+    hand-written notes, but for the commit, device and date it was written at."""
+    committed = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+    finished_work_dir(tmp_path / "work", committed)
+    cmd = [sys.executable, f"benchmarks/{script}", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "work"),
+           "--results-dir", str(tmp_path / "results"), "--only-report"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / f"{name}.json").read_text())
+    assert [r["name"] for r in report["runs"]] == [r["name"] for r in committed["runs"]]
+    for new, old in zip(report["runs"], committed["runs"]):
+        assert {k: new.get(k) for k in old} == old
+    same = ("benchmark", "command", "metric", "published", "speed", "jobs", "threads")
+    assert {k: report.get(k) for k in same} == {k: committed.get(k) for k in same}
+    written = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().split("\n## Notes on this run")[0]
+    for key in ("git_commit", "device", "date"):
+        written = written.replace(committed[key], report[key])
+    assert (tmp_path / "results" / f"{name}.md").read_text() == written
 
 
 def test_suite_trains_on_the_work_dir_and_reports_its_placeholder(tmp_path: Path, monkeypatch):
