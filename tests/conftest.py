@@ -144,3 +144,11 @@ def pair_config(tmp_path, data_dir) -> dict:
     raw = make_raw_config(data_dir, tmp_path / "pair-run")
     raw["tasks"] = [{"name": "a"}, copy.deepcopy(PAIR_TASK)]
     return raw
+
+
+def classes(name: str, n: int, pair: bool = False):
+    """The spec of a classification task ``name`` with ``n`` labels "0", "1", ... (a sentence-pair
+    task with ``pair``)."""
+    from polytask.kinds import TaskSpec
+    return TaskSpec(name, "pair_classification" if pair else "classification", tuple(str(i) for i in range(n)),
+                    pair=pair)

@@ -11,7 +11,7 @@ import torch
 
 from polytask.config import (ConfigError, ExperimentConfig, apply_overrides, config_differences, load_config,
                              save_config)
-from polytask.data.batching import Encoded, collate
+from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import REGISTRY, TaskSpec, build_model
 
 from conftest import make_raw_config, write_yaml
@@ -276,7 +276,7 @@ def test_unknown_architecture_lists_the_known_ones(raw):
     cfg = load_config(raw={**raw, "model": {**raw["model"], "architecture": "hard_sharing"}})
     cfg.model.architecture = "mixture_of_wizards"
     with pytest.raises(ConfigError) as at_build:
-        build_model(cfg, [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20)
+        build_model(cfg, [classes("a", 2), classes("b", 2)], vocab_size=20)
     for info in (at_load, at_build):
         msg = str(info.value)
         assert "model.architecture" in msg and "mixture_of_wizards" in msg
@@ -296,9 +296,8 @@ def test_every_config_loads_and_builds(path):
     for task in cfg.tasks:
         assert task.train and "{" not in task.train, task.train
     tags = ("B-X", "I-X", "O")
-    specs = [TaskSpec(t.name, len(t.labels or tags), t.type == "pair_classification",
-                      tagging=t.type == "tagging", labels=tuple(t.labels or tags),
-                      scheme=t.tag_scheme, head=t.tagging_head, qa=t.type == "qa") for t in cfg.tasks]
+    specs = [TaskSpec(t.name, t.type, tuple(t.labels or tags), scheme=t.tag_scheme, head=t.tagging_head,
+                      pair=t.type == "pair_classification") for t in cfg.tasks]
     chars = 10 if cfg.model.char_embedding_dim else 0
     model = build_model(cfg, specs, vocab_size=30, num_chars=chars)
     model.eval()

@@ -10,7 +10,7 @@ import yaml
 
 from polytask.cli import main
 from polytask.config import load_config
-from polytask.data.check import check_tasks, format_report
+from polytask.data_check import check_tasks, format_report
 
 # Task "a": the last 2 train lines are dev. Duplicates by design (texts are lowercased tokens):
 #   train: good film, bad film, good film (repeat), meh

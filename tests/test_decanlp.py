@@ -85,7 +85,7 @@ def test_mqan_with_character_ngrams_trains_and_answers(fdu_config):
     """decaNLP's inputs: word vectors + the mean of character n-gram vectors. Trains, saves, loads
     and answers; a context word outside the vocabulary still gets a non-zero input vector."""
     import torch
-    from polytask.data.batching import collate, encode_examples
+    from polytask.kinds import get_kind
     from polytask.data.readers import Example
     raw = qa_config(fdu_config)
     raw["model"] = {**raw["model"], "char_embedding_dim": 8, "char_encoder": "ngram"}
@@ -95,7 +95,8 @@ def test_mqan_with_character_ngrams_trains_and_answers(fdu_config):
     answers = predict(run, "a", [("the movie was good", "is it good or bad ?")])
     assert answers[0]["answer"] == "good"
     ex = Example(tokens=["zzyzxq"], tokens_b=["good", "?"], answers_text=[], line=1)   # an unseen word
-    batch = collate("a", encode_examples([ex], run.vocab, [], 10, run.chars)).to(run.device)
+    qa = get_kind("qa")
+    batch = qa.collate("a", qa.encode([ex], run.vocab, [], 10, run.chars)).to(run.device)
     assert batch.tokens[0, 0] >= len(run.vocab)                    # OOV: its word vector is zeros ...
     x = run.model.net.eval()._embed(batch.tokens, batch.chars)
     assert x[0, 0, :16].abs().sum() == 0 and x[0, 0, 16:].abs().sum() > 0   # ... its n-grams are not

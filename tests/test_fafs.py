@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import classes
 
 from polytask.config import ConfigError, load_config
 from polytask.models.fafs import branch_affinity, group_branches, separation
@@ -51,11 +52,11 @@ def fafs_config(fdu_config: dict, **model) -> dict:
 
 
 def test_widening_keeps_outputs_and_moves_down_a_layer(fdu_config):
-    from polytask.data.batching import Encoded, collate
+    from polytask.data.batching import Encoded, collate_text as collate
     from polytask.models import TaskSpec, build_model
     torch.manual_seed(0)
     cfg = load_config(raw=fafs_config(fdu_config, fafs_widen_every=0, fafs_branch_cost=0.05))
-    model = build_model(cfg, [TaskSpec("a", 2), TaskSpec("b", 2), TaskSpec("c", 2)], vocab_size=20).eval()
+    model = build_model(cfg, [classes("a", 2), classes("b", 2), classes("c", 2)], vocab_size=20).eval()
     batch = collate("c", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
     before = model(batch).logits
     affinity = torch.tensor([[1.0, 0.1, 0.95], [0.1, 1.0, 0.1], [0.95, 0.1, 1.0]])   # a ~ c, b alone

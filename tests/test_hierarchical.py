@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import classes
 
 from polytask.config import load_config
-from polytask.data.batching import collate, encode_examples
+from polytask.kinds import get_kind
 from polytask.data.readers import Example
 from polytask.models import TaskSpec, build_model
 from polytask.runner import train
@@ -30,8 +31,8 @@ def test_hierarchical_models_learn_pos_and_chunks(tagging_config, architecture, 
     assert results["dev"]["pos"] >= 95.0 and results["dev"]["chunk"] >= 90.0, results
 
 
-SPECS = [TaskSpec("pos", 4, tagging=True, labels=("CC", "DT", "NN", "VBZ"), head="softmax"),
-         TaskSpec("chunk", 4, tagging=True, labels=("B-NP", "B-VP", "I-NP", "O"), scheme="BIO", head="crf")]
+SPECS = [TaskSpec("pos", "tagging", ("CC", "DT", "NN", "VBZ"), head="softmax"),
+         TaskSpec("chunk", "tagging", ("B-NP", "B-VP", "I-NP", "O"), scheme="BIO", head="crf")]
 
 
 def batch_for(task: str):
@@ -40,7 +41,8 @@ def batch_for(task: str):
     labels = SPECS[0].labels if task == "pos" else SPECS[1].labels
     from polytask.data.vocab import Vocab
     vocab = Vocab(["the", "dog", "runs"])
-    return collate(task, encode_examples(ex, vocab, list(labels), 10))
+    tagging = get_kind("tagging")
+    return tagging.collate(task, tagging.encode(ex, vocab, list(labels), 10))
 
 
 def tiny(architecture: str, tagging_config, **extra):  # noqa: F811
@@ -74,7 +76,7 @@ def test_joint_many_task_feeds_lower_labels_and_regularizes(tagging_config):  # 
 def test_hierarchical_layer_errors(tagging_config):  # noqa: F811
     with pytest.raises(ValueError, match="task_layers.pos"):
         tiny("low_supervision", tagging_config, task_layers={"pos": 3, "chunk": 2})
-    specs = [TaskSpec("pos", 4, tagging=True, labels=SPECS[0].labels), TaskSpec("a", 2)]
+    specs = [TaskSpec("pos", "tagging", SPECS[0].labels), classes("a", 2)]
     cfg = load_config(raw=hierarchical_config(tagging_config, "joint_many_task",
                                               task_layers={"a": 1, "pos": 2}))
     with pytest.raises(ValueError, match="only tagging tasks"):

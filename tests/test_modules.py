@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.config import load_config
-from polytask.data.batching import Encoded, collate
+from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import TaskSpec, build_model
 from polytask.models.shared_private import difference_loss
 from polytask.modules import CNNEncoder, GradientReversal, LSTMEncoder, Pooling, TransformerEncoder
 from polytask.modules.encoders import reverse_padded
 
-from conftest import make_raw_config
+from conftest import classes, make_raw_config
 
 D, H = 8, 12
 
@@ -221,7 +221,7 @@ def tiny_model(tmp_path, architecture: str, encoder: str = "bilstm", pair_b: boo
     raw["model"]["encoder"] = dict(ENCODERS[encoder])
     cfg = load_config(raw=raw)
     torch.manual_seed(0)
-    specs = [TaskSpec("a", 2), TaskSpec("b", 3, pair=pair_b)]
+    specs = [classes("a", 2), classes("b", 3, pair=pair_b)]
     return build_model(cfg, specs, VOCAB), cfg
 
 

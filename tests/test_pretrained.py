@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 from polytask.config import load_config  # noqa: E402
 from polytask.runner import load_run, predict, train  # noqa: E402
 
-from conftest import FILLER, KEYWORDS  # noqa: E402
+from conftest import FILLER, KEYWORDS, classes  # noqa: E402
 
 
 @pytest.fixture
@@ -54,10 +54,10 @@ def test_patterns_fine_tune_a_local_encoder(fdu_config, tiny_bert, variant):
 def test_freezing(fdu_config, tiny_bert):
     from polytask.models import TaskSpec, build_model
     frozen = build_model(load_config(raw=config(fdu_config, tiny_bert, "sc", freeze="all")),
-                         [TaskSpec("a", 2)], vocab_size=0)
+                         [classes("a", 2)], vocab_size=0)
     assert not any(p.requires_grad for p in frozen.encoder.parameters())
     bottom = build_model(load_config(raw=config(fdu_config, tiny_bert, "sc", freeze="bottom", freeze_layers=1)),
-                         [TaskSpec("a", 2)], vocab_size=0)
+                         [classes("a", 2)], vocab_size=0)
     layers = bottom.encoder.model.encoder.layer
     assert not any(p.requires_grad for p in layers[0].parameters())
     assert all(p.requires_grad for p in layers[1].parameters())
@@ -83,11 +83,11 @@ def test_minilm_from_the_pypi_package_loads_offline():
 def test_a_frozen_encoder_computes_each_sentence_vector_once(fdu_config, tiny_bert):
     """S-C on a frozen encoder: the features are the encoder's (eval mode, no dropout), computed
     once per text; the task heads still learn."""
-    from polytask.data.batching import Encoded, collate
+    from polytask.data.batching import Encoded, collate_text as collate
     from polytask.models import TaskSpec, build_model
     torch.manual_seed(0)
     model = build_model(load_config(raw=config(fdu_config, tiny_bert, "sc", freeze="all")),
-                        [TaskSpec("a", 2)], vocab_size=0)
+                        [classes("a", 2)], vocab_size=0)
     model.train()
     assert not model.encoder.model.training                  # a fixed feature extractor
     calls = []
@@ -108,11 +108,11 @@ def test_a_frozen_encoder_computes_each_sentence_vector_once(fdu_config, tiny_be
 def test_task_tokens_make_the_pretrained_sentence_vector_task_specific(fdu_config, tiny_bert, variant):
     """On a pretrained encoder too: the new task tokens (L-I, L-E) make the same text's vector
     differ between tasks; S-P and S-C give one vector per text."""
-    from polytask.data.batching import Encoded, collate
+    from polytask.data.batching import Encoded, collate_text as collate
     from polytask.models import TaskSpec, build_model
     torch.manual_seed(0)
     model = build_model(load_config(raw=config(fdu_config, tiny_bert, variant)),
-                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=0).eval()
+                        [classes("a", 2), classes("b", 2)], vocab_size=0).eval()
     batch = collate("a", [Encoded([2, 7, 8, 3], None, 1)])
     with torch.no_grad():
         as_a, as_b = model.encode("a", batch.tokens, batch.mask), model.encode("b", batch.tokens, batch.mask)

@@ -71,7 +71,7 @@ def test_every_task_type_renders_as_qa():
 def test_a_written_question_is_split_into_words_even_for_pre_tokenised_files():
     from polytask.config import TaskConfig
     from polytask.data.readers import Example
-    from polytask.data.task import cast_to_qa
+    from polytask.kinds.qa import cast_to_qa
     cfg = TaskConfig(name="s", type="qa", format="fdu", tokenizer="whitespace", train="x",
                      question="Is this review negative or positive?", answer_words={"0": "negative", "1": "positive"})
     [ex] = cast_to_qa(cfg, [Example(tokens="it does n't work".split(), label="0", line=1)])

@@ -9,7 +9,7 @@ import pytest
 
 from polytask.config import DevSplitConfig, TaskConfig
 from polytask.data.readers import DataError, read_fdu, read_table
-from polytask.data.task import load_task
+from polytask.tasks import load_task
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import classes
 
 from polytask.config import load_config
-from polytask.data.batching import Encoded, collate
+from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import TaskSpec, build_model
 from polytask.models.shared_memory import ExternalMemory, MemoryLSTM, memory_read, memory_write
 from polytask.runner import train
@@ -51,7 +52,7 @@ def tiny_model(architecture: str, fdu_config):
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture,
                                    "memory_slots": 4, "memory_width": 3}}
     torch.manual_seed(0)
-    return build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=12)
+    return build_model(load_config(raw=raw), [classes("a", 2), classes("b", 2)], vocab_size=12)
 
 
 @pytest.mark.parametrize("architecture", ["shared_memory_arc1", "shared_memory_arc2"])

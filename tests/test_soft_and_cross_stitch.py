@@ -5,9 +5,10 @@ import itertools
 
 import pytest
 import torch
+from conftest import classes
 
 from polytask.config import load_config
-from polytask.data.batching import Encoded, collate
+from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import TaskSpec, build_model
 from polytask.runner import train
 from polytask.training.regularizers import l2_distance_penalty, trace_norm_penalty
@@ -30,7 +31,7 @@ def test_trace_norm_on_hand_computed_cases():
 def build(fdu_config, architecture: str, **model):
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture, **model}}
     torch.manual_seed(0)
-    return build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 2), TaskSpec("c", 2)],
+    return build_model(load_config(raw=raw), [classes("a", 2), classes("b", 2), classes("c", 2)],
                        vocab_size=20)
 
 
@@ -87,7 +88,7 @@ def test_sluice_mixes_subspaces_weights_layers_and_penalises_overlap(fdu_config)
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "sluice", "sluice_orthogonality": 0.5,
                                    "encoder": {"type": "bilstm", "hidden_dim": 8, "num_layers": 2}}}
     torch.manual_seed(0)
-    model = build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 2), TaskSpec("c", 2)],
+    model = build_model(load_config(raw=raw), [classes("a", 2), classes("b", 2), classes("c", 2)],
                         vocab_size=20)
     out = model(collate("b", [Encoded([2, 3, 4, 5], None, 1), Encoded([6, 7], None, 0)]))
     assert out.inspect["sluice_alpha"].shape == (2, 6, 6)

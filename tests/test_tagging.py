@@ -103,7 +103,7 @@ def test_tagging_config_errors(tagging_config: dict):
 
 
 def test_bio_tag_set_is_completed_so_unseen_prefixes_are_not_errors():
-    from polytask.data.task import complete_tag_set
+    from polytask.kinds.tagging import complete_tag_set
     assert complete_tag_set(["B-LST", "B-NP", "I-NP", "O"], "BIO") == ["B-LST", "B-NP", "I-LST", "I-NP", "O"]
     assert "S-X" in complete_tag_set(["B-X", "O"], "BIOES")
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import classes
 
 from polytask.config import load_config
-from polytask.data.batching import Encoded, collate
+from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import TaskSpec, build_model
 from polytask.runner import train
 from polytask.training import regularizers as reg
@@ -44,9 +45,9 @@ def test_each_prior_trains_the_toy_tasks(fdu_config, prior):
 def test_mismatched_class_counts_are_refused(fdu_config):
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "regularized_heads"}}
     with pytest.raises(ValueError, match="same number of classes"):
-        build_model(load_config(raw=raw), [TaskSpec("a", 2), TaskSpec("b", 3)], vocab_size=10)
+        build_model(load_config(raw=raw), [classes("a", 2), classes("b", 3)], vocab_size=10)
     model = build_model(load_config(raw={**raw, "model": {**raw["model"], "head_regularizer": "tensor_normal"}}),
-                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=10)
+                        [classes("a", 2), classes("b", 2)], vocab_size=10)
     out = model(collate("a", [Encoded([2, 3], None, 1)]))
     assert out.inspect["task_covariance"].shape == (2, 2) and out.parts["head_prior"] > 0
 

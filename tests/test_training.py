@@ -22,7 +22,7 @@ from polytask.training.checkpoint import read_weights
 from polytask.training.schedules import RoundRobinSchedule, build_schedule
 from polytask.training.trainer import Trainer
 
-from conftest import KEYWORDS, make_lines, make_raw_config, write_fdu_dataset, write_yaml
+from conftest import KEYWORDS, classes, make_lines, make_raw_config, write_fdu_dataset, write_yaml
 
 # accuracies are float32 percentages: 9 of 10 right is 89.99999761..., which is 90 %
 AT_LEAST_90 = 89.99
@@ -558,7 +558,7 @@ def test_word_vectors_can_have_their_own_learning_rate(fdu_config):
     from polytask.models import TaskSpec, build_model
     raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "embedding_lr": 1e-4}}
     cfg = load_config(raw=raw)
-    model = build_model(cfg, [TaskSpec("a", 2)], vocab_size=10)
+    model = build_model(cfg, [classes("a", 2)], vocab_size=10)
     from polytask.data.batching import Encoded
     trainer = Trainer(cfg, model, {"a": [Encoded([2, 3], None, 1)]}, {"a": []}, Vocab(["x"]), {}, fdu_config["output_dir"])
     groups = trainer.optimizer.param_groups

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import classes
 
 from polytask.config import load_config
-from polytask.data.batching import Encoded, collate
+from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import TaskSpec, build_model
 from polytask.runner import train
 
@@ -24,7 +25,7 @@ def config(fdu_config, architecture: str, **trainer):
 def test_patterns_build_route_tasks_and_ignore_padding(architecture, fdu_config):
     torch.manual_seed(0)
     model = build_model(load_config(raw=config(fdu_config, architecture)),
-                        [TaskSpec("a", 2), TaskSpec("b", 3)], vocab_size=20).eval()
+                        [classes("a", 2), classes("b", 3)], vocab_size=20).eval()
     batch = collate("b", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
     out = model(batch)
     assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
@@ -39,7 +40,7 @@ def test_patterns_build_route_tasks_and_ignore_padding(architecture, fdu_config)
 def test_layerwise_explicit_task_tokens_see_each_other(fdu_config):
     torch.manual_seed(0)
     model = build_model(load_config(raw=config(fdu_config, "transformer_le")),
-                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20).eval()
+                        [classes("a", 2), classes("b", 2)], vocab_size=20).eval()
     batch = collate("a", [Encoded([2, 3, 4], None, 1)])
     before = model(batch).logits
     with torch.no_grad():
@@ -58,7 +59,7 @@ def test_transformer_patterns_learn_the_toy_tasks(architecture, fdu_config):
 def test_task_token_attention_is_a_distribution_over_words(architecture, fdu_config):
     torch.manual_seed(0)
     model = build_model(load_config(raw=config(fdu_config, architecture)),
-                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20).eval()
+                        [classes("a", 2), classes("b", 2)], vocab_size=20).eval()
     batch = collate("b", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
     att = model(batch).inspect["task_attention"]                  # (B, T) over the words
     assert att.shape == (2, 3) and (att >= 0).all()
@@ -76,7 +77,7 @@ def test_only_task_tokens_make_the_sentence_vector_task_specific(architecture, f
     their heads)."""
     torch.manual_seed(0)
     model = build_model(load_config(raw=config(fdu_config, architecture)),
-                        [TaskSpec("a", 2), TaskSpec("b", 2)], vocab_size=20).eval()
+                        [classes("a", 2), classes("b", 2)], vocab_size=20).eval()
     batch = collate("a", [Encoded([2, 3, 4], None, 1)])
     with torch.no_grad():
         _, as_a = model.encode("a", batch.tokens, batch.mask)

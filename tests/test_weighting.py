@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import classes
 from torch import nn
 
 from polytask.config import ConfigError, load_config
@@ -127,11 +128,11 @@ def test_per_task_jacobian_equals_torchjds_own_backward(fdu_config, method):
     aggregator = {"upgrad": UPGrad, "mgda": MGDA, "pcgrad": PCGrad}[method]
     from torchjd.autojac import backward as jac_backward, jac_to_grad
 
-    from polytask.data.batching import Encoded, collate
+    from polytask.data.batching import Encoded, collate_text as collate
     from polytask.models import TaskSpec, build_model
     torch.manual_seed(0)
     tasks = ["a", "b", "c"]
-    model = build_model(load_config(raw=fdu_config), [TaskSpec(t, 2) for t in tasks], vocab_size=20)
+    model = build_model(load_config(raw=fdu_config), [classes(t, 2) for t in tasks], vocab_size=20)
     batches = {t: collate(t, [Encoded([2 + i, 5, 7 + k], None, (i + k) % 2) for i in range(3)])
                for k, t in enumerate(tasks)}
 

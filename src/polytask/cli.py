@@ -129,7 +129,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from .data.check import check_tasks, format_report
+    from .data_check import check_tasks, format_report
     from .experiment import resolve_data_dir
     cfg = _config(args)
     report = check_tasks(cfg, resolve_data_dir(args.data_dir, cfg))
@@ -140,7 +140,7 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_vectors(args) -> int:
-    from .data.task import load_task, load_unlabeled
+    from .tasks import load_task, load_unlabeled
     from .data.vectors import train_word2vec
     from .experiment import resolve_data_dir
     cfg = _config(args)

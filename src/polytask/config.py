@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Union
 
 import yaml
 
@@ -45,16 +45,16 @@ class TaskConfig:
     """
 
     name: str = ""
-    type: Literal["classification", "pair_classification", "tagging", "qa"] = "classification"
+    type: str = "classification"        # a task kind: classification, pair_classification, regression, tagging, qa
     format: Literal["fdu", "tsv", "csv", "jsonl", "conll", "conllu", "squad"] = "fdu"
     train: Optional[str] = None
     dev: Optional[str] = None
     test: Optional[str] = None
     unlabeled: Optional[str] = None
     dev_split: DevSplitConfig = field(default_factory=DevSplitConfig)
-    text_column: str = "text"
-    text_b_column: Optional[str] = None
-    label_column: str = "label"
+    text_column: Union[str, int] = "text"       # a column name, or a 0-based column number
+    text_b_column: Optional[Union[str, int]] = None
+    label_column: Union[str, int] = "label"
     header: bool = True
     encoding: str = "utf-8"
     fallback_encoding: str = "cp1252"
@@ -70,6 +70,7 @@ class TaskConfig:
     question: Optional[str] = None       # qa from a labelled file: the question ({b}: second text, {labels})
     answer_words: Optional[dict[str, Any]] = None  # qa from a labelled file: label -> answer text
     article_split: Optional[float] = None  # squad: test fraction, split by article from the train file
+    metric: Optional[Union[str, list[str]]] = None  # the metric(s) to report; the first selects on dev
 
 
 @dataclass
@@ -100,9 +101,24 @@ class EncoderConfig:
     max_positions: int = 512
 
 
+# the task kinds an architecture serves when it produces encodings (every kind but qa, which needs
+# an architecture that generates answers)
+ENCODING_KINDS = ("classification", "pair_classification", "regression", "tagging")
+
+
 @dataclass
 class ModelConfig:
-    """The architecture (registry name) and its building blocks."""
+    """What every architecture takes: the name, the word embedding and the encoder.
+
+    Each architecture subclasses this with its own hyper-parameters (its file declares the class),
+    and says which task kinds it serves (``kinds``), whether it reads sentence pairs (``pairs``)
+    and which encoder types it builds on (``encoders``). ``model:`` in a YAML is validated against
+    the chosen architecture's class: a key it does not take is an error naming both.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ENCODING_KINDS
+    pairs: ClassVar[bool] = True
+    encoders: ClassVar[tuple[str, ...]] = ("bilstm", "lstm", "cnn", "transformer")
 
     architecture: str = "hard_sharing"
     embedding_dim: int = 200
@@ -112,36 +128,25 @@ class ModelConfig:
     pooling: Literal["max", "mean", "last"] = "max"
     dropout: float = 0.3
     word_dropout: float = 0.0            # training: each word id becomes <unk> with this probability
-    adversarial_weight: float = 0.05
-    orthogonality_weight: float = 0.01
-    task_layers: dict[str, Any] = field(default_factory=dict)  # hierarchical: task -> layer (1-based)
-    label_embedding_dim: int = 32        # joint_many_task: embeddings of lower tasks' labels
-    successive_regularization: float = 0.0  # joint_many_task: δ of the successive regularization
-    meta_hidden_dim: int = 40            # meta_lstm: hidden size of the shared Meta-LSTM
-    meta_dim: int = 40                   # meta_lstm: size of z_t
-    meta_rank: int = 40                  # meta_lstm: rank m of W(z) = P diag(Qz) R
-    meta_shared_directions: bool = False  # meta_lstm: one Meta-LSTM for both directions
-    memory_slots: int = 50               # shared memory: K slots ...
-    memory_width: int = 20               # ... of width M (Liu et al. 2016: (50, 20))
-    memory_sharpness: float = 1.0        # shared memory: initial β of the cosine addressing
-    soft_sharing: Literal["l2", "trace"] = "l2"  # soft_sharing: the penalty tying task encoders
-    soft_sharing_weight: float = 1e-3    # soft_sharing: its weight λ
-    cross_stitch_init: float = 0.9       # cross_stitch, sluice: initial diagonal of each α
-    sluice_orthogonality: float = 0.1    # sluice: weight of the subspace orthogonality penalty (mean squared
-                                         # correlation of the two subspaces' units, summed over tasks and layers)
-    fafs_widen_every: int = 500          # fully_adaptive: steps between widenings (top layer first)
-    fafs_branch_cost: float = 0.05       # fully_adaptive: λ, the cost of one more branch
-    head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
-    head_regularizer_weight: float = 1e-3  # regularized_heads: weight of the prior on the task layers
-    max_answer_length: int = 30          # mqan / seq2seq: longest generated answer
-    beam_size: int = 1                   # mqan / seq2seq: 1 = greedy decoding
-    factorisation_ranks: Optional[list[int]] = None  # tucker: [task, class, feature]; tensor_train: [r1, r2]
-    pretrained: Optional[str] = None     # a local Hugging Face model directory, or "minilm"
-    freeze: Literal["none", "all", "bottom"] = "none"  # pretrained: what stays fixed
-    freeze_layers: int = 0               # pretrained, freeze "bottom": how many lowest layers
     char_embedding_dim: int = 0          # > 0 adds a character encoder to the word vectors
     char_hidden_dim: int = 50
     char_encoder: Literal["cnn", "bilstm", "ngram"] = "cnn"   # ngram: mean of hashed character n-gram vectors
+
+    def check(self, tasks: list["TaskConfig"], where: str) -> None:
+        """Checks of this architecture's settings against each other and the tasks (raise
+        ConfigError naming the key). Subclasses extend it."""
+        if self.encoder.type not in self.encoders:
+            raise ConfigError(f"{where}.encoder.type: {self.architecture} builds on "
+                              f"{', '.join(self.encoders)} encoders, not {self.encoder.type!r}")
+        positive = {"embedding_dim": self.embedding_dim, "encoder.hidden_dim": self.encoder.hidden_dim,
+                    "encoder.num_layers": self.encoder.num_layers}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{where}.{key}: must be positive, got {value}")
+        for key, value in {"dropout": self.dropout, "encoder.dropout": self.encoder.dropout,
+                           "word_dropout": self.word_dropout}.items():
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{where}.{key}: must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -204,7 +209,15 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
-        return _convert(value, non_none[0], path)
+        if len(non_none) == 1:
+            return _convert(value, non_none[0], path)
+        for option in non_none:                   # the first type the value fits
+            try:
+                return _convert(value, option, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {' or '.join(_type_name(a) for a in non_none)}, "
+                          f"got {type(value).__name__} {value!r}")
     if tp is Any:
         return value
     if origin is Literal:
@@ -243,17 +256,33 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
 
 
 def from_dict(cls: type, data: dict, path: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types. The ``model``
+    section becomes the config class of the architecture it names."""
+    if cls is ModelConfig:
+        cls = architecture_config(data.get("architecture", ModelConfig.architecture), path)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
             where = f"{path}.{key}" if path else str(key)
+            if issubclass(cls, ModelConfig):
+                raise ConfigError(f"{where}: the architecture {data.get('architecture', ModelConfig.architecture)!r} "
+                                  f"does not take this key (it takes: {', '.join(sorted(names))})")
             raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(names))})")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _convert(value, hints[name], f"{path}.{name}" if path else name)
     return cls(**kwargs)
+
+
+def architecture_config(name: Any, path: str = "model") -> type:
+    """The config class the architecture ``name`` declares (in its own file)."""
+    from . import catalog
+    where = f"{path}.architecture" if path else "architecture"
+    if not isinstance(name, str) or name not in catalog.ARCHITECTURE_MODULES:
+        raise ConfigError(f"{where}: unknown architecture {name!r} "
+                          f"(known: {', '.join(sorted(catalog.ARCHITECTURE_MODULES))})")
+    return catalog.architecture(name)[0]
 
 
 def to_dict(cfg: Any) -> dict:
@@ -362,73 +391,67 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
-    """Checks that need more than one field (and the architecture name, before any data is read)."""
-    from .models import REGISTRY
-    if cfg.model.architecture not in REGISTRY:
-        raise ConfigError(f"{source}: model.architecture: unknown architecture "
-                          f"{cfg.model.architecture!r} (known: {', '.join(sorted(REGISTRY))})")
+    """Checks that need more than one field, before any data is read: each task against its kind,
+    the tasks against what the architecture serves, the architecture's own settings."""
+    from . import catalog
     if not cfg.tasks:
         raise ConfigError(f"{source}: tasks: at least one task is needed")
-    if cfg.model.architecture == "fully_adaptive":
-        if cfg.model.encoder.type != "bilstm":
-            raise ConfigError(f"{source}: model.encoder.type: fully_adaptive widens a stack of BiLSTM "
-                              f"layers; got {cfg.model.encoder.type!r} (use bilstm)")
-        if cfg.model.fafs_widen_every < 0 or cfg.model.fafs_branch_cost < 0:
-            raise ConfigError(f"{source}: model.fafs_widen_every / model.fafs_branch_cost: must not be negative")
-        if cfg.trainer.structure_batches <= 0:
-            raise ConfigError(f"{source}: trainer.structure_batches: must be positive")
+    kinds = catalog.task_kinds()
+    model = cfg.model
     seen = set()
     for i, task in enumerate(cfg.tasks):
+        where = f"{source}: tasks[{i}]"
         if not task.name:
-            raise ConfigError(f"{source}: tasks[{i}].name: every task needs a name")
+            raise ConfigError(f"{where}.name: every task needs a name")
         if task.name in seen:
-            raise ConfigError(f"{source}: tasks[{i}].name: duplicate task name {task.name!r}")
+            raise ConfigError(f"{where}.name: duplicate task name {task.name!r}")
         seen.add(task.name)
+        if task.type not in kinds:
+            raise ConfigError(f"{where}.type: unknown task type {task.type!r} (known: {', '.join(kinds)})")
+        kind = kinds[task.type]
         if task.train is None:
-            raise ConfigError(f"{source}: tasks[{i}].train: a train file is needed ({task.name})")
+            raise ConfigError(f"{where}.train: a train file is needed ({task.name})")
         if task.dev_split.policy == "file" and task.dev is None:
-            raise ConfigError(f"{source}: tasks[{i}].dev: dev_split.policy is 'file' but no dev path")
-        if task.type == "pair_classification" and task.text_b_column is None and task.format not in ("fdu",):
-            raise ConfigError(f"{source}: tasks[{i}].text_b_column: pair tasks need a second text column")
-        if task.type == "qa" and task.format != "squad" and (task.question is None or not task.answer_words):
-            raise ConfigError(f"{source}: tasks[{i}].question: a qa task read from a {task.format} file "
-                              "needs a question template and answer_words (label -> answer)")
-        if task.format == "squad" and task.type != "qa":
-            raise ConfigError(f"{source}: tasks[{i}].type: squad files are read by qa tasks")
-        tagging_formats = ("conll", "conllu")
-        if (task.type == "tagging") != (task.format in tagging_formats):
-            raise ConfigError(f"{source}: tasks[{i}].format: tagging tasks read conll/conllu files, "
-                              f"and conll/conllu files are for tagging tasks ({task.name}: "
-                              f"type {task.type}, format {task.format})")
-        if task.type == "pair_classification" and task.format == "fdu":
-            raise ConfigError(f"{source}: tasks[{i}].format: the fdu format has one text column; "
-                              "use tsv/csv/jsonl for pairs")
+            raise ConfigError(f"{where}.dev: dev_split.policy is 'file' but no dev path")
+        if task.dev_split.policy in ("tail", "random") and task.dev_split.size <= 0:
+            raise ConfigError(f"{where}.dev_split.size: must be positive with policy "
+                              f"{task.dev_split.policy!r}, got {task.dev_split.size}")
+        try:
+            kind.check_config(task, f"tasks[{i}]")
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        metrics = [task.metric] if isinstance(task.metric, str) else list(task.metric or [])
+        for name in metrics:
+            if name not in kind.metrics:
+                raise ConfigError(f"{where}.metric: {name!r} is not a metric of {task.type} tasks "
+                                  f"(they report: {', '.join(kind.metrics)})")
+        if task.type not in model.kinds:
+            raise ConfigError(f"{where}.type: the architecture {model.architecture!r} cannot serve "
+                              f"{task.type} tasks ({task.name}); it serves: {', '.join(model.kinds)}")
+        if kind.pair(task) and not model.pairs:
+            raise ConfigError(f"{where}.text_b_column: the architecture {model.architecture!r} reads single "
+                              f"texts, and {task.name} is a sentence-pair task")
+        if kind.pair(task) and model.char_embedding_dim > 0:
+            raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
+                              "available for sentence-pair tasks yet; set it to 0")
+    model.check(cfg.tasks, f"{source}: model")
     unknown = [t for t in cfg.trainer.pretrain_tasks if t not in seen]
     if unknown:
         raise ConfigError(f"{source}: trainer.pretrain_tasks: unknown tasks {unknown} (tasks: {sorted(seen)})")
-    from .training.weighting import GRADIENT_METHODS, LOSS_METHODS
-    if cfg.trainer.weighting not in LOSS_METHODS + GRADIENT_METHODS:
+    loss_methods, gradient_methods = catalog.weighting_methods()
+    if cfg.trainer.weighting not in loss_methods + gradient_methods:
         raise ConfigError(f"{source}: trainer.weighting: unknown method {cfg.trainer.weighting!r} "
-                          f"(known: {', '.join(LOSS_METHODS + GRADIENT_METHODS)})")
-    if cfg.trainer.weighting in GRADIENT_METHODS and cfg.trainer.step_mode != "all_tasks":
+                          f"(known: {', '.join(loss_methods + gradient_methods)})")
+    if cfg.trainer.weighting in gradient_methods and cfg.trainer.step_mode != "all_tasks":
         raise ConfigError(f"{source}: trainer.weighting: {cfg.trainer.weighting} combines the tasks' "
                           "gradients of one step; set trainer.step_mode: all_tasks")
-    if cfg.model.char_embedding_dim > 0 and any(t.type == "pair_classification" for t in cfg.tasks):
-        raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
-                          "available for sentence-pair tasks yet; set it to 0")
-    positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.grad_accumulation": cfg.trainer.grad_accumulation, "trainer.eval_every": cfg.trainer.eval_every,
-                "data.batch_size": cfg.data.batch_size, "data.max_length": cfg.data.max_length,
-                "model.embedding_dim": cfg.model.embedding_dim,
-                "model.encoder.hidden_dim": cfg.model.encoder.hidden_dim,
-                "model.encoder.num_layers": cfg.model.encoder.num_layers}
+    positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.grad_accumulation": cfg.trainer.grad_accumulation,
+                "trainer.eval_every": cfg.trainer.eval_every, "trainer.structure_batches": cfg.trainer.structure_batches,
+                "data.batch_size": cfg.data.batch_size, "data.eval_batch_size": cfg.data.eval_batch_size,
+                "data.max_length": cfg.data.max_length}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{source}: {key}: must be positive, got {value}")
-    for key, value in {"model.dropout": cfg.model.dropout,
-                       "model.encoder.dropout": cfg.model.encoder.dropout,
-                       "model.word_dropout": cfg.model.word_dropout}.items():
-        if not 0.0 <= value < 1.0:
-            raise ConfigError(f"{source}: {key}: must be in [0, 1), got {value}")
 
 
 # Keys that say where and how a run executes, not what it trains: never a difference between runs.

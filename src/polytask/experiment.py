@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Optional
 
 from .config import ExperimentConfig
-from .data.batching import Encoded, encode_examples
-from .data.task import Task, load_task, resolve_path
+from .data.batching import Encoded
 from .data.vocab import BOS, EOS, PAD, UNK, Vocab
-from .models import TaskSpec, build_model
+from .kinds import TaskSpec, get_kind
+from .models import build_model
+from .tasks import Task, load_task, resolve_path, spec_from_info
 
 
 def resolve_data_dir(cli_value: Optional[str], cfg: Optional[ExperimentConfig] = None) -> Optional[Path]:
@@ -28,7 +29,7 @@ def load_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict[str, Tas
 def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
     """One vocabulary over every task's training text (dev and test never enter it), or the
     tokenizer of ``model.pretrained``."""
-    if cfg.model.pretrained:
+    if getattr(cfg.model, "pretrained", None):   # only the transformer_* architectures take one
         from .modules.pretrained import PretrainedVocab, load_tokenizer
         return PretrainedVocab(load_tokenizer(cfg.model.pretrained), cfg.data.max_length)
     def sentences():
@@ -55,15 +56,11 @@ def build_char_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Optional[
 
 def task_info(tasks: dict[str, Task]) -> dict[str, dict]:
     """What a run directory records about each task (``tasks.json``)."""
-    return {n: {"type": t.type, "labels": t.labels, "metric": t.metric, "scheme": t.scheme,
-                "head": t.head} for n, t in tasks.items()}
+    return {n: t.info() for n, t in tasks.items()}
 
 
 def specs_from_info(info: dict[str, dict]) -> list[TaskSpec]:
-    return [TaskSpec(name, len(i["labels"]), i["type"] == "pair_classification",
-                     tagging=i["type"] == "tagging", labels=tuple(i["labels"]),
-                     scheme=i.get("scheme"), head=i.get("head", "softmax"), qa=i["type"] == "qa")
-            for name, i in info.items()]
+    return [spec_from_info(name, i) for name, i in info.items()]
 
 
 def task_specs(tasks: dict[str, Task]) -> list[TaskSpec]:
@@ -72,7 +69,7 @@ def task_specs(tasks: dict[str, Task]) -> list[TaskSpec]:
 
 def encode_split(task: Task, split: str, vocab: Vocab, max_length: int,
                  char_vocab: Optional[Vocab] = None) -> list[Encoded]:
-    return encode_examples(task.split(split), vocab, task.labels, max_length, char_vocab)
+    return task.kind.encode(task.split(split), vocab, task.labels, max_length, char_vocab)
 
 
 def make_model(cfg: ExperimentConfig, specs: list[TaskSpec], vocab: Vocab, data_dir: Optional[Path],

@@ -12,14 +12,13 @@ from typing import Iterable, Optional
 import torch
 
 from .config import ExperimentConfig, load_config
-from .data.batching import encode_examples
 from .data.readers import Example, tokenize
-from .data.task import question_tokenizer
 from .data.vocab import Vocab, load_vocab
-from .evaluation.evaluate import evaluate_model, predict_items, predict_tags
+from .evaluation.evaluate import evaluate_metrics, primary
 from .evaluation.tables import format_table
 from .experiment import (build_char_vocab, build_vocab, encode_split, load_tasks, make_model,
                          resolve_data_dir, specs_from_info, task_info, task_specs)
+from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
 from .training.trainer import Trainer, resolve_device
@@ -64,9 +63,12 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     summary = trainer.train()
     trainer.load_best()
     itos = getattr(vocab, "itos", None)
-    dev = evaluate_model(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
-    test = evaluate_model(model, test_items, cfg.data.eval_batch_size, trainer.device, info, itos)
+    dev_metrics = evaluate_metrics(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
+    test_metrics = evaluate_metrics(model, test_items, cfg.data.eval_batch_size, trainer.device, info, itos)
+    dev, test = primary(dev_metrics), primary(test_metrics)
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
+               "dev_metrics": dev_metrics, "test_metrics": test_metrics,
+               "metrics": {n: t.metrics for n, t in tasks.items()},
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": trainer.earlier_wall_seconds + time.perf_counter() - wall0,
                "wall_includes_resumes": True,
@@ -80,11 +82,22 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     if not quiet:
         for layer, groups in enumerate(structure.get("fafs_tree", []), 1):
             print(f"layer {layer}: " + " | ".join(", ".join(g) for g in groups))
-        print(format_table({"dev": dev, "test": test}, list(tasks), markdown=False))
+        print(format_table(metric_columns({"dev": dev_metrics, "test": test_metrics}), list(tasks), markdown=False))
         print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
               f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
               f"run directory {run_dir}")
     return results
+
+
+def metric_columns(splits: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """``{split: {task: {metric: value}}}`` as table columns: ``split`` alone for each task's first
+    metric, ``split metric`` for the others (every metric is shown)."""
+    columns: dict[str, dict[str, float]] = {}
+    for split, scores in splits.items():
+        for task, values in scores.items():
+            for i, (metric, value) in enumerate(values.items()):
+                columns.setdefault(split if i == 0 else f"{split} {metric}", {})[task] = value
+    return columns
 
 
 def _load_shared_and_freeze(model: torch.nn.Module, source: Path) -> None:
@@ -128,34 +141,32 @@ STRUCTURE_KEYS = ("cross_stitch_alpha", "sluice_alpha", "sluice_beta", "task_cov
 def learned_structure(model: torch.nn.Module, items: dict, device) -> dict:
     """The architecture's learned sharing structure (cross-stitch α, sluice α/β, task covariance),
     read from ``TaskOutput.inspect`` on one example, as nested lists for ``structure.json``."""
-    from .data.batching import collate
     task = next((t for t, its in items.items() if its), None)
     if task is None:
         return {}
     was_training = model.training
     model.eval()
     try:
-        out = model(collate(task, items[task][:1]).to(device))
+        out = model(get_kind(model.task_kinds[task]).collate(task, items[task][:1]).to(device))
     finally:
         model.train(was_training)
     structure = {k: v.cpu().tolist() for k, v in out.inspect.items() if k in STRUCTURE_KEYS}
-    if hasattr(model, "structure"):                                   # e.g. the fully-adaptive tree
-        structure.update(model.structure())
+    structure.update(model.structure())                               # e.g. the fully-adaptive tree
     return structure
 
 
 def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
     """Per-example inspection values (fusion gates, mixing weights, ...) with the tokens."""
-    from .data.batching import collate
     info = run.task_info[task]
+    kind = get_kind(info["type"])
     tcfg = next(t for t in run.cfg.tasks if t.name == task)
     out = []
     for i, text in enumerate(texts):
         tokens = tokenize(text, tcfg.tokenizer, tcfg.lowercase) or ["<unk>"]
-        items = encode_examples([Example(tokens=tokens, line=i + 1)], run.vocab, info["labels"],
-                                run.cfg.data.max_length, run.chars)
+        items = kind.encode([Example(tokens=tokens, line=i + 1)], run.vocab, info["labels"],
+                            run.cfg.data.max_length, run.chars)
         with torch.no_grad():
-            result = run.model(collate(task, items).to(run.device))
+            result = run.model(kind.collate(task, items).to(run.device))
         out.append({"text": text, "tokens": tokens[: run.cfg.data.max_length],
                     "inspect": {k: v[0].cpu().tolist() if v.dim() > 2 else v.cpu().tolist()
                                 for k, v in result.inspect.items()}})
@@ -196,8 +207,9 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
     return LoadedRun(cfg, vocab, info, model, dev, chars)
 
 
-def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] = None) -> dict[str, float]:
-    """Accuracy per task of a trained run on ``split``, read afresh from the data files."""
+def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] = None) -> dict[str, dict[str, float]]:
+    """Every metric of every task of a trained run on ``split`` (``{task: {metric: value}}``), read
+    afresh from the data files."""
     run = load_run(run_dir)
     tasks = load_tasks(run.cfg, resolve_data_dir(str(data_dir) if data_dir else None, run.cfg))
     items = {}
@@ -206,84 +218,52 @@ def evaluate(run_dir: str | Path, split: str = "test", data_dir: Optional[Path] 
             raise ValueError(f"task {name!r}: the data's labels {task.labels} differ from the "
                              f"trained ones {run.task_info[name]['labels']}")
         items[name] = encode_split(task, split, run.vocab, run.cfg.data.max_length, run.chars)
-    return evaluate_model(run.model, items, run.cfg.data.eval_batch_size, run.device, run.task_info,
-                          getattr(run.vocab, "itos", None))
+    return evaluate_metrics(run.model, items, run.cfg.data.eval_batch_size, run.device, run.task_info,
+                            getattr(run.vocab, "itos", None))
 
 
-def predict(run: LoadedRun, task: str, texts: Iterable[str | tuple[str, str]]) -> list[dict]:
-    """Label and probability for each raw text (or text pair) with the trained ``task`` head."""
+def predict(run: LoadedRun, task: str, inputs: Iterable) -> list[dict]:
+    """Predictions of the trained ``task`` for raw inputs, as its kind reads them (texts; pairs;
+    sentences or token lists for tagging; (context, question) for qa) and writes them (label and
+    probabilities; score; tokens and tags; answer)."""
     if task not in run.task_info:
         raise KeyError(f"unknown task {task!r} (tasks: {', '.join(run.task_info)})")
-    tcfg = next(t for t in run.cfg.tasks if t.name == task)
     info = run.task_info[task]
-    if info["type"] == "tagging":
-        return predict_tagging(run, task, texts)
-    if info["type"] == "qa":
-        return answer_questions(run, task, texts)
-    pair = info["type"] == "pair_classification"
-    examples = []
-    for i, text in enumerate(texts):
-        if pair:
-            if not isinstance(text, tuple) or len(text) != 2:
-                raise ValueError(f"input {i + 1}: task {task!r} takes sentence pairs (two tab-separated texts)")
-            a, b = text
-            examples.append(Example(tokenize(a, tcfg.tokenizer, tcfg.lowercase), None,
-                                    tokenize(b, tcfg.tokenizer, tcfg.lowercase), i + 1))
-        else:
-            examples.append(Example(tokenize(text, tcfg.tokenizer, tcfg.lowercase) or ["<unk>"], None,
-                                    None, i + 1))
+    kind = get_kind(info["type"])
+    tcfg = next(t for t in run.cfg.tasks if t.name == task)
+    examples = kind.parse_inputs(list(inputs), tcfg)
     if not examples:
         return []
-    items = encode_examples(examples, run.vocab, info["labels"], run.cfg.data.max_length, run.chars)
-    probs = predict_items(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
-    out = []
-    for p in probs:
-        k = int(p.argmax())
-        out.append({"label": info["labels"][k], "probability": round(float(p[k]), 6),
-                    "probabilities": {lab: round(float(v), 6) for lab, v in zip(info["labels"], p)}})
-    return out
+    if info["type"] == "tagging":
+        return _predict_tagging(run, task, tcfg, examples)
+    items = kind.encode(examples, run.vocab, info["labels"], run.cfg.data.max_length, run.chars)
+    bs, dev = run.cfg.data.eval_batch_size, run.device
+    if info["type"] in ("classification", "pair_classification"):
+        return kind.records(kind.probabilities(run.model, task, items, bs, dev), info)
+    if info["type"] == "qa":
+        return kind.records(kind.predict(run.model, task, items, bs, dev, itos=run.vocab.itos), info)
+    return kind.records(kind.predict(run.model, task, items, bs, dev), info)
+
+
+def _predict_tagging(run: LoadedRun, task: str, tcfg, examples: list[Example]) -> list[dict]:
+    """Tags for each sentence; sentences longer than ``data.max_length`` are tagged in consecutive
+    pieces. The records keep the sentence's own tokens (not lowercased)."""
+    info, kind = run.task_info[task], get_kind("tagging")
+    limit = run.cfg.data.max_length
+    pieces, owner = [], []
+    for i, ex in enumerate(examples):
+        model_toks = [t.lower() for t in ex.tokens] if tcfg.lowercase else ex.tokens
+        for start in range(0, len(model_toks), limit):
+            pieces.append(Example(tokens=model_toks[start:start + limit], line=ex.line))
+            owner.append(i)
+    items = kind.encode(pieces, run.vocab, info["labels"], limit, run.chars)
+    tags = kind.predict(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
+    per_sentence: list[list[int]] = [[] for _ in examples]
+    for i, pred in zip(owner, tags):
+        per_sentence[i].extend(pred)
+    return kind.records([(ex.tokens, t) for ex, t in zip(examples, per_sentence)], info)
 
 
 def predict_tagging(run: LoadedRun, task: str, sentences: Iterable[str | list[str]]) -> list[dict]:
-    """Tags for each sentence: a whitespace-tokenised string or a token list.
-
-    Sentences longer than ``data.max_length`` are tagged in consecutive pieces.
-    """
-    info = run.task_info[task]
-    tcfg = next(t for t in run.cfg.tasks if t.name == task)
-    limit = run.cfg.data.max_length
-    originals = [s.split() if isinstance(s, str) else list(s) for s in sentences]
-    pieces, owner = [], []
-    for i, toks in enumerate(originals):
-        if not toks:
-            raise ValueError(f"input {i + 1}: empty sentence")
-        model_toks = [t.lower() for t in toks] if tcfg.lowercase else toks
-        for start in range(0, len(toks), limit):
-            pieces.append(Example(tokens=model_toks[start:start + limit], line=i + 1))
-            owner.append(i)
-    if not pieces:
-        return []
-    items = encode_examples(pieces, run.vocab, info["labels"], limit, run.chars)
-    tags = predict_tags(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
-    out = [{"tokens": toks, "tags": []} for toks in originals]
-    for i, pred in zip(owner, tags):
-        out[i]["tags"].extend(info["labels"][t] for t in pred)
-    return out
-
-
-def answer_questions(run: LoadedRun, task: str, pairs: Iterable[tuple[str, str]]) -> list[dict]:
-    """Answers to (context, question) pairs; the question may be new (zero-shot label words are
-    copied from it)."""
-    from .evaluation.evaluate import generate_answers
-    tcfg = next(t for t in run.cfg.tasks if t.name == task)
-    examples = []
-    for i, pair in enumerate(pairs):
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"input {i + 1}: a qa task takes (context, question) pairs (context<TAB>question)")
-        context, question = pair
-        examples.append(Example(tokens=tokenize(context, tcfg.tokenizer, tcfg.lowercase),
-                                tokens_b=tokenize(question, question_tokenizer(tcfg), tcfg.lowercase), answers_text=[],
-                                line=i + 1))
-    items = encode_examples(examples, run.vocab, [], run.cfg.data.max_length, run.chars)
-    answers = generate_answers(run.model, task, items, run.cfg.data.eval_batch_size, run.device, run.vocab.itos)
-    return [{"answer": a} for a in answers]
+    """Tags for each sentence: a whitespace-tokenised string or a token list."""
+    return predict(run, task, sentences)

@@ -7,10 +7,11 @@ nothing else, and the saved outputs must still match.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 
-from polytask.config import load_config
+from polytask.config import architecture_config, load_config
 from polytask.experiment import specs_from_info
 from polytask.models import REGISTRY, build_model
 
@@ -62,6 +63,8 @@ for _name in ARCHITECTURES:
 def config(arch: str):
     tasks, overrides = CASES[arch]
     model = {**copy.deepcopy(BASE_MODEL), **copy.deepcopy(overrides), "architecture": arch}
+    takes = {f.name for f in dataclasses.fields(architecture_config(arch))}
+    model = {k: v for k, v in model.items() if k in takes}          # the sizes this architecture takes
     raw = {"tasks": [{"name": t, "type": TASKS[t]["type"], "train": "x",
                       **({"format": "conll"} if TASKS[t]["type"] == "tagging" else {}),
                       **({"question": "q?", "answer_words": {"0": "no", "1": "yes"}}
@@ -129,9 +132,10 @@ def _ids_fixed(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def to_batch(task: str, item: dict[str, torch.Tensor], labels: bool):
-    from polytask.data.batching import Batch
+    from polytask.data.batching import Batch, PairBatch, QABatch
     fields = {k: v for k, v in item.items() if k != "labels" and k != "answer_mask"}
-    batch = Batch(task=task, index=list(range(item["tokens"].shape[0])), **fields)
+    cls = {"pair_classification": PairBatch, "qa": QABatch}.get(TASKS[task]["type"], Batch)
+    batch = cls(task=task, index=list(range(item["tokens"].shape[0])), **fields)
     if TASKS[task]["type"] == "qa":
         batch.oov = [[] for _ in range(batch.size)]
         batch.answers_text = [[] for _ in range(batch.size)]

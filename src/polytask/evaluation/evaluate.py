@@ -1,112 +1,58 @@
-"""Evaluation: run a model over encoded examples in length-sorted batches, without gradients."""
+"""Evaluation: each task's kind predicts over encoded examples and scores its metrics."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
-from ..data.batching import Encoded, eval_batches
-from .qa_metrics import qa_scores
-from .spans import span_scores, token_accuracy
+from ..data.batching import Encoded
+from ..kinds import get_kind
+from ..kinds.classification import ClassificationKind
+
+# what run directories written before per-task metric lists recorded as their one metric
+_OLD_METRIC = {("tagging", "f1"): "span_f1", ("qa", "f1"): "squad_f1"}
 
 
-@torch.inference_mode()
-def predict_items(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
-                  device: torch.device) -> torch.Tensor:
-    """Class probabilities (N, C) for ``items``, in their original order."""
-    was_training = model.training
-    model.eval()
-    probs = None
-    try:
-        for batch in eval_batches(task, items, batch_size):
-            batch.labels = None
-            p = torch.softmax(model(batch.to(device)).logits.float(), dim=-1).cpu()
-            if probs is None:
-                probs = torch.empty(len(items), p.shape[-1])
-            probs[torch.tensor(batch.index)] = p
-    finally:
-        model.train(was_training)
-    return probs if probs is not None else torch.empty(0, 0)
+def task_metrics(info: dict) -> tuple[str, ...]:
+    """The metrics a run reports for a task (``tasks.json``): the first selects on dev."""
+    if "metrics" in info:
+        return tuple(info["metrics"])
+    old = info.get("metric", "accuracy")
+    return (_OLD_METRIC.get((info["type"], old), old),)
 
 
-@torch.inference_mode()
-def predict_tags(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
-                 device: torch.device) -> list[list[int]]:
-    """Decoded tag ids per item (its own length), in the original order."""
-    was_training = model.training
-    model.eval()
-    out: list[list[int]] = [[] for _ in items]
-    try:
-        for batch in eval_batches(task, items, batch_size):
-            batch.labels = None
-            pred = model(batch.to(device)).predictions.cpu()
-            for row, i, n in zip(pred.tolist(), batch.index, batch.lengths.tolist()):
-                out[i] = row[:n]
-    finally:
-        model.train(was_training)
-    return out
+def evaluate_task(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
+                  device: torch.device, info: dict, itos: Optional[list[str]] = None) -> dict[str, float]:
+    """Every metric of ``task`` on ``items`` (percent), as its kind predicts and scores."""
+    kind = get_kind(info["type"])
+    if info["type"] == "qa":
+        predictions = kind.predict(model, task, items, batch_size, device, itos=itos)
+    else:
+        predictions = kind.predict(model, task, items, batch_size, device)
+    return kind.score(predictions, items, task_metrics(info), info)
 
 
-@torch.inference_mode()
-def generate_answers(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
-                     device: torch.device, itos: list[str]) -> list[str]:
-    """Decoded answers as text, in the original order; copied ids ≥ V map to the example's OOV words."""
-    was_training = model.training
-    model.eval()
-    out = [""] * len(items)
-    try:
-        for batch in eval_batches(task, items, batch_size):
-            batch.labels = None
-            for seq, i in zip(model.generate(batch.to(device)), batch.index):
-                oov = items[i].oov or []
-                words = [itos[w] if w < len(itos) else (oov[w - len(itos)] if w - len(itos) < len(oov) else "<unk>")
-                         for w in seq]
-                out[i] = " ".join(words)
-    finally:
-        model.train(was_training)
-    return out
+def evaluate_metrics(model: torch.nn.Module, splits: dict[str, list[Encoded]], batch_size: int,
+                     device: torch.device, info: dict[str, dict],
+                     itos: Optional[list[str]] = None) -> dict[str, dict[str, float]]:
+    """``{task: {metric: value}}`` for every task with data in ``splits``."""
+    return {task: evaluate_task(model, task, items, batch_size, device, info[task], itos)
+            for task, items in splits.items() if items}
 
 
-def tagging_score(pred: list[list[int]], items: list[Encoded], info: dict) -> float:
-    """Span F1 when the task has a BIO/BIOES scheme, token accuracy otherwise (percent)."""
-    labels = info["labels"]
-    gold = [[labels[t] for t in it.tags] for it in items]
-    guess = [[labels[t] for t in p] for p in pred]
-    if info.get("scheme"):
-        return span_scores(gold, guess)["f1"]
-    return token_accuracy(gold, guess)
-
-
-def accuracy(probs: torch.Tensor, items: list[Encoded]) -> float:
-    if not items:
-        return float("nan")
-    gold = torch.tensor([it.label for it in items])
-    return 100.0 * (probs.argmax(-1) == gold).float().mean().item()
+def primary(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each task's first metric: what selects on dev and what the mean over tasks averages."""
+    return {task: next(iter(values.values())) for task, values in scores.items()}
 
 
 def evaluate_model(model: torch.nn.Module, splits: dict[str, list[Encoded]], batch_size: int,
-                   device: torch.device, info: Optional[dict[str, dict]] = None,
+                   device: torch.device, info: dict[str, dict],
                    itos: Optional[list[str]] = None) -> dict[str, float]:
-    """Each task's metric in percent: accuracy, or for tagging token accuracy / span F1 (which
-    needs ``info[task]`` with ``labels`` and ``scheme``). Tasks with an empty split are left out."""
-    scores = {}
-    for task, items in splits.items():
-        if not items:
-            continue
-        if items[0].oov is not None:                                     # qa: generated answers
-            metric = (info or {}).get(task, {}).get("metric", "em")
-            if itos is None:
-                raise ValueError("evaluating a qa task needs the vocabulary (itos)")
-            answers = generate_answers(model, task, items, batch_size, device, itos)
-            scores[task] = qa_scores(answers, [it.answers_text or [] for it in items])[metric]
-        elif items[0].tags is not None:
-            task_info = (info or {}).get(task, {"labels": [], "scheme": None})
-            pred = predict_tags(model, task, items, batch_size, device)
-            if not task_info.get("labels"):
-                flat = [(a == b) for p, it in zip(pred, items) for a, b in zip(p, it.tags)]
-                scores[task] = 100.0 * sum(flat) / len(flat)
-            else:
-                scores[task] = tagging_score(pred, items, task_info)
-        else:
-            scores[task] = accuracy(predict_items(model, task, items, batch_size, device), items)
-    return scores
+    """Each task's first metric in percent; tasks with an empty split are left out."""
+    return primary(evaluate_metrics(model, splits, batch_size, device, info, itos))
+
+
+def predict_items(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
+                  device: torch.device) -> torch.Tensor:
+    """Class probabilities (N, C) of a classification or pair task, in the order of ``items``."""
+    return ClassificationKind().probabilities(model, task, items, batch_size, device)

@@ -21,6 +21,19 @@ from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class CrossStitchConfig(ModelConfig):
+    """The initial diagonal of each α (the rest of a row shares 1 - diagonal)."""
+
+    encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+
+    cross_stitch_init: float = 0.9
+
 
 class CrossStitchModel(nn.Module):
     def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, num_layers: int,
@@ -82,3 +95,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     return CrossStitchModel(embedding, tasks, m.encoder.hidden_dim, m.encoder.num_layers, m.encoder.dropout,
                             m.pooling, m.cross_stitch_init)
+
+
+ARCHITECTURES = {"cross_stitch": (CrossStitchConfig, build)}

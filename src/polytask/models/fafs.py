@@ -41,6 +41,28 @@ from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, head_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class FullyAdaptiveConfig(ModelConfig):
+    """Steps between widenings (top layer first) and λ, the cost of one more branch."""
+
+    encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+
+    fafs_widen_every: int = 500
+    fafs_branch_cost: float = 0.05
+
+    def check(self, tasks, where: str) -> None:
+        if self.encoder.type not in self.encoders:
+            raise ConfigError(f"{where}.encoder.type: fully_adaptive widens a stack of BiLSTM layers; got "
+                              f"{self.encoder.type!r} (use bilstm)")
+        super().check(tasks, where)
+        if self.fafs_widen_every < 0 or self.fafs_branch_cost < 0:
+            raise ConfigError(f"{where}.fafs_widen_every / {where}.fafs_branch_cost: must not be negative")
+
 
 def branch_affinity(task_affinity: torch.Tensor, branches: list[list[int]]) -> torch.Tensor:
     """(n_tasks, n_tasks) task affinity -> (n_branches, n_branches) mean affinity between branches."""
@@ -204,3 +226,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     return FullyAdaptiveModel(embedding, tasks, m.encoder.hidden_dim, m.encoder.num_layers, m.dropout,
                               m.pooling, m.fafs_widen_every, m.fafs_branch_cost)
+
+
+ARCHITECTURES = {"fully_adaptive": (FullyAdaptiveConfig, build)}

@@ -15,30 +15,21 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
 
-class HardSharingModel(nn.Module):
+class HardSharingModel(MultiTaskModel):
     def __init__(self, encoder: SentenceEncoder, tasks: list[TaskSpec], dropout: float):
-        super().__init__()
+        super().__init__(tasks)
         self.encoder = encoder
         self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
-        self.pair = {t.name: t.pair for t in tasks}
-        self.tagging = {t.name: t.tagging for t in tasks}
 
-    def forward(self, batch) -> TaskOutput:
-        if self.tagging[batch.task]:                                     # token-level head
-            states = self.encoder.states(batch.tokens, batch.mask, batch.chars)   # (B, T, H)
-            return tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
-        u = self.encoder(batch.tokens, batch.mask, batch.chars)          # (B, H)
-        if self.pair[batch.task]:
-            v = self.encoder(batch.tokens_b, batch.mask_b)               # (B, H)
-            logits = self.heads[batch.task](u, v)
-        else:
-            logits = self.heads[batch.task](u)                           # (B, C)
-        return classification_output(logits, batch.labels)
+    def encode(self, task: str, text: Text) -> Encoding:
+        states = self.encoder.states(text.tokens, text.mask, text.chars)       # (B, T, H), every task
+        return Encoding(states, text.mask, pool=self.encoder.pool)
 
     def shared_parameters(self):
         return self.encoder.parameters()
@@ -53,3 +44,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
     return HardSharingModel(encoder, tasks, m.dropout)
+
+
+ARCHITECTURES = {"hard_sharing": (ModelConfig, build)}

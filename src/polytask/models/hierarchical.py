@@ -23,6 +23,54 @@ from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class LowSupervisionConfig(ModelConfig):
+    """``task_layers``: task -> the (1-based) layer that supervises it; the top layer by default."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("classification", "regression", "tagging")
+    pairs: ClassVar[bool] = False
+    encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+
+    task_layers: dict[str, int] = field(default_factory=dict)
+
+    def check(self, tasks, where: str) -> None:
+        super().check(tasks, where)
+        names = {t.name for t in tasks}
+        for name, layer in self.task_layers.items():
+            if name not in names:
+                raise ConfigError(f"{where}.task_layers.{name}: unknown task (tasks: {', '.join(sorted(names))})")
+            if not 1 <= layer <= self.encoder.num_layers:
+                raise ConfigError(f"{where}.task_layers.{name}: {layer} is not a layer between 1 and "
+                                  f"model.encoder.num_layers={self.encoder.num_layers}")
+
+
+@dataclass
+class JointManyTaskConfig(LowSupervisionConfig):
+    """Plus the width of the lower tasks' label embeddings and δ of successive regularization."""
+
+    label_embedding_dim: int = 32
+    successive_regularization: float = 0.0
+
+    def check(self, tasks, where: str) -> None:
+        super().check(tasks, where)
+        kinds = {t.name: t.type for t in tasks}
+        below: dict[int, str] = {}
+        for name, layer in self.task_layers.items():
+            if layer >= self.encoder.num_layers:
+                continue
+            if kinds[name] != "tagging":
+                raise ConfigError(f"{where}.task_layers.{name}: only tagging tasks can sit below the top layer "
+                                  "(their per-token labels feed the next layer)")
+            if layer in below:
+                raise ConfigError(f"{where}.task_layers: {below[layer]} and {name} share layer {layer}; the joint "
+                                  "many-task model feeds one task's labels upward")
+            below[layer] = name
+
 
 def _layer_of(cfg, tasks: list[TaskSpec]) -> dict[str, int]:
     m = cfg.model
@@ -189,3 +237,7 @@ def build_joint_many_task(cfg, tasks: list[TaskSpec], vocab_size: int,
     return JointManyTaskModel(embedding, m.encoder.hidden_dim, m.encoder.num_layers, m.encoder.dropout,
                               tasks, _layer_of(cfg, tasks), m.label_embedding_dim,
                               m.successive_regularization, m.pooling)
+
+
+ARCHITECTURES = {"low_supervision": (LowSupervisionConfig, build_low_supervision),
+                 "joint_many_task": (JointManyTaskConfig, build_joint_many_task)}

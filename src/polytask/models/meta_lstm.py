@@ -31,6 +31,23 @@ from ..modules.embeddings import build_embedding
 from ..modules.encoders import reverse_padded
 from .outputs import TaskOutput, TaskSpec, head_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class MetaLSTMConfig(ModelConfig):
+    """The shared Meta-LSTM: hidden size, size of z_t, rank m of W(z) = P diag(Qz) R, and whether
+    one Meta-LSTM serves both directions. ``encoder.hidden_dim`` is each task's Basic-LSTM."""
+
+    encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+
+    meta_hidden_dim: int = 40
+    meta_dim: int = 40
+    meta_rank: int = 40
+    meta_shared_directions: bool = False
+
 
 class MetaLSTM(nn.Module):
     """The shared Meta-LSTM: reads [x_t; h_{t-1}] and its own state, emits z_t (size ``meta_dim``)."""
@@ -289,3 +306,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     encoder = MetaLSTMEncoder([t.name for t in tasks], embedding.output_dim, m.encoder.hidden_dim,
                               m.meta_hidden_dim, m.meta_dim, m.meta_rank, m.meta_shared_directions)
     return MetaMTLModel(embedding, encoder, tasks, m.pooling, m.dropout)
+
+
+ARCHITECTURES = {"meta_lstm": (MetaLSTMConfig, build)}

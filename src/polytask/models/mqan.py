@@ -37,6 +37,21 @@ from torch import nn
 from ..modules.encoders import LSTMEncoder
 from .outputs import TaskOutput
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class MQANConfig(ModelConfig):
+    """The longest generated answer and the beam (1 = greedy decoding). ``encoder.hidden_dim``,
+    ``num_layers`` and ``num_heads`` size the encoders; ``encoder.type`` is not read."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("qa",)
+
+    max_answer_length: int = 30
+    beam_size: int = 1
+
 
 def _attend(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor):
     """Dot-product attention of query (B, H) over keys (B, T, H) -> weights (B, T), summary (B, H)."""
@@ -275,3 +290,6 @@ def _builder(pointers: bool):
 
 build_mqan = _builder(True)
 build_seq2seq = _builder(False)
+
+
+ARCHITECTURES = {"mqan": (MQANConfig, build_mqan), "seq2seq": (MQANConfig, build_seq2seq)}

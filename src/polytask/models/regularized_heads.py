@@ -20,6 +20,21 @@ from ..modules.embeddings import build_embedding
 from ..training import regularizers as reg
 from .outputs import TaskOutput, TaskSpec, classification_output
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class RegularizedHeadsConfig(ModelConfig):
+    """The prior on the stacked task layers and its weight."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("classification",)
+    pairs: ClassVar[bool] = False
+
+    head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
+    head_regularizer_weight: float = 1e-3
+
 PRIORS = ("l1_l2", "l1_linf", "task_clustering", "tensor_normal")
 
 
@@ -92,3 +107,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
     return RegularizedHeadsModel(encoder, tasks, m.head_regularizer, m.head_regularizer_weight, m.dropout)
+
+
+ARCHITECTURES = {"regularized_heads": (RegularizedHeadsConfig, build)}

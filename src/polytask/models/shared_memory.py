@@ -33,6 +33,22 @@ from ..modules import Pooling
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class SharedMemoryConfig(ModelConfig):
+    """K memory slots of width M (Liu et al. 2016: (50, 20)) and the initial β of the cosine
+    addressing. ``encoder.hidden_dim`` is each task's memory-enhanced LSTM."""
+
+    encoders: ClassVar[tuple[str, ...]] = ("lstm", "bilstm")
+
+    memory_slots: int = 50
+    memory_width: int = 20
+    memory_sharpness: float = 1.0
+
 
 def memory_read(memory: torch.Tensor, key: torch.Tensor, sharpness: torch.Tensor):
     """Content addressing. memory (B, K, M), key (B, M) -> weights α (B, K), read vector (B, M)."""
@@ -379,3 +395,8 @@ def _builder(variant: str):
 build_me_lstm = _builder("me_lstm")
 build_arc1 = _builder("arc1")
 build_arc2 = _builder("arc2")
+
+
+ARCHITECTURES = {"me_lstm": (SharedMemoryConfig, build_me_lstm),
+                 "shared_memory_arc1": (SharedMemoryConfig, build_arc1),
+                 "shared_memory_arc2": (SharedMemoryConfig, build_arc2)}

@@ -20,49 +20,53 @@ The word embedding table is shared by the shared and private encoders.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modules import GradientReversal, SentenceEncoder, build_encoder, build_head
+from ..config import ModelConfig
+from ..modules import GradientReversal, SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
 
-class SharedPrivateModel(nn.Module):
-    """SP-MTL. ``features`` also returns the shared and private vectors, for ASP-MTL."""
+@dataclass
+class SharedPrivateConfig(ModelConfig):
+    """SP-MTL: a shared and a private encoder per task; sentence-level tasks."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("classification", "pair_classification", "regression")
+
+
+@dataclass
+class AdversarialSharedPrivateConfig(SharedPrivateConfig):
+    """ASP-MTL: λ (``adversarial_weight``) and γ (``orthogonality_weight``) of Eq. 19."""
+
+    adversarial_weight: float = 0.05
+    orthogonality_weight: float = 0.01
+
+
+class SharedPrivateModel(MultiTaskModel):
+    """SP-MTL: a text's representation is its shared and private states side by side."""
 
     def __init__(self, shared: SentenceEncoder, private: dict[str, SentenceEncoder],
                  tasks: list[TaskSpec], dropout: float):
-        super().__init__()
+        super().__init__(tasks)
         self.shared = shared
         self.private = nn.ModuleDict(private)
         width = shared.output_dim + next(iter(private.values())).output_dim
-        self.heads = nn.ModuleDict({t.name: build_head(width, t.num_labels, t.pair, dropout)
-                                    for t in tasks})
-        self.pair = {t.name: t.pair for t in tasks}
+        self.heads = nn.ModuleDict({t.name: task_head(t, width, dropout) for t in tasks})
 
-    def encode(self, task: str, tokens: torch.Tensor, mask: torch.Tensor, chars=None):
-        s = self.shared(tokens, mask, chars)             # (B, Hs)
-        h = self.private[task](tokens, mask, chars)      # (B, Hp)
-        return s, h
+    def encode(self, task: str, text: Text) -> Encoding:
+        s = self.shared.states(text.tokens, text.mask, text.chars)            # (B, T, Hs)
+        h = self.private[task].states(text.tokens, text.mask, text.chars)     # (B, T, Hp)
+        Hs, private = s.shape[-1], self.private[task]
 
-    def features(self, batch):
-        """Logits plus the shared/private vectors of the (first) text."""
-        s, h = self.encode(batch.task, batch.tokens, batch.mask, batch.chars)
-        u = torch.cat([s, h], dim=-1)                    # (B, Hs + Hp)
-        if self.pair[batch.task]:
-            s_b, h_b = self.encode(batch.task, batch.tokens_b, batch.mask_b)
-            logits = self.heads[batch.task](u, torch.cat([s_b, h_b], dim=-1))
-        else:
-            logits = self.heads[batch.task](u)
-        return logits, s, h
-
-    def forward(self, batch) -> TaskOutput:
-        logits, _, _ = self.features(batch)
-        return classification_output(logits, batch.labels)
+        def pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # [s; h^k] (Eq. 9)
+            return torch.cat([self.shared.pool(states[..., :Hs], mask), private.pool(states[..., Hs:], mask)], dim=-1)
+        return Encoding(torch.cat([s, h], dim=-1), text.mask, pool=pool)
 
     def shared_parameters(self):
         return self.shared.parameters()
@@ -88,32 +92,35 @@ def difference_loss(shared: torch.Tensor, private: torch.Tensor) -> torch.Tensor
     return (s.transpose(0, 1) @ h).pow(2).mean()
 
 
-class AdversarialSharedPrivateModel(nn.Module):
+class AdversarialSharedPrivateModel(MultiTaskModel):
     """ASP-MTL: SP-MTL + gradient-reversed task discriminator + orthogonality penalty."""
 
-    def __init__(self, sp: SharedPrivateModel, task_names: list[str], adversarial_weight: float,
+    def __init__(self, sp: SharedPrivateModel, tasks: list[TaskSpec], adversarial_weight: float,
                  orthogonality_weight: float):
-        super().__init__()
+        super().__init__(tasks)
         self.sp = sp
-        self.task_index = {name: i for i, name in enumerate(task_names)}
+        self.task_index = {t.name: i for i, t in enumerate(tasks)}
         self.reverse = GradientReversal(1.0)
-        self.discriminator = nn.Linear(sp.shared.output_dim, len(task_names))
+        self.discriminator = nn.Linear(sp.shared.output_dim, len(tasks))
         self.adversarial_weight = adversarial_weight
         self.orthogonality_weight = orthogonality_weight
 
-    def forward(self, batch) -> TaskOutput:
-        logits, s, h = self.sp.features(batch)           # s (B, Hs), h (B, Hp)
-        out = TaskOutput(logits=logits)
-        if batch.labels is None:
-            return out
-        task_loss = F.cross_entropy(logits, batch.labels)
-        target = torch.full((s.shape[0],), self.task_index[batch.task], dtype=torch.long,
-                            device=s.device)
-        adv = F.cross_entropy(self.discriminator(self.reverse(s)), target)       # Eq. 13-14
-        diff = difference_loss(s, h)                                               # Eq. 15
-        out.loss = task_loss + self.adversarial_weight * adv + self.orthogonality_weight * diff
-        out.parts = {"task": task_loss.detach(), "adversarial": adv.detach(), "diff": diff.detach()}
-        return out
+    def encode(self, task: str, text: Text) -> Encoding:
+        encoding = self.sp.encode(task, text)
+        Hs = self.sp.shared.output_dim
+
+        def losses() -> dict[str, tuple[float, torch.Tensor]]:
+            u = encoding.sentence()
+            s, h = u[:, :Hs], u[:, Hs:]                                          # (B, Hs), (B, Hp)
+            target = torch.full((s.shape[0],), self.task_index[task], dtype=torch.long, device=s.device)
+            adv = F.cross_entropy(self.discriminator(self.reverse(s)), target)   # Eq. 13-14
+            return {"adversarial": (self.adversarial_weight, adv),
+                    "diff": (self.orthogonality_weight, difference_loss(s, h))}  # Eq. 15
+        encoding.losses = losses
+        return encoding
+
+    def head(self, task: str):
+        return self.sp.heads[task]
 
     def shared_parameters(self):
         yield from self.sp.shared_parameters()
@@ -126,10 +133,6 @@ class AdversarialSharedPrivateModel(nn.Module):
 def _build_sp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor],
               num_chars: int = 0) -> SharedPrivateModel:
     m = cfg.model
-    tagging = [t.name for t in tasks if t.tagging]
-    if tagging:
-        raise ValueError(f"model.architecture: {m.architecture} handles sentence-level tasks only; "
-                         f"{', '.join(tagging)} are tagging tasks (use hard_sharing or single_task)")
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     shared = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
     private = {t.name: SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim),
@@ -145,5 +148,9 @@ def build_sp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torc
 def build_asp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
               num_chars: int = 0) -> AdversarialSharedPrivateModel:
     return AdversarialSharedPrivateModel(_build_sp(cfg, tasks, vocab_size, vectors, num_chars),
-                                         [t.name for t in tasks], cfg.model.adversarial_weight,
+                                         tasks, cfg.model.adversarial_weight,
                                          cfg.model.orthogonality_weight)
+
+
+ARCHITECTURES = {"shared_private": (SharedPrivateConfig, build_sp),
+                 "adversarial_shared_private": (AdversarialSharedPrivateConfig, build_asp)}

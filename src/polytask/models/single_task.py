@@ -16,6 +16,11 @@ from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
 
 class TaskModel(nn.Module):
     """One task's whole model: embedding, encoder, pooling, head."""
@@ -63,3 +68,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
         encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
         models[t.name] = TaskModel(encoder, task_head(t, encoder.output_dim, m.dropout), t)
     return SingleTaskModel(models)
+
+
+ARCHITECTURES = {"single_task": (ModelConfig, build)}

@@ -27,6 +27,21 @@ from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class SluiceConfig(ModelConfig):
+    """The initial diagonal of each α and the weight of the subspace orthogonality penalty (mean
+    squared correlation of the two subspaces' units, summed over tasks and layers)."""
+
+    encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+
+    cross_stitch_init: float = 0.9
+    sluice_orthogonality: float = 0.1
+
 
 def subspace_overlap(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """||Āᵀ B̄||_F² / (D_a D_b) for token states a (N, D_a) and b (N, D_b) whose columns are centred
@@ -117,3 +132,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     return SluiceNetwork(embedding, tasks, m.encoder.hidden_dim, m.encoder.num_layers, m.encoder.dropout,
                          m.pooling, m.sluice_orthogonality, m.cross_stitch_init)
+
+
+ARCHITECTURES = {"sluice": (SluiceConfig, build)}

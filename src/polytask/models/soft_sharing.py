@@ -23,6 +23,18 @@ from ..modules.embeddings import build_embedding
 from ..training.regularizers import l2_distance_penalty, trace_norm_penalty
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class SoftSharingConfig(ModelConfig):
+    """The penalty tying the task encoders (``l2`` or ``trace``) and its weight λ."""
+
+    soft_sharing: Literal["l2", "trace"] = "l2"
+    soft_sharing_weight: float = 1e-3
+
 PENALTIES = {"l2": l2_distance_penalty, "trace": trace_norm_penalty}
 
 
@@ -79,3 +91,6 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     for enc in encoders.values():                       # one starting point for every task
         enc.encoder.load_state_dict(first)
     return SoftSharingModel(embedding, encoders, tasks, m.soft_sharing, m.soft_sharing_weight, m.dropout)
+
+
+ARCHITECTURES = {"soft_sharing": (SoftSharingConfig, build)}

@@ -22,6 +22,20 @@ from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class FactorisedHeadsConfig(ModelConfig):
+    """Ranks of the factorisation: tucker [task, class, feature]; tensor train [r1, r2]."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("classification",)
+    pairs: ClassVar[bool] = False
+
+    factorisation_ranks: Optional[list[int]] = None
+
 
 class TuckerHeads(nn.Module):
     def __init__(self, K: int, C: int, D: int, ranks: list[int]):
@@ -95,3 +109,7 @@ def _builder(kind: str):
 
 build_tucker = _builder("tucker")
 build_tensor_train = _builder("tensor_train")
+
+
+ARCHITECTURES = {"tucker_heads": (FactorisedHeadsConfig, build_tucker),
+                 "tensor_train_heads": (FactorisedHeadsConfig, build_tensor_train)}

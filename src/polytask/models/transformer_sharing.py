@@ -24,6 +24,34 @@ from ..modules import Pooling, TransformerEncoder
 from ..modules.embeddings import build_embedding
 from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
 
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Optional
+
+from ..config import ConfigError, ModelConfig
+
+@dataclass
+class TransformerSharingConfig(ModelConfig):
+    """A local Hugging Face model directory (or "minilm") to build on instead of a Transformer
+    trained from scratch, and what of it stays fixed."""
+
+    encoders: ClassVar[tuple[str, ...]] = ("transformer",)
+
+    pretrained: Optional[str] = None
+    freeze: Literal["none", "all", "bottom"] = "none"
+    freeze_layers: int = 0
+
+    def check(self, tasks, where: str) -> None:
+        if self.pretrained:
+            tagging = [t.name for t in tasks if t.type == "tagging"]
+            if tagging:
+                raise ConfigError(f"{where}.pretrained: tagging tasks ({', '.join(tagging)}) are not supported "
+                                  "on pretrained encoders yet")
+            return
+        if self.encoder.type not in self.encoders:
+            raise ConfigError(f"{where}.encoder.type: {self.architecture} needs 'transformer', not "
+                              f"{self.encoder.type!r}")
+        super().check(tasks, where)
+
 VARIANTS = ("sp", "sc", "li", "le")
 
 
@@ -223,4 +251,6 @@ def _builder(variant: str):
     return build
 
 
-REGISTRY = {f"transformer_{v}": _builder(v) for v in VARIANTS}
+
+
+ARCHITECTURES = {f"transformer_{v}": (TransformerSharingConfig, _builder(v)) for v in VARIANTS}

@@ -25,6 +25,7 @@ from ..config import ConfigError, ExperimentConfig, config_differences, save_con
 from ..data.batching import Encoded, TaskBatchIterator
 from ..data.vocab import Vocab
 from ..evaluation.evaluate import evaluate_model
+from ..kinds import get_kind
 from . import checkpoint as ckpt
 from .schedules import build_schedule
 from .weighting import build_weighting
@@ -115,8 +116,9 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad] + list(self.weighting.parameters())
         self.optimizer = build_optimizer(cfg, parameter_groups(cfg, model, self.params))
         self.lr_schedule = build_lr_schedule(cfg, self.optimizer)
+        self.collate = {task: get_kind(task_info[task]["type"]).collate for task in train}
         self.iterators = {task: TaskBatchIterator(task, items, cfg.data.batch_size, cfg.seed,
-                                                  cfg.data.bucket, cfg.data.bucket_window)
+                                                  cfg.data.bucket, cfg.data.bucket_window, self.collate[task])
                           for task, items in train.items()}
         sizes = {task: len(items) for task, items in train.items()}
         batches = {task: it.batches_per_epoch for task, it in self.iterators.items()}
@@ -288,7 +290,8 @@ class Trainer:
                         grads.append(None)
                         continue
                     total = None
-                    for _, batch in zip(range(batches), eval_batches(task, items, self.cfg.data.batch_size)):
+                    for _, batch in zip(range(batches), eval_batches(task, items, self.cfg.data.batch_size,
+                                                                        self.collate[task])):
                         g = torch.autograd.grad(self.model(batch.to(self.device)).loss, params, allow_unused=True)
                         flat = torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
                                           for x, p in zip(g, params)])
@@ -423,8 +426,7 @@ class Trainer:
                         batch = next(self.iterators[task]).to(self.device)
                         with self._autocast():
                             losses[task] = self.model(batch).loss.float() / t.grad_accumulation
-                        self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
-                                                                   if batch.lengths_b is not None else 0)
+                        self.tokens += batch.num_tokens()
                     scaled = {k: self.scaler.scale(v) for k, v in losses.items()} if self.scaler else losses
                     weights = self.weighting.backward(scaled, self.model)
                     for task, loss in losses.items():

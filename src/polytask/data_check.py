@@ -14,11 +14,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import ExperimentConfig
-from ..experiment import build_vocab
-from .readers import Example
-from .task import Task, load_task, read_split, resolve_path
-from .vocab import Vocab
+from .config import ExperimentConfig
+from .data.readers import Example
+from .data.vocab import Vocab
+from .experiment import build_vocab
+from .kinds import get_kind
+from .tasks import Task, load_task, resolve_path
 
 SPLITS = ("train", "dev", "test")
 PAIRS = (("train", "dev"), ("train", "test"), ("dev", "test"))
@@ -137,7 +138,7 @@ def check_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict:
         stats = {file: dataclasses.asdict(st) for file, st in task.stats.items()}
         unlabeled = 0
         if tc.unlabeled is not None:
-            examples, st = read_split(tc, resolve_path(data_dir, tc.unlabeled), labeled=False)
+            examples, st = get_kind(tc.type).read(tc, resolve_path(data_dir, tc.unlabeled), labelled=False)
             unlabeled, stats["unlabeled"] = len(examples), dataclasses.asdict(st)
         for st in stats.values():
             st.pop("extra", None)

@@ -1,0 +1,236 @@
+"""The contract between task kinds and architectures.
+
+An architecture turns one text of one task into an :class:`Encoding` (per-word states and a way
+to pool them into a sentence vector, plus any loss terms and values of its own); a task kind asks
+for what it needs (a sentence vector, token states, or the encodings of both texts of a pair),
+runs its head and computes its loss. Neither knows the other's internals: an architecture never
+branches on the task kind, and a kind never on the architecture.
+
+A :class:`TaskKind` owns everything that is specific to one type of task: which file formats it
+reads, how examples become tensors and batches, its head, loss, metrics, prediction format and
+the request/response schema of the server. Adding a kind is one file plus its line in
+:data:`polytask.kinds.KINDS`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional, Union
+
+import torch
+from torch import nn
+
+from ..data.batching import Batch, Encoded, eval_batches
+from ..data.readers import DataError, Example
+from ..evaluation.metrics import compute
+
+Inspect = Union[torch.Tensor, Callable[[], torch.Tensor]]
+
+
+@dataclass
+class Text:
+    """One text of a batch. B batch, T time, C characters per word."""
+
+    tokens: torch.Tensor                   # (B, T) word ids, 0 = padding
+    mask: torch.Tensor                     # (B, T) bool, True at real tokens
+    chars: Optional[torch.Tensor] = None   # (B, T, C) character ids, 0 = padding
+
+
+@dataclass
+class Encoding:
+    """What an architecture gives for one text of one task.
+
+    ``states`` are per word (B, T, H); ``pool`` turns them into the sentence vector (B, H) the way
+    the architecture pools, unless the architecture gives ``sentence`` directly (a [CLS] or task
+    token). ``losses`` is called only when the batch has labels: it returns the architecture's own
+    loss terms as ``name -> (weight, value)``, added to the kind's loss in order. ``inspect`` holds
+    values a user may want to see (gates, mixing weights); a callable is evaluated on demand.
+    """
+
+    states: torch.Tensor
+    mask: torch.Tensor
+    pool: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+    sentence_vector: Optional[torch.Tensor] = None
+    losses: Optional[Callable[[], dict[str, tuple[float, torch.Tensor]]]] = None
+    inspect: dict[str, Inspect] = field(default_factory=dict)
+
+    def sentence(self) -> torch.Tensor:
+        """The sentence vector (B, H)."""
+        if self.sentence_vector is None:
+            self.sentence_vector = self.pool(self.states, self.mask)
+        return self.sentence_vector
+
+
+@dataclass
+class TaskOutput:
+    logits: torch.Tensor                                  # (B, C), (B, T, C) for tagging, (B,) for regression
+    loss: Optional[torch.Tensor] = None                   # task loss + the architecture's own terms
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)    # loss terms, for logging
+    inspect: dict[str, torch.Tensor] = field(default_factory=dict)  # gates, mixing weights, ...
+    predictions: Optional[torch.Tensor] = None            # (B, T) decoded tags, for tagging
+
+
+def finish(logits: torch.Tensor, task_loss: Optional[torch.Tensor], encoding: Encoding,
+           predictions: Optional[torch.Tensor] = None) -> TaskOutput:
+    """A kind's output: its loss plus the architecture's own terms (``encoding.losses``, only when
+    there are labels), each loss part detached for logging, and the inspection values."""
+    out = TaskOutput(logits=logits, predictions=predictions,
+                     inspect={k: (v() if callable(v) else v) for k, v in encoding.inspect.items()})
+    if task_loss is not None:
+        out.loss = task_loss
+        out.parts["task"] = task_loss.detach()
+        for name, (weight, value) in (encoding.losses() if encoding.losses else {}).items():
+            out.loss = out.loss + weight * value
+            out.parts[name] = value.detach()
+    return out
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a model needs to know about a task to build its head."""
+
+    name: str
+    kind: str
+    labels: tuple[str, ...] = ()
+    scheme: Optional[str] = None      # BIO / BIOES, for CRF constraints
+    head: str = "softmax"             # tagging head: softmax or crf
+    pair: bool = False                # the task reads two texts (a pair task, or a pair regression)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    # transitional, while architectures move to the kind contract: removed once none reads them
+    @property
+    def tagging(self) -> bool:
+        return self.kind == "tagging"
+
+    @property
+    def qa(self) -> bool:
+        return self.kind == "qa"
+
+
+class TaskKind(ABC):
+    """One type of task. Subclasses set the class attributes and implement the abstract methods.
+
+    Attributes:
+        name: the ``type`` a task gives in the YAML.
+        formats: the file formats its reader takes.
+        metrics: the metrics it can report; ``default_metrics`` those reported when a task does
+            not choose. The first metric of a task selects the best dev step.
+        labelled: False for kinds without a label set (regression, qa).
+    """
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+    metrics: ClassVar[tuple[str, ...]]
+    default_metrics: ClassVar[tuple[str, ...]]
+    labelled: ClassVar[bool] = True
+
+    # ------------------------------------------------------------------ config and data
+
+    def check_config(self, task, where: str) -> None:
+        """Refuse options this kind cannot honour (``task`` is a TaskConfig, ``where`` its key path)."""
+        if task.format not in self.formats:
+            raise ValueError(f"{where}.format: a {self.name} task reads {', '.join(self.formats)} files, "
+                             f"not {task.format!r}")
+
+    def default_metric(self, task) -> tuple[str, ...]:
+        return self.default_metrics
+
+    def pair(self, task) -> bool:
+        """Whether the task reads two texts per example."""
+        return False
+
+    @abstractmethod
+    def read(self, task, path, labelled: bool = True) -> tuple[list[Example], Any]:
+        """Examples and read statistics of one file of ``task`` (a TaskConfig)."""
+
+    def gold_labels(self, example: Example) -> list[str]:
+        """The label strings of an example that must be in the label set."""
+        return [example.label] if example.label is not None else []
+
+    def label_set(self, task, train: list[Example]) -> list[str]:
+        """The task's labels: the config's ``labels``, else the sorted labels of the train split."""
+        if task.labels is not None:
+            return list(task.labels)
+        return sorted({label for ex in train for label in self.gold_labels(ex)})
+
+    def check_labels(self, task, labels: list[str], splits: dict[str, list[Example]],
+                     paths: dict[str, str]) -> None:
+        known = set(labels)
+        for split, examples in splits.items():
+            for ex in examples:
+                for label in self.gold_labels(ex):
+                    if label not in known:
+                        raise DataError(paths.get(split, paths["train"]), f"unknown label {label!r} for task "
+                                        f"{task.name!r} (known: {', '.join(labels)})", ex.line)
+        if self.labelled and len(labels) < 2:
+            raise DataError(paths["train"], f"task {task.name!r} needs at least two labels, found {labels}")
+
+    @abstractmethod
+    def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
+               char_vocab=None) -> list[Encoded]:
+        """Ids (truncated to ``max_length``) and targets of each example."""
+
+    @abstractmethod
+    def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:
+        """A padded batch of encoded examples."""
+
+    # ------------------------------------------------------------------ model side
+
+    @abstractmethod
+    def build_head(self, spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:
+        """The task's output layer over representations of width ``input_dim``."""
+
+    @abstractmethod
+    def forward(self, model, batch: Batch) -> TaskOutput:
+        """Outputs (and, with labels, the loss) of ``model`` on ``batch``."""
+
+    # ------------------------------------------------------------------ evaluation and prediction
+
+    @abstractmethod
+    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device) -> list:
+        """Predictions for ``items`` in their order (class ids, floats, tag id lists, answers)."""
+
+    @abstractmethod
+    def gold(self, items: list[Encoded]) -> list:
+        """The gold targets of ``items``, in the form :meth:`predict` gives predictions."""
+
+    def score(self, predictions: list, items: list[Encoded], metrics: tuple[str, ...],
+              info: dict) -> dict[str, float]:
+        """Each of ``metrics`` (0-100 scale, as GLUE averages them) on ``predictions``."""
+        gold = self.gold(items)
+        return {name: compute(name, gold, predictions, info) for name in metrics}
+
+    @abstractmethod
+    def records(self, predictions: list, info: dict, raw: Optional[list] = None) -> list[dict]:
+        """Predictions as JSON-ready records (``polytask predict`` and the server)."""
+
+    def parse_inputs(self, inputs: list, where: str = "input") -> list[Example]:
+        """Raw inputs (strings, pairs, token lists) as examples; bad ones raise ValueError naming
+        the input. The tokenisation is the task's own (done by :meth:`examples`)."""
+        raise NotImplementedError(f"{self.name} tasks take no raw input")
+
+
+def run_eval(model, task: str, items: list[Encoded], batch_size: int, device, kind: TaskKind,
+             step: Callable[[Batch, Any], None]) -> None:
+    """Run ``model`` in eval mode without gradients over ``items`` in length-sorted batches;
+    ``step(batch, output)`` collects what the caller needs (``batch.index`` restores order)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in eval_batches(task, items, batch_size, kind.collate):
+                batch.labels = None
+                step(batch, model(batch.to(device)))
+    finally:
+        model.train(was_training)
+
+
+def in_order(n: int, pairs) -> list:
+    """Values given as (index, value) pairs, as a list in index order."""
+    out: list = [None] * n
+    for i, value in pairs:
+        out[i] = value
+    return out

@@ -1,0 +1,78 @@
+"""Sentence-pair classification: one label per pair of texts (NLI, paraphrase).
+
+Reads ``tsv``, ``csv`` and ``jsonl`` files with a ``text_b_column``. Each text is encoded by the
+architecture on its own and the head reads ``[u; v; |u - v|; u * v]`` of the two sentence vectors
+(InferSent, Conneau et al. 2017). Metrics as for classification.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.batching import Encoded, PairBatch, char_ids, pad, text_batch
+from ..data.readers import Example, tokenize
+from ..modules.heads import PairClassificationHead
+from .base import TaskOutput, TaskSpec, finish
+from .classification import ClassificationKind
+
+
+class PairClassificationKind(ClassificationKind):
+    name = "pair_classification"
+    formats = ("tsv", "csv", "jsonl")
+
+    def check_config(self, task, where: str) -> None:
+        super().check_config(task, where)
+        if task.text_b_column is None:
+            raise ValueError(f"{where}.text_b_column: pair tasks need a second text column")
+
+    def pair(self, task) -> bool:
+        return True
+
+    def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
+               char_vocab=None) -> list[Encoded]:
+        ids = {label: i for i, label in enumerate(labels)}
+        return [Encoded(vocab.encode(ex.tokens[:max_length]) or [1], vocab.encode(ex.tokens_b[:max_length]) or [1],
+                        ids[ex.label] if ex.label is not None else -1,
+                        chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.label is not None)
+                for ex in examples]
+
+    def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> PairBatch:
+        return collate_pair(task, items, index, float_labels=False)
+
+    def build_head(self, spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:
+        return PairClassificationHead(input_dim, spec.num_labels, dropout)
+
+    def forward(self, model, batch: PairBatch) -> TaskOutput:
+        first = model.encode(batch.task, batch.text)
+        second = model.encode(batch.task, batch.text_b)
+        logits = model.head(batch.task)(first.sentence(), second.sentence())     # (B, C)
+        loss = F.cross_entropy(logits, batch.labels) if batch.labels is not None else None
+        return finish(logits, loss, first)
+
+    def parse_inputs(self, inputs: list, task) -> list[Example]:
+        return parse_pairs(inputs, task)
+
+
+def collate_pair(task: str, items: list[Encoded], index: Optional[list[int]], float_labels: bool) -> PairBatch:
+    """A batch of text pairs; labels as class ids, or as float targets."""
+    import torch
+    batch = PairBatch(**text_batch(task, items, index))
+    batch.tokens_b, batch.mask_b, batch.lengths_b = pad([it.ids_b for it in items])
+    if items[0].labelled:
+        batch.labels = torch.tensor([it.label for it in items], dtype=torch.float if float_labels else torch.long)
+    return batch
+
+
+def parse_pairs(inputs: list, task) -> list[Example]:
+    """``[a, b]`` pairs (or tuples) as examples tokenised the task's way."""
+    examples = []
+    for i, item in enumerate(inputs):
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not all(isinstance(t, str) for t in item):
+            raise ValueError(f"input {i + 1}: task {task.name!r} takes sentence pairs "
+                             "(two tab-separated texts, or [a, b] in JSON)")
+        a, b = item
+        examples.append(Example(tokenize(a, task.tokenizer, task.lowercase) or ["<unk>"], None,
+                                tokenize(b, task.tokenizer, task.lowercase) or ["<unk>"], i + 1))
+    return examples

@@ -1,0 +1,126 @@
+"""Sequence labelling: one tag per word (part of speech, chunks, named entities).
+
+Reads CoNLL column files (``conll``: ``token_column`` / ``tag_column``) and CoNLL-U (``conllu``:
+``conllu_field`` upos/xpos). The head reads the architecture's per-word states: a per-token
+softmax, or a linear-chain CRF (``tagging_head: crf``) that, with a ``tag_scheme`` (BIO/BIOES),
+never takes a forbidden transition. Metrics: span F1 (seqeval, conlleval's reading of chunks) when
+the task has a scheme, token accuracy otherwise. Predictions are written as JSON or CoNLL.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import nn
+
+from ..data.batching import Batch, Encoded, char_ids, pad, text_batch
+from ..data.conll import read_conll, read_conllu
+from ..data.readers import Example
+from ..evaluation.metrics import compute
+from ..modules.tagging import build_tagging_head
+from .base import TaskKind, TaskOutput, TaskSpec, finish, in_order, run_eval
+
+
+def complete_tag_set(tags: list[str], scheme: str) -> list[str]:
+    """Every prefix of every chunk type seen (a type seen as B-LST also gets I-LST), so a test
+    tag whose type is known but whose prefix never occurred in training is not an error."""
+    prefixes = "BI" if scheme == "BIO" else "BIES"
+    kinds = {t.split("-", 1)[1] for t in tags if "-" in t}
+    return sorted(set(tags) | {f"{p}-{k}" for k in kinds for p in prefixes})
+
+
+class TaggingKind(TaskKind):
+    name = "tagging"
+    formats = ("conll", "conllu")
+    metrics = ("span_f1", "accuracy")
+    default_metrics = ("accuracy",)
+
+    def default_metric(self, task) -> tuple[str, ...]:
+        return ("span_f1",) if task.tag_scheme else ("accuracy",)
+
+    def check_config(self, task, where: str) -> None:
+        super().check_config(task, where)
+        if task.metric and "span_f1" in task.metric and not task.tag_scheme:
+            raise ValueError(f"{where}.metric: span_f1 reads chunks, so it needs a tag_scheme (BIO or BIOES)")
+
+    def read(self, task, path, labelled: bool = True):
+        if task.format == "conll":
+            return read_conll(path, token_column=task.token_column, label_column=task.tag_column,
+                              lowercase=task.lowercase, encoding=task.encoding,
+                              fallback_encoding=task.fallback_encoding)
+        return read_conllu(path, label_field=task.conllu_field, lowercase=task.lowercase, encoding=task.encoding)
+
+    def gold_labels(self, example: Example) -> list[str]:
+        return list(example.tags or [])
+
+    def label_set(self, task, train: list[Example]) -> list[str]:
+        labels = super().label_set(task, train)
+        if task.labels is None and task.tag_scheme:
+            labels = complete_tag_set(labels, task.tag_scheme)
+        return labels
+
+    def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
+               char_vocab=None) -> list[Encoded]:
+        """Word ids and tag ids, both cut to ``max_length`` words."""
+        ids = {label: i for i, label in enumerate(labels)}
+        return [Encoded(vocab.encode(ex.tokens[:max_length]) or [1], None, -1,
+                        tags=[ids[t] for t in ex.tags[:max_length]] if ex.tags is not None else None,
+                        chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.tags is not None)
+                for ex in examples]
+
+    def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:
+        batch = Batch(**text_batch(task, items, index))
+        if items[0].labelled:
+            batch.labels, _, _ = pad([it.tags for it in items])          # (B, T), 0 at padding
+        return batch
+
+    def build_head(self, spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:
+        return build_tagging_head(input_dim, spec, dropout)
+
+    def forward(self, model, batch: Batch) -> TaskOutput:
+        encoding = model.encode(batch.task, batch.text)
+        head = model.head(batch.task)
+        logits = head(encoding.states)                                        # (B, T, C)
+        predictions = head.decode(logits.detach(), batch.mask)                # (B, T)
+        loss = head.loss(logits, batch.labels, batch.mask) if batch.labels is not None else None
+        return finish(logits, loss, encoding, predictions)
+
+    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device) -> list:
+        """Decoded tag ids per item (its own length), in the order of ``items``."""
+        rows: list = []
+
+        def keep(batch, out):
+            for row, i, n in zip(out.predictions.cpu().tolist(), batch.index, batch.lengths.tolist()):
+                rows.append((i, row[:n]))
+        run_eval(model, task, items, batch_size, device, self, keep)
+        return in_order(len(items), rows)
+
+    def gold(self, items: list[Encoded]) -> list:
+        return [list(it.tags) for it in items]
+
+    def score(self, predictions: list, items: list[Encoded], metrics: tuple[str, ...], info: dict) -> dict[str, float]:
+        labels = info["labels"]
+        gold = [[labels[t] for t in tags] for tags in self.gold(items)]
+        guess = [[labels[t] for t in tags] for tags in predictions]
+        flat_gold = [t for tags in gold for t in tags]
+        flat_guess = [t for tags in guess for t in tags]
+        return {name: compute(name, gold, guess, info) if name == "span_f1" else compute(name, flat_gold, flat_guess, info)
+                for name in metrics}
+
+    def records(self, predictions, info: dict, raw=None) -> list[dict]:
+        """``predictions``: (tokens, tag ids) per sentence."""
+        return [{"tokens": tokens, "tags": [info["labels"][t] for t in tags]} for tokens, tags in predictions]
+
+    def parse_inputs(self, inputs: list, task) -> list[Example]:
+        examples = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                tokens = item.split()
+            elif isinstance(item, list) and all(isinstance(t, str) for t in item):
+                tokens = list(item)
+            else:
+                raise ValueError(f"input {i + 1}: task {task.name!r} tags a whitespace-tokenised sentence "
+                                 "or a list of tokens")
+            if not tokens:
+                raise ValueError(f"input {i + 1}: empty sentence")
+            examples.append(Example(tokens=tokens, line=i + 1))
+        return examples

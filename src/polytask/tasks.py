@@ -1,0 +1,125 @@
+"""A Task: name, kind, splits of examples, label set and metrics, read as its kind reads files."""
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .config import TaskConfig
+from .data.qa import read_squad, split_by_article
+from .data.readers import DataError, Example, ReadStats
+from .kinds import TaskKind, TaskSpec, get_kind
+from .kinds.qa import qa_examples
+
+
+@dataclass
+class Task:
+    name: str
+    type: str
+    labels: list[str]
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    metrics: tuple[str, ...] = ("accuracy",)
+    stats: dict[str, ReadStats] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    scheme: Optional[str] = None
+    head: str = "softmax"
+    pair: bool = False
+
+    @property
+    def kind(self) -> TaskKind:
+        return get_kind(self.type)
+
+    @property
+    def metric(self) -> str:
+        """The metric that selects on dev."""
+        return self.metrics[0]
+
+    def split(self, name: str) -> list[Example]:
+        if name not in ("train", "dev", "test"):
+            raise ValueError(f"unknown split {name!r} (train, dev, test)")
+        return getattr(self, name)
+
+    def info(self) -> dict:
+        """What a run directory records about the task (``tasks.json``)."""
+        return {"type": self.type, "labels": self.labels, "metrics": list(self.metrics), "scheme": self.scheme,
+                "head": self.head, "pair": self.pair}
+
+
+def task_metrics(cfg: TaskConfig) -> tuple[str, ...]:
+    """The task's metrics: its ``metric`` (one or a list), else its kind's defaults."""
+    if cfg.metric:
+        return (cfg.metric,) if isinstance(cfg.metric, str) else tuple(cfg.metric)
+    return get_kind(cfg.type).default_metric(cfg)
+
+
+def spec_from_info(name: str, info: dict) -> TaskSpec:
+    return TaskSpec(name, info["type"], tuple(info["labels"]), info.get("scheme"), info.get("head", "softmax"),
+                    bool(info.get("pair", info["type"] == "pair_classification")))
+
+
+def resolve_path(data_dir: Optional[Path], rel: str) -> Path:
+    path = Path(rel).expanduser()
+    if not path.is_absolute() and data_dir is not None:
+        path = data_dir / path
+    return path
+
+
+def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
+    """Read a task's files with its kind's reader and carve its dev set as ``cfg.dev_split`` says."""
+    kind = get_kind(cfg.type)
+    paths, stats = {}, {}
+    train_path = resolve_path(data_dir, cfg.train)
+    paths["train"] = str(train_path)
+    split_test: Optional[list[Example]] = None
+    if cfg.format == "squad" and cfg.article_split:
+        # only one file (SQuAD's dev set): its articles are split into train and test
+        first, second = split_by_article(read_squad(train_path), cfg.article_split, seed)
+        train, split_test = qa_examples(cfg, first), qa_examples(cfg, second)
+        stats["train"] = ReadStats(lines=len(train))
+    else:
+        train, stats["train"] = kind.read(cfg, train_path)
+    policy, size = cfg.dev_split.policy, cfg.dev_split.size
+    if policy == "file" and cfg.dev is not None:
+        dev_path = resolve_path(data_dir, cfg.dev)
+        paths["dev"] = str(dev_path)
+        dev, stats["dev"] = kind.read(cfg, dev_path)
+    elif policy == "file":
+        raise DataError(cfg.name, "dev_split.policy is 'file' but the task has no dev path")
+    elif policy == "none":
+        dev = []
+    else:
+        if size >= len(train):
+            raise DataError(train_path, f"dev_split.size {size} leaves no training data "
+                            f"({len(train)} examples)")
+        if policy == "tail":
+            train, dev = train[: len(train) - size], train[len(train) - size:]
+        else:
+            order = list(range(len(train)))
+            random.Random(f"{seed}/{cfg.name}/dev").shuffle(order)
+            held = set(order[:size])
+            dev = [ex for i, ex in enumerate(train) if i in held]
+            train = [ex for i, ex in enumerate(train) if i not in held]
+    test = split_test or []
+    if cfg.test is not None and split_test is None:
+        test_path = resolve_path(data_dir, cfg.test)
+        paths["test"] = str(test_path)
+        test, stats["test"] = kind.read(cfg, test_path)
+    labels = kind.label_set(cfg, train)
+    kind.check_labels(cfg, labels, {"train": train, "dev": dev, "test": test}, paths)
+    return Task(name=cfg.name, type=cfg.type, labels=labels, train=train, dev=dev, test=test,
+                metrics=task_metrics(cfg), stats=stats, paths=paths, scheme=cfg.tag_scheme,
+                head=cfg.tagging_head if cfg.type == "tagging" else "softmax", pair=kind.pair(cfg))
+
+
+def load_unlabeled(cfg: TaskConfig, data_dir: Optional[Path]) -> list[list[str]]:
+    """Token lists of a task's unlabeled file (empty when it has none)."""
+    if cfg.unlabeled is None:
+        return []
+    if cfg.unlabeled_tokenizer is not None:
+        cfg = dataclasses.replace(cfg, tokenizer=cfg.unlabeled_tokenizer)
+    examples, _ = get_kind(cfg.type).read(cfg, resolve_path(data_dir, cfg.unlabeled), labelled=False)
+    return [ex.tokens for ex in examples]
