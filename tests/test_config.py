@@ -11,10 +11,11 @@ import torch
 
 from polytask.config import (ConfigError, ExperimentConfig, apply_overrides, config_differences, load_config,
                              save_config)
-from polytask.data.batching import Encoded, collate_text as collate
+from polytask.data.batching import Encoded
+from polytask.kinds import get_kind
 from polytask.models import REGISTRY, TaskSpec, build_model
 
-from conftest import make_raw_config, write_yaml
+from conftest import classes, make_raw_config, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("**/*.yaml"))
@@ -309,7 +310,7 @@ def test_every_config_loads_and_builds(path):
             for it in items:
                 it.chars, it.chars_b = [[3, 4]] * len(it.ids), [[5]] * len(it.ids_b)
         with torch.no_grad():
-            out = model(collate(cfg.tasks[0].name, items, [0, 1]))
+            out = model(get_kind("qa").collate(cfg.tasks[0].name, items, [0, 1]))
         assert out.logits.shape == (2, 2, 31) and torch.isfinite(out.loss)
         return
     if specs[0].tagging:
@@ -317,7 +318,7 @@ def test_every_config_loads_and_builds(path):
                  Encoded([6, 7], None, -1, [2, 0], [[5], [6, 7]])]
     else:
         items = [Encoded([2, 3, 4, 5], None, 0), Encoded([6, 7], None, 1)]
-    batch = collate(first, items, [0, 1])
+    batch = get_kind(specs[0].kind).collate(first, items, [0, 1])
     with torch.no_grad():
         out = model(batch)
     shape = (2, 4, specs[0].num_labels) if specs[0].tagging else (2, specs[0].num_labels)

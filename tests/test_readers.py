@@ -294,6 +294,6 @@ def test_pair_task_from_tsv(tmp_path):
                      text_column="s1", text_b_column="s2", label_column="lab",
                      dev_split=DevSplitConfig("tail", 2))
     task = load_task(cfg, tmp_path)
-    assert task.is_pair and task.labels == ["n", "y"]
+    assert task.pair and task.labels == ["n", "y"]
     assert len(task.train) == 6 and len(task.dev) == 2
     assert task.train[0].tokens_b == ["b", "0"]

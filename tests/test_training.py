@@ -74,8 +74,8 @@ def test_run_directory_layout_and_metrics(trained):
                  "last/trainer.pt", "last/state.json"):
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "tasks.json").read_text()) == {
-        t: {"type": "classification", "labels": ["0", "1"], "metric": "accuracy", "scheme": None,
-            "head": "softmax"} for t in ("a", "b")}
+        t: {"type": "classification", "labels": ["0", "1"], "metrics": ["accuracy"], "scheme": None,
+            "head": "softmax", "pair": False} for t in ("a", "b")}
     vocab = json.loads((run_dir / "vocab.json").read_text())
     assert vocab[:2] == ["<pad>", "<unk>"] and "good" in vocab and "yes" in vocab
     records = read_metrics(run_dir)
@@ -443,7 +443,8 @@ def test_cli_evaluate_prints_a_table(trained, tmp_path, capsys):
     for task in ("a", "b"):
         assert rows[task] == [f"{trained.results['test'][task]:.2f}"]
     assert "average" in rows
-    assert json.loads(scores.read_text()) == pytest.approx(trained.results["test"])
+    saved = json.loads(scores.read_text())                  # every metric of every task
+    assert {t: v["accuracy"] for t, v in saved.items()} == pytest.approx(trained.results["test"])
 
 
 def test_cli_evaluate_dev_split(trained, capsys):
@@ -560,7 +561,8 @@ def test_word_vectors_can_have_their_own_learning_rate(fdu_config):
     cfg = load_config(raw=raw)
     model = build_model(cfg, [classes("a", 2)], vocab_size=10)
     from polytask.data.batching import Encoded
-    trainer = Trainer(cfg, model, {"a": [Encoded([2, 3], None, 1)]}, {"a": []}, Vocab(["x"]), {}, fdu_config["output_dir"])
+    trainer = Trainer(cfg, model, {"a": [Encoded([2, 3], None, 1)]}, {"a": []}, Vocab(["x"]),
+                      {"a": {"type": "classification", "labels": ["0", "1"]}}, fdu_config["output_dir"])
     groups = trainer.optimizer.param_groups
     assert [g["lr"] for g in groups] == [cfg.trainer.lr, 1e-4]
     assert groups[1]["params"] == [model.encoder.embedding.embedding.weight]

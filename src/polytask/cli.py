@@ -72,10 +72,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation.tables import format_table
+    from .evaluation.tables import format_metric_table
     from .runner import evaluate
     scores = evaluate(args.run_dir, args.split, Path(args.data_dir) if args.data_dir else None)
-    print(format_table({args.split: scores}, list(scores), markdown=False))
+    print(format_metric_table({args.split: scores}, list(scores)))
     if args.json:
         Path(args.json).write_text(json.dumps(scores, indent=1), encoding="utf-8")
     return 0
@@ -107,21 +107,22 @@ def _write_tagging(args, run) -> int:
 def cmd_predict(args) -> int:
     from .runner import load_run, predict
     run = load_run(args.run_dir)
-    if run.task_info.get(args.task, {}).get("type") == "tagging":
+    kind = run.task_info.get(args.task, {}).get("type")
+    if kind == "tagging":
         return _write_tagging(args, run)
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin
-    pair = run.task_info.get(args.task, {}).get("type") in ("pair_classification", "qa")
+    two_texts = kind == "qa" or run.task_info.get(args.task, {}).get("pair", kind == "pair_classification")
     texts = []
     with source:
         for line in source:
             line = line.rstrip("\n")
             if not line.strip():
                 continue
-            texts.append(tuple(line.split("\t", 1)) if pair else line)
+            texts.append(tuple(line.split("\t", 1)) if two_texts else line)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     for text, pred in zip(texts, predict(run, args.task, texts)):
-        record = {"text": text if not pair else list(text), **{k: pred[k] for k in ("label", "probability", "answer")
-                                                                if k in pred}}
+        record = {"text": list(text) if two_texts else text,
+                  **{k: pred[k] for k in ("label", "probability", "score", "answer") if k in pred}}
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     if args.output:
         out.close()

@@ -15,7 +15,7 @@ from .config import ExperimentConfig, load_config
 from .data.readers import Example, tokenize
 from .data.vocab import Vocab, load_vocab
 from .evaluation.evaluate import evaluate_metrics, primary
-from .evaluation.tables import format_table
+from .evaluation.tables import format_metric_table
 from .experiment import (build_char_vocab, build_vocab, encode_split, load_tasks, make_model,
                          resolve_data_dir, specs_from_info, task_info, task_specs)
 from .kinds import get_kind
@@ -82,22 +82,11 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     if not quiet:
         for layer, groups in enumerate(structure.get("fafs_tree", []), 1):
             print(f"layer {layer}: " + " | ".join(", ".join(g) for g in groups))
-        print(format_table(metric_columns({"dev": dev_metrics, "test": test_metrics}), list(tasks), markdown=False))
+        print(format_metric_table({"dev": dev_metrics, "test": test_metrics}, list(tasks)))
         print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
               f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
               f"run directory {run_dir}")
     return results
-
-
-def metric_columns(splits: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """``{split: {task: {metric: value}}}`` as table columns: ``split`` alone for each task's first
-    metric, ``split metric`` for the others (every metric is shown)."""
-    columns: dict[str, dict[str, float]] = {}
-    for split, scores in splits.items():
-        for task, values in scores.items():
-            for i, (metric, value) in enumerate(values.items()):
-                columns.setdefault(split if i == 0 else f"{split} {metric}", {})[task] = value
-    return columns
 
 
 def _load_shared_and_freeze(model: torch.nn.Module, source: Path) -> None:

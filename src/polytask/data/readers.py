@@ -159,19 +159,30 @@ def _rows(path: Path, fmt: str, header: bool, encoding: str, fallback: str, stat
         yield number, dict(zip(names, fields))
 
 
-def read_table(path: str | Path, *, fmt: str, text_column: str, label_column: Optional[str],
-               text_b_column: Optional[str] = None, header: bool = True, tokenizer: str = "regex",
+def read_table(path: str | Path, *, fmt: str, text_column: str | int, label_column: Optional[str | int],
+               text_b_column: Optional[str | int] = None, header: bool = True, tokenizer: str = "regex",
                lowercase: bool = True, encoding: str = "utf-8", fallback_encoding: str = "cp1252",
                ) -> tuple[list[Example], ReadStats]:
-    """Read TSV/CSV/JSONL with named columns (or 0-based indices as names for headerless files)."""
+    """Read TSV/CSV/JSONL. A column is named (the header's names; ``"0"``, ``"1"``, ... in a file
+    without a header) or numbered from 0 (tsv/csv; negative numbers count from the end)."""
     path = Path(path)
     stats = ReadStats()
     examples = []
     for number, row in _rows(path, fmt, header, encoding, fallback_encoding, stats):
-        def column(name: str) -> str:
-            if name not in row:
-                raise DataError(path, f"no column {name!r} (columns: {', '.join(map(str, row))})", number)
-            value = row[name]
+        def column(name: str | int) -> str:
+            if isinstance(name, int):
+                if fmt == "jsonl":
+                    raise DataError(path, f"column {name}: JSON lines name their fields; give the field's "
+                                    "name, not a number", number)
+                values = list(row.values())
+                if not -len(values) <= name < len(values):
+                    raise DataError(path, f"no column number {name} (the line has {len(values)} columns, "
+                                    "numbered from 0)", number)
+                value = values[name]
+            else:
+                if name not in row:
+                    raise DataError(path, f"no column {name!r} (columns: {', '.join(map(str, row))})", number)
+                value = row[name]
             return "" if value is None else str(value)
 
         text = column(text_column)

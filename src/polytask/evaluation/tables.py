@@ -31,3 +31,23 @@ def format_table(columns: dict[str, dict[str, float]], tasks: list[str], markdow
         return "\n".join([line(header), sep] + [line(r) for r in rows])
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))
     return "\n".join([line(header), "-" * (sum(widths) + 2 * len(widths))] + [line(r) for r in rows])
+
+
+def format_metric_table(splits: dict[str, dict[str, dict[str, float]]], tasks: list[str],
+                        markdown: bool = False) -> str:
+    """``{split: {task: {metric: value}}}`` as one table: a column ``split`` with each task's first
+    metric (the one that selects on dev; the average row averages these), then ``split metric``
+    columns for every other metric. A note names the first metrics unless all are accuracy."""
+    columns: dict[str, dict[str, float]] = {}
+    first: dict[str, str] = {}
+    for split, scores in splits.items():
+        for task, values in scores.items():
+            for i, (metric, value) in enumerate(values.items()):
+                columns.setdefault(split if i == 0 else f"{split} {metric}", {})[task] = value
+                if i == 0:
+                    first.setdefault(task, metric)
+    table = format_table(columns, tasks, markdown=markdown)
+    if any(metric != "accuracy" for metric in first.values()):
+        table += "\n" + f"{', '.join(splits)}: each task's first metric (" + \
+            ", ".join(f"{t} {first[t]}" for t in tasks if t in first) + ")"
+    return table

@@ -132,8 +132,8 @@ class TaskKind(ABC):
     def check_config(self, task, where: str) -> None:
         """Refuse options this kind cannot honour (``task`` is a TaskConfig, ``where`` its key path)."""
         if task.format not in self.formats:
-            raise ValueError(f"{where}.format: a {self.name} task reads {', '.join(self.formats)} files, "
-                             f"not {task.format!r}")
+            raise ValueError(f"{where}.format: {self.name} tasks read {'/'.join(self.formats)} files, "
+                             f"not {task.format!r} ({task.name})")
 
     def default_metric(self, task) -> tuple[str, ...]:
         return self.default_metrics

@@ -5,8 +5,9 @@
     curl -s -X POST localhost:8080/predict -d '{"task": "books", "texts": ["a great read"]}'
 
 ``GET /tasks`` lists the tasks with their type and labels; ``POST /predict`` takes ``task`` and
-``texts`` (strings; ``[a, b]`` pairs for pair tasks; whitespace-tokenised sentences or token lists
-for tagging tasks) and answers ``{"predictions": [...]}``. Bad requests get a 400 with a message.
+``texts`` as the task's kind reads them (strings; ``[a, b]`` pairs for pair tasks and pair
+regression; whitespace-tokenised sentences or token lists for tagging; ``[context, question]``
+for qa) and answers ``{"predictions": [...]}``. Bad requests get a 400 with a message.
 Requests are served one at a time: the model is not shared across threads.
 """
 from __future__ import annotations
@@ -52,8 +53,6 @@ def make_server(run: LoadedRun, host: str = "127.0.0.1", port: int = 8080) -> HT
                 task, texts = request["task"], request["texts"]
                 if not isinstance(texts, list):
                     raise ValueError("'texts' must be a list")
-                if run.task_info.get(task, {}).get("type") == "pair_classification":
-                    texts = [tuple(t) for t in texts]
                 self._send(200, {"task": task, "predictions": predict(run, task, texts)})
             except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
                 message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -1,0 +1,124 @@
+"""Task kinds end to end: pair regression (STS-B-like) with Pearson/Spearman, a headerless file
+read by column numbers with Matthews correlation (CoLA-like), and the errors that come before any
+data is read."""
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from conftest import FILLER, make_raw_config, write_yaml
+from polytask.cli import main
+from polytask.config import ConfigError, load_config
+from polytask.runner import load_run, predict, train
+
+
+def write_similarity(data_dir, n: int, seed: int, name: str) -> None:
+    """sentence1, sentence2, score: the score is the number of times "same" occurs in sentence2
+    (0-4), so it can be read off the second text; a header row, as STS-B has."""
+    rng = random.Random(seed)
+    rows = ["sentence1\tsentence2\tscore"]
+    for _ in range(n):
+        k = rng.randint(0, 4)
+        a = " ".join(rng.choice(FILLER) for _ in range(rng.randint(3, 6)))
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 5))] + ["same"] * k
+        rng.shuffle(words)
+        rows.append(f"{a}\t{' '.join(words)}\t{k:.3f}")
+    (data_dir / "sim").mkdir(exist_ok=True)
+    (data_dir / "sim" / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def write_acceptability(data_dir, n: int, seed: int, name: str) -> None:
+    """CoLA's layout, no header: source, label, mark, sentence (label 1 when "fine" occurs)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 6))] + ["fine" if label else "odd"]
+        rng.shuffle(words)
+        rows.append(f"src{i % 3}\t{label}\t{'' if label else '*'}\t{' '.join(words)}")
+    (data_dir / "acc").mkdir(exist_ok=True)
+    (data_dir / "acc" / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def glue_like(tmp_path, data_dir) -> dict:
+    write_similarity(data_dir, 120, 1, "train.tsv")
+    write_similarity(data_dir, 40, 2, "test.tsv")
+    write_acceptability(data_dir, 120, 3, "train.tsv")
+    write_acceptability(data_dir, 40, 4, "test.tsv")
+    raw = make_raw_config(data_dir, tmp_path / "glue-run", max_steps=240, eval_every=80)
+    raw["task_defaults"] = {"format": "tsv", "dev_split": {"policy": "random", "size": 20}}
+    raw["tasks"] = [
+        {"name": "sim", "type": "regression", "train": "sim/train.tsv", "test": "sim/test.tsv",
+         "text_column": "sentence1", "text_b_column": "sentence2", "label_column": "score"},
+        {"name": "acc", "type": "classification", "train": "acc/train.tsv", "test": "acc/test.tsv",
+         "header": False, "text_column": 3, "label_column": 1, "metric": ["mcc", "accuracy"]},
+    ]
+    return raw
+
+
+def test_pair_regression_and_mcc_train_and_report_every_metric(glue_like, capsys):
+    results = train(load_config(raw=glue_like))
+    out = capsys.readouterr().out
+    assert "sim pearson, acc mcc" in out and "test spearman" in out and "test accuracy" in out
+    saved = json.loads((Path(glue_like["output_dir"]) / "results.json").read_text())
+    assert saved["metrics"] == {"sim": ["pearson", "spearman"], "acc": ["mcc", "accuracy"]}
+    assert set(saved["test_metrics"]["sim"]) == {"pearson", "spearman"}
+    assert saved["test"]["sim"] == saved["test_metrics"]["sim"]["pearson"]      # the first metric selects
+    assert saved["test"]["acc"] == saved["test_metrics"]["acc"]["mcc"]
+    assert results["test_metrics"]["sim"]["pearson"] > 80, results["test_metrics"]   # it learned to count
+    assert results["test_metrics"]["acc"]["mcc"] > 80, results["test_metrics"]
+    run = load_run(glue_like["output_dir"])
+    [low, high] = predict(run, "sim", [["the movie", "a plot"], ["the movie", "same same same same"]])
+    assert set(low) == {"score"} and high["score"] > low["score"] + 1.5
+    with pytest.raises(ValueError, match="sentence pairs"):
+        predict(run, "sim", ["one text only"])
+
+
+def test_regression_target_that_is_not_a_number_names_file_and_line(glue_like, data_dir):
+    path = data_dir / "sim" / "train.tsv"
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].rsplit("\t", 1)[0] + "\thigh"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"train\.tsv:6: target 'high' in column 'score' is not a finite number"):
+        train(load_config(raw=glue_like), quiet=True)
+
+
+def test_a_column_number_beyond_the_line_is_an_error(glue_like):
+    raw = copy.deepcopy(glue_like)
+    raw["tasks"][1]["text_column"] = 7
+    with pytest.raises(ValueError, match=r"train\.tsv:1: no column number 7 \(the line has 4 columns"):
+        train(load_config(raw=raw), quiet=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": {"memory_slots": 7}}, r"model\.memory_slots: the architecture 'hard_sharing' does not take this key "
+                                     r"\(it takes: .*embedding_dim"),
+    ({"model": {"architecture": "meta_lstm", "encoder": {"type": "transformer"}}},
+     r"model\.encoder\.type: meta_lstm builds on bilstm encoders, not 'transformer'"),
+    ({"model": {"architecture": "regularized_heads"}},
+     r"tasks\[0\]\.type: the architecture 'regularized_heads' cannot serve regression tasks \(sim\)"),
+    ({"model": {"architecture": "low_supervision"}},
+     r"tasks\[0\]\.text_b_column: the architecture 'low_supervision' reads single texts"),
+    ({"tasks": {1: {"metric": "pearson"}}}, r"tasks\[1\]\.metric: 'pearson' is not a metric of classification"),
+    ({"tasks": {0: {"type": "ranking"}}}, r"tasks\[0\]\.type: unknown task type 'ranking'"),
+])
+def test_bad_combinations_fail_before_any_data_is_read(glue_like, tmp_path, capsys, change, message):
+    raw = copy.deepcopy(glue_like)
+    raw["data_dir"] = str(tmp_path / "no-such-dir")                  # reading any data would fail
+    for key, value in change.items():
+        if key == "model":
+            raw["model"].update(value)
+        else:
+            for i, fields in value.items():
+                raw["tasks"][i].update(fields)
+    with pytest.raises(ConfigError, match=message):
+        load_config(raw=raw)
+    path = write_yaml(raw, tmp_path / "bad.yaml")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("polytask: error:") == 1 and "Traceback" not in err and "no-such-dir" not in err
