@@ -4,6 +4,7 @@ data is read."""
 from __future__ import annotations
 
 import copy
+import os
 import json
 import random
 from pathlib import Path
@@ -122,3 +123,39 @@ def test_bad_combinations_fail_before_any_data_is_read(glue_like, tmp_path, caps
     assert main(["train", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("polytask: error:") == 1 and "Traceback" not in err and "no-such-dir" not in err
+
+
+def glue_data() -> Path:
+    root = Path(__file__).resolve().parents[1]
+    for candidate in (os.environ.get("POLYTASK_DATA"), root.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "glue" / "STS-B" / "train.tsv").is_file():
+            return Path(candidate)
+    pytest.skip("GLUE data not found (set $POLYTASK_DATA)")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_stsb_cola_config_on_real_glue_data(tmp_path):
+    """configs/glue/stsb-cola.yaml reads STS-B (5749 train rows, dev file of 1500 as test) and CoLA
+    (8551 headerless rows, 1043 in its dev file); a short run's Pearson and MCC in results.json are
+    what SciPy and scikit-learn give on the run's own predictions of the test files."""
+    from scipy.stats import pearsonr
+    from sklearn.metrics import matthews_corrcoef
+    from polytask.experiment import load_tasks
+    data = glue_data()
+    cfg = load_config("configs/glue/stsb-cola.yaml", overrides=[
+        f"output_dir={tmp_path / 'run'}", "trainer.max_steps=40", "trainer.eval_every=20", "trainer.progress=false",
+        "model.embedding_dim=16", "model.encoder.hidden_dim=16", "data.batch_size=16"])
+    tasks = load_tasks(cfg, data)
+    assert [(len(t.train), len(t.dev), len(t.test)) for t in tasks.values()] == [(5249, 500, 1500), (8051, 500, 1043)]
+    assert tasks["stsb"].test[0].label == "5.000" and tasks["stsb"].pair
+    assert tasks["cola"].labels == ["0", "1"] and tasks["cola"].metrics == ("mcc", "accuracy")
+    results = train(cfg, data_dir=data, quiet=True)
+    run = load_run(tmp_path / "run")
+    stsb, cola = tasks["stsb"].test, tasks["cola"].test
+    scores = [p["score"] for p in predict(run, "stsb", [[" ".join(e.tokens), " ".join(e.tokens_b)] for e in stsb])]
+    assert results["test_metrics"]["stsb"]["pearson"] == pytest.approx(
+        100 * pearsonr([float(e.label) for e in stsb], scores)[0], abs=1e-3)
+    labels = [p["label"] for p in predict(run, "cola", [" ".join(e.tokens) for e in cola])]
+    assert results["test_metrics"]["cola"]["mcc"] == pytest.approx(
+        100 * matthews_corrcoef([e.label for e in cola], labels), abs=1e-6)
