@@ -16,6 +16,15 @@ from .vocab import Vocab
 
 
 @dataclass
+class Text:
+    """One text of a batch, as an architecture reads it. B batch, T time, C characters per word."""
+
+    tokens: torch.Tensor                   # (B, T) word ids, 0 = padding
+    mask: torch.Tensor                     # (B, T) bool, True at real tokens
+    chars: Optional[torch.Tensor] = None   # (B, T, C) character ids, 0 = padding
+
+
+@dataclass
 class Batch:
     """One task's mini-batch of single texts. B batch, T time, C characters per word."""
 
@@ -36,9 +45,8 @@ class Batch:
         return self.tokens.shape[0]
 
     @property
-    def text(self):
+    def text(self) -> Text:
         """The (first) text, as the architectures read it."""
-        from ..kinds.base import Text
         return Text(self.tokens, self.mask, self.chars)
 
     def num_tokens(self) -> int:
@@ -54,8 +62,8 @@ class PairBatch(Batch):
     lengths_b: Optional[torch.Tensor] = None
 
     @property
-    def text_b(self):
-        from ..kinds.base import Text
+    def text_b(self) -> Text:
+        """The second text (no character ids: pair tasks do not read characters)."""
         return Text(self.tokens_b, self.mask_b)
 
     def num_tokens(self) -> int:

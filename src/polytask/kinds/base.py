@@ -20,20 +20,11 @@ from typing import Any, Callable, ClassVar, Optional, Union
 import torch
 from torch import nn
 
-from ..data.batching import Batch, Encoded, eval_batches
+from ..data.batching import Batch, Encoded, Text, eval_batches
 from ..data.readers import DataError, Example
 from ..evaluation.metrics import compute
 
 Inspect = Union[torch.Tensor, Callable[[], torch.Tensor]]
-
-
-@dataclass
-class Text:
-    """One text of a batch. B batch, T time, C characters per word."""
-
-    tokens: torch.Tensor                   # (B, T) word ids, 0 = padding
-    mask: torch.Tensor                     # (B, T) bool, True at real tokens
-    chars: Optional[torch.Tensor] = None   # (B, T, C) character ids, 0 = padding
 
 
 @dataclass
