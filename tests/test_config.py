@@ -297,8 +297,8 @@ def test_every_config_loads_and_builds(path):
     for task in cfg.tasks:
         assert task.train and "{" not in task.train, task.train
     tags = ("B-X", "I-X", "O")
-    specs = [TaskSpec(t.name, t.type, tuple(t.labels or tags), scheme=t.tag_scheme, head=t.tagging_head,
-                      pair=t.type == "pair_classification") for t in cfg.tasks]
+    specs = [TaskSpec(t.name, t.type, () if t.type == "regression" else tuple(t.labels or tags),
+                      scheme=t.tag_scheme, head=t.tagging_head, pair=get_kind(t.type).pair(t)) for t in cfg.tasks]
     chars = 10 if cfg.model.char_embedding_dim else 0
     model = build_model(cfg, specs, vocab_size=30, num_chars=chars)
     model.eval()
@@ -317,11 +317,12 @@ def test_every_config_loads_and_builds(path):
         items = [Encoded([2, 3, 4, 5], None, -1, [0, 1, 2, 0], [[3, 4]] * 4),
                  Encoded([6, 7], None, -1, [2, 0], [[5], [6, 7]])]
     else:
-        items = [Encoded([2, 3, 4, 5], None, 0), Encoded([6, 7], None, 1)]
+        second = ([8, 9], [3]) if specs[0].pair else (None, None)
+        items = [Encoded([2, 3, 4, 5], second[0], 0), Encoded([6, 7], second[1], 1)]
     batch = get_kind(specs[0].kind).collate(first, items, [0, 1])
     with torch.no_grad():
         out = model(batch)
-    shape = (2, 4, specs[0].num_labels) if specs[0].tagging else (2, specs[0].num_labels)
+    shape = {"tagging": (2, 4, specs[0].num_labels), "regression": (2,)}.get(specs[0].kind, (2, specs[0].num_labels))
     assert out.logits.shape == shape
     assert torch.isfinite(out.loss)
 

@@ -216,3 +216,24 @@ def test_nash_mtl_weights_orthogonal_gradients_by_their_inverse_norms():
     direction = w.grad / w.grad.norm()
     torch.testing.assert_close(direction, torch.tensor([1.0, 1.0, 0.0]) / math.sqrt(2), atol=1e-3, rtol=1e-3)
 
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("dwa", {"temprature": 9}, r"trainer\.weighting_options\.temprature: the weighting 'dwa' does not take this "
+                               r"key \(it takes: temperature, window\)"),
+    ("dwa", {"window": 2.5}, r"trainer\.weighting_options\.window: expected an integer"),
+    ("uncertainty", {"alpha": 1.0}, r"trainer\.weighting_options\.alpha: the weighting 'uncertainty' takes no options"),
+    ("fixed", {"weights": {"a": "heavy"}}, r"trainer\.weighting_options\.weights"),
+])
+def test_weighting_options_are_typed_per_method(fdu_config, method, options, message):
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "weighting": method, "weighting_options": options}}
+    with pytest.raises(ConfigError, match=message):
+        load_config(raw=raw)
+
+
+def test_weighting_options_reach_the_method(fdu_config):
+    from polytask.training.weighting import build_weighting
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "weighting": "dwa",
+                                     "weighting_options": {"temperature": 4.0, "window": 7}}}
+    dwa = build_weighting(load_config(raw=raw), ["a", "b"], seed=1)
+    assert (dwa.temperature, dwa.window) == (4.0, 7)

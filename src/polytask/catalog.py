@@ -51,3 +51,8 @@ def weighting_methods() -> tuple[list[str], list[str]]:
     """The loss-weighting and the gradient-combining methods, by name."""
     module = importlib.import_module("polytask.training.weighting")
     return list(module.LOSS_METHODS), list(module.GRADIENT_METHODS)
+
+
+def weighting_option_classes() -> dict[str, type]:
+    """The options class of each weighting method that takes options."""
+    return dict(importlib.import_module("polytask.training.weighting").OPTIONS)

@@ -235,7 +235,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
-        return dict(value)
+        return {k: _convert(v, args[1], f"{path}.{k}") for k, v in value.items()} if args else dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true/false, got {type(value).__name__} {value!r}")
@@ -273,6 +273,21 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     for name, value in data.items():
         kwargs[name] = _convert(value, hints[name], f"{path}.{name}" if path else name)
     return cls(**kwargs)
+
+
+def weighting_options(method: str, options: dict, cls: Optional[type]) -> Any:
+    """``trainer.weighting_options`` as the options class of ``method`` (None: it takes none)."""
+    where = "trainer.weighting_options"
+    if cls is None:
+        if options:
+            raise ConfigError(f"{where}.{next(iter(options))}: the weighting {method!r} takes no options")
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in options:
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: the weighting {method!r} does not take this key "
+                              f"(it takes: {', '.join(sorted(names))})")
+    return from_dict(cls, options, where)
 
 
 def architecture_config(name: Any, path: str = "model") -> type:
@@ -442,6 +457,11 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if cfg.trainer.weighting not in loss_methods + gradient_methods:
         raise ConfigError(f"{source}: trainer.weighting: unknown method {cfg.trainer.weighting!r} "
                           f"(known: {', '.join(loss_methods + gradient_methods)})")
+    try:
+        weighting_options(cfg.trainer.weighting, cfg.trainer.weighting_options,
+                          catalog.weighting_option_classes().get(cfg.trainer.weighting))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if cfg.trainer.weighting in gradient_methods and cfg.trainer.step_mode != "all_tasks":
         raise ConfigError(f"{source}: trainer.weighting: {cfg.trainer.weighting} combines the tasks' "
                           "gradients of one step; set trainer.step_mode: all_tasks")

@@ -9,6 +9,8 @@ state (``state_dict``) so a resumed run continues exactly.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import math
 import random
 
@@ -255,21 +257,49 @@ GRADIENT_METHODS = ("upgrad", "mgda", "pcgrad", "imtlg", "cagrad", "nashmtl")
 LOSS_METHODS = ("equal", "fixed", "uncertainty", "dwa", "rlw", "gradnorm")
 
 
+@dataclass
+class FixedOptions:
+    """``fixed``: a weight per task (tasks not named weigh 1)."""
+
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DWAOptions:
+    """``dwa``: the softmax temperature T and the window of steps a loss average covers."""
+
+    temperature: float = 2.0
+    window: int = 50
+
+
+@dataclass
+class GradNormOptions:
+    """``gradnorm``: α, how strongly training rates are equalised."""
+
+    alpha: float = 1.5
+
+
+# the options each method takes under ``trainer.weighting_options`` (the others take none)
+OPTIONS = {"fixed": FixedOptions, "dwa": DWAOptions, "gradnorm": GradNormOptions}
+
+
 def build_weighting(cfg, tasks: list[str], seed: int) -> EqualWeighting:
     """The method ``trainer.weighting`` names (options under ``trainer.weighting_options``)."""
-    name, opts = cfg.trainer.weighting, dict(cfg.trainer.weighting_options)
+    from ..config import weighting_options
+    name = cfg.trainer.weighting
+    opts = weighting_options(name, cfg.trainer.weighting_options, OPTIONS.get(name))
     if name == "equal":
         return EqualWeighting()
     if name == "fixed":
-        return FixedWeighting(opts.get("weights", {}))
+        return FixedWeighting(opts.weights)
     if name == "uncertainty":
         return UncertaintyWeighting(tasks)
     if name == "dwa":
-        return DynamicWeightAverage(tasks, float(opts.get("temperature", 2.0)), int(opts.get("window", 50)))
+        return DynamicWeightAverage(tasks, opts.temperature, opts.window)
     if name == "rlw":
         return RandomLossWeighting(tasks, seed)
     if name == "gradnorm":
-        return GradNorm(tasks, float(opts.get("alpha", 1.5)))
+        return GradNorm(tasks, opts.alpha)
     if name in GRADIENT_METHODS:
         return JacobianAggregation(_torchjd_aggregator(name, len(tasks)), name)
     raise ValueError(f"trainer.weighting: unknown method {name!r} "
