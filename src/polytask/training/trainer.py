@@ -425,8 +425,9 @@ class Trainer:
                             losses[task] = self.model(batch).loss.float() / t.grad_accumulation
                         self.tokens += int(batch.lengths.sum()) + (int(batch.lengths_b.sum())
                                                                    if batch.lengths_b is not None else 0)
-                    scaled = {k: self.scaler.scale(v) for k, v in losses.items()} if self.scaler else losses
-                    weights = self.weighting.backward(scaled, self.model)
+                    # the weighting sees the true losses; only what it backpropagates is scaled
+                    weights = self.weighting.backward(losses, self.model,
+                                                      **({"scale": self.scaler.scale} if self.scaler else {}))
                     for task, loss in losses.items():
                         running.setdefault(task, []).append(loss.item() * t.grad_accumulation)
                 if self.scaler:
