@@ -1,6 +1,7 @@
 """Loss weightings and gradient aggregators behind the trainer's weighting interface."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -8,8 +9,11 @@ import torch
 from conftest import classes
 from torch import nn
 
+import polytask.runner as runner
 from polytask.config import ConfigError, load_config
 from polytask.runner import train
+from polytask.training.checkpoint import read_weights
+from polytask.training.trainer import Trainer
 from polytask.training.weighting import (DynamicWeightAverage, JacobianAggregation, RandomLossWeighting,
                                          UncertaintyWeighting)
 
@@ -237,3 +241,75 @@ def test_weighting_options_reach_the_method(fdu_config):
                                      "weighting_options": {"temperature": 4.0, "window": 7}}}
     dwa = build_weighting(load_config(raw=raw), ["a", "b"], seed=1)
     assert (dwa.temperature, dwa.window) == (4.0, 7)
+
+
+# ----------------------------------------------------------------------------- fp16 loss scaling
+
+
+def test_uncertainty_weighting_scales_everything_it_backpropagates():
+    """Under a loss scale every gradient is scaled, the log-variance term's too (GradScaler.unscale_
+    divides them all by the scale); the weights come from the true losses."""
+    weighting = UncertaintyWeighting(["a", "b"])
+    w = nn.Parameter(torch.tensor(2.0))
+    used = weighting.backward({"a": w * 1.0, "b": w * 3.0}, None, scale=lambda loss: 1024.0 * loss)
+    assert used == {"a": 1.0, "b": 1.0}
+    assert weighting.log_vars["a"].grad.item() == pytest.approx(1024.0 * (1 - 2.0))
+    assert weighting.log_vars["b"].grad.item() == pytest.approx(1024.0 * (1 - 6.0))
+    assert w.grad.item() == pytest.approx(1024.0 * (1.0 + 3.0))
+
+
+class CountingScaler(torch.amp.GradScaler):
+    """A GradScaler that counts the tensors it scales."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scaled = 0
+
+    def scale(self, outputs):
+        self.scaled += 1
+        return super().scale(outputs)
+
+
+class ScaledLossTrainer(Trainer):
+    """The trainer with the loss scaler that fp16 on a GPU gets, here on CPU (its scale, 2^12,
+    stays put: no step overflows, and it would grow only after 2000 steps)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scaler = CountingScaler("cpu", init_scale=2.0 ** 12)
+        scalers.append(self.scaler)
+
+
+scalers: list[CountingScaler] = []
+
+
+@pytest.mark.parametrize("method", ["dwa", "uncertainty", "gradnorm"])
+def test_stateful_weightings_see_the_unscaled_losses(fdu_config, tmp_path, monkeypatch, method):
+    """A loss scaler leaves a run unchanged: its scale reaches the gradients (and leaves them again
+    in unscale_), never the losses that a weighting keeps (DWA's loss averages, GradNorm's first
+    losses) or balances against its own terms (uncertainty's log-variances)."""
+    runs = {}
+    for name, trainer_class in (("plain", Trainer), ("scaled", ScaledLossTrainer)):
+        raw = {**fdu_config, "output_dir": str(tmp_path / name),
+               "trainer": {**fdu_config["trainer"], "step_mode": "all_tasks", "weighting": method,
+                           "weighting_options": {"window": 2} if method == "dwa" else {},
+                           "max_steps": 12, "eval_every": 6}}
+        monkeypatch.setattr(runner, "Trainer", trainer_class)
+        runner.train(load_config(raw=raw), quiet=True)
+        run = tmp_path / name
+        runs[name] = {
+            "state": json.loads((run / "last/state.json").read_text())["weighting"],
+            "parameters": torch.load(run / "last/trainer.pt", weights_only=True)["weighting"],
+            "records": [{k: r[k] for k in ("train_loss", "weights", "dev")}
+                        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())],
+            "model": read_weights(run / "last/model.safetensors")}
+    assert scalers[-1].scaled > 0                      # the scaled run did scale its losses
+    plain, scaled = runs["plain"], runs["scaled"]
+    assert scaled["state"] == plain["state"]
+    assert scaled["records"] == plain["records"]
+    assert scaled["parameters"].keys() == plain["parameters"].keys()
+    for name in plain["parameters"]:
+        assert torch.equal(scaled["parameters"][name], plain["parameters"][name]), name
+    for name in plain["model"]:
+        assert torch.equal(scaled["model"][name], plain["model"][name]), name
+

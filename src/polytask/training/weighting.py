@@ -6,6 +6,10 @@ one gradient per task on the shared parameters and aggregate them. The gradient 
 come from TorchJD (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024),
 which is maintained and tested; polytask only wires them to its models. Methods keep their own
 state (``state_dict``) so a resumed run continues exactly.
+
+Under fp16 mixed precision the trainer passes ``scale`` (``torch.amp.GradScaler.scale``): methods
+see the true losses, for their weights and their state, and apply ``scale`` only to what they
+differentiate, so every gradient carries the loss scale that ``GradScaler.unscale_`` removes.
 """
 from __future__ import annotations
 
@@ -13,18 +17,27 @@ from dataclasses import dataclass, field
 
 import math
 import random
+from typing import Callable
 
 import torch
 from torch import nn
 
 Losses = dict[str, torch.Tensor]
+Scale = Callable[[torch.Tensor], torch.Tensor]
+
+
+def unscaled(loss: torch.Tensor) -> torch.Tensor:
+    """The ``scale`` of full-precision training: the loss as it is."""
+    return loss
 
 
 class EqualWeighting(nn.Module):
     """Σ_k L_k: the plain sum (one task per step reduces to that task's loss)."""
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
-        sum(losses.values()).backward()
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
+        """Put the gradients of this step's ``losses`` (task -> scalar, unscaled) in ``.grad``,
+        backpropagating ``scale`` of what is differentiated; returns the weight of each task."""
+        scale(sum(losses.values())).backward()
         return {t: 1.0 for t in losses}
 
     def extra_state(self) -> dict:
@@ -41,9 +54,9 @@ class FixedWeighting(EqualWeighting):
         super().__init__()
         self.weights = dict(weights)
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         w = {t: float(self.weights.get(t, 1.0)) for t in losses}
-        sum(w[t] * loss for t, loss in losses.items()).backward()
+        scale(sum(w[t] * loss for t, loss in losses.items())).backward()
         return w
 
 
@@ -55,9 +68,9 @@ class UncertaintyWeighting(EqualWeighting):
         super().__init__()
         self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in tasks})
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         total = sum(torch.exp(-self.log_vars[t]) * loss + self.log_vars[t] for t, loss in losses.items())
-        total.backward()
+        scale(total).backward()
         return {t: math.exp(-self.log_vars[t].item()) for t in losses}
 
 
@@ -83,9 +96,9 @@ class DynamicWeightAverage(EqualWeighting):
         z = sum(exps.values())
         return {t: len(self.tasks) * e / z for t, e in exps.items()}
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         w = self.weights()
-        sum(w[t] * loss for t, loss in losses.items()).backward()
+        scale(sum(w[t] * loss for t, loss in losses.items())).backward()
         for t, loss in losses.items():
             self.sums[t] += loss.item()
             self.counts[t] += 1
@@ -114,11 +127,11 @@ class RandomLossWeighting(EqualWeighting):
         super().__init__()
         self.rng = random.Random(f"{seed}/rlw")
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         draws = {t: math.exp(self.rng.gauss(0.0, 1.0)) for t in sorted(losses)}
         z = sum(draws.values())
         w = {t: len(losses) * d / z for t, d in draws.items()}
-        sum(w[t] * loss for t, loss in losses.items()).backward()
+        scale(sum(w[t] * loss for t, loss in losses.items())).backward()
         return w
 
     def extra_state(self) -> dict:
@@ -137,6 +150,9 @@ class GradNorm(EqualWeighting):
     W move towards mean(G) · r_k^α, where r_k is task k's inverse training rate (its loss relative
     to its first loss, over the mean of those ratios). Since w_k is a scalar, G_k = w_k ||∇_W L_k||
     and no second-order gradient is needed. The weights are renormalised to sum to K before use.
+    The norms are taken of the scaled losses' gradients, so under fp16 the weights' own gradient
+    carries the loss scale like the model's (the weights are in the optimizer that is unscaled);
+    the loss ratios r_k are of the true losses.
     """
 
     def __init__(self, tasks: list[str], alpha: float = 1.5):
@@ -145,7 +161,7 @@ class GradNorm(EqualWeighting):
         self.alpha = alpha
         self.initial: dict[str, float] = {}
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         tasks = list(losses)
         with torch.no_grad():                                   # renormalise: Σ_k w_k = K
             total = sum(self.weights[t].clamp_min(1e-3) for t in self.weights)
@@ -155,7 +171,7 @@ class GradNorm(EqualWeighting):
         if len(tasks) > 1 and shared:
             norms = {}
             for t in tasks:
-                grads = torch.autograd.grad(losses[t], shared, retain_graph=True, allow_unused=True)
+                grads = torch.autograd.grad(scale(losses[t]), shared, retain_graph=True, allow_unused=True)
                 norms[t] = torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
                 self.initial.setdefault(t, max(losses[t].item(), 1e-12))
             ratios = {t: losses[t].item() / self.initial[t] for t in tasks}
@@ -167,7 +183,7 @@ class GradNorm(EqualWeighting):
             for t, grad in zip(tasks, torch.autograd.grad(grad_loss, [self.weights[t] for t in tasks])):
                 self.weights[t].grad = grad
         used = {t: self.weights[t].detach() for t in tasks}
-        sum(used[t] * loss for t, loss in losses.items()).backward()
+        scale(sum(used[t] * loss for t, loss in losses.items())).backward()
         return {t: float(w) for t, w in used.items()}
 
     def extra_state(self) -> dict:
@@ -199,7 +215,7 @@ class JacobianAggregation(EqualWeighting):
         # then the only copy (on FDU-MTL, 0.9 GB less at peak)
         self.from_gramian = isinstance(aggregator, GramianWeightedAggregator)
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict[str, float]:
+    def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         """One backward pass per task (K in all), each through that task's own graph only: the
         shared parameters' gradients become the rows of the Jacobian that the aggregator combines,
         and the task parameters get the plain sum of the tasks' gradients, as under equal weighting.
@@ -212,7 +228,7 @@ class JacobianAggregation(EqualWeighting):
         tasks = list(losses)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         if len(tasks) == 1 or not shared:
-            return super().backward(losses, model)
+            return super().backward(losses, model, scale)
         shared_ids = {id(p) for p in shared}
         own = list({id(p): p for t in tasks for p in model.task_parameters(t)
                     if p.requires_grad and id(p) not in shared_ids}.values())
@@ -220,7 +236,7 @@ class JacobianAggregation(EqualWeighting):
         for i, task in enumerate(tasks):
             # every task's own parameters too: a task layer may serve other tasks' losses as well
             # (JMT's lower heads, soft sharing's penalty, L-I's token table); they get Σ_k ∇L_k
-            grads = torch.autograd.grad(losses[task], shared + own, retain_graph=i < len(tasks) - 1,
+            grads = torch.autograd.grad(scale(losses[task]), shared + own, retain_graph=i < len(tasks) - 1,
                                         allow_unused=True)
             for jac, g in zip(jacobians, grads):
                 if g is not None:

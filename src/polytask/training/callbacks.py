@@ -1,0 +1,204 @@
+"""The trainer's hooks, and the callbacks that report a run: ``metrics.jsonl``, TensorBoard and the
+progress bar.
+
+A callback overrides the hooks it needs; the trainer calls every callback's hook in list order.
+The others live beside the job they do: :mod:`.resume` (``last/`` and resuming), :mod:`.selection`
+(best weights and early stopping), :mod:`.gradients` (gradient similarity, structure adaptation).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+class Callback:
+    """The hooks, in the order a run calls them; each does nothing unless overridden.
+
+    A hook receives the :class:`~polytask.training.trainer.Trainer` and may read its public
+    attributes (``model``, ``step``, ``tasks``, ``run_dir``, ...). Two attributes are for callbacks
+    to set: ``trainer.should_stop`` (end the run after this evaluation) and ``trainer.finished``
+    (tasks that draw no more batches).
+    """
+
+    def on_setup(self, trainer, resume: bool) -> None:
+        """The run directory exists; ``resume`` asks to continue the run saved there."""
+
+    def on_train_start(self, trainer) -> None:
+        """The loop is about to start (at ``trainer.step``, 0 or where a resumed run stopped)."""
+
+    def on_step_end(self, trainer) -> None:
+        """An optimizer step is done; ``trainer.step`` counts it."""
+
+    def on_evaluate(self, trainer, record: dict) -> None:
+        """The dev scores are in ``record["dev"]``; a callback may judge them, set
+        ``trainer.should_stop`` and add fields to ``record`` before it is logged."""
+
+    def on_log(self, trainer, record: dict) -> None:
+        """A record for the log: ``{"step", "event", ...}`` (``event`` is "eval" or "structure")."""
+
+    def on_checkpoint(self, trainer) -> None:
+        """A point to save at: after each evaluation's record is logged."""
+
+    def on_interrupt(self, trainer) -> None:
+        """Ctrl-C or SIGTERM stopped the loop; the trainer re-raises after this hook."""
+
+    def on_train_end(self, trainer, summary: dict) -> None:
+        """The loop has ended; a callback may add fields to the run's ``summary``."""
+
+    def state_dict(self) -> dict:
+        """What this callback needs to continue exactly after a resume, JSON-serialisable. The keys
+        go to the top level of ``last/state.json`` beside the trainer's, so they must be unique."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from the whole ``last/state.json`` (this callback's keys among the others)."""
+
+
+class MetricsLog(Callback):
+    """Appends every record to ``metrics.jsonl`` as one JSON line.
+
+    A run that starts at step 0 starts an empty log. A resumed run keeps the records up to its
+    checkpoint's step: the interrupted process may have logged past it, and the resumed run logs
+    those steps again.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_setup(self, trainer, resume: bool) -> None:
+        if trainer.step == 0:
+            self.path.write_text("", encoding="utf-8")
+        elif self.path.is_file():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line and json.loads(line).get("step", 0) <= trainer.step]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def on_log(self, trainer, record: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class TensorBoardLog(Callback):
+    """Mirrors the numbers of each record to TensorBoard under ``log_dir`` when TensorBoard is
+    installed (``pip install 'polytask[tensorboard]'``), and does nothing when it is not: per-task
+    ``dev/<task>`` and ``train_loss/<task>``, and ``dev_mean``, ``lr``, ``tokens_per_s``. The writer
+    opens at the first record and flushes after each."""
+
+    SCALARS = ("dev_mean", "lr", "tokens_per_s")
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self._writer = None                  # None: not opened yet; False: TensorBoard is missing
+
+    def on_log(self, trainer, record: dict) -> None:
+        writer = self._open()
+        if writer is None:
+            return
+        step = record["step"]
+        for task, value in record.get("dev", {}).items():
+            writer.add_scalar(f"dev/{task}", value, step)
+        for task, value in record.get("train_loss", {}).items():
+            writer.add_scalar(f"train_loss/{task}", value, step)
+        for key in self.SCALARS:
+            if key in record:
+                writer.add_scalar(key, record[key], step)
+        writer.flush()
+
+    def _open(self):
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(str(self.log_dir))
+            except ImportError:  # tensorboard is optional: pip install 'polytask[tensorboard]'
+                self._writer = False
+        return self._writer or None
+
+
+class ProgressBar(Callback):
+    """The console view of a run: a tqdm bar over ``max_steps`` (none when tqdm is missing) showing
+    the last and best dev means, and a line for each change of the model's structure."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+        self.bar = None
+
+    def on_train_start(self, trainer) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            return
+        self.bar = tqdm(total=self.max_steps, initial=trainer.step, desc="train", dynamic_ncols=True,
+                        mininterval=1.0)
+
+    def on_step_end(self, trainer) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, trainer, record: dict) -> None:
+        if record["event"] == "structure":
+            print(f"\n[polytask] step {record['step']}: layer {record['layer']} now branches as "
+                  f"{record['groups']}", file=sys.stderr)
+        elif record["event"] == "eval" and self.bar is not None:
+            best = record.get("best_dev_mean", float("nan"))
+            self.bar.set_postfix(dev=f"{record['dev_mean']:.2f}", best=f"{best:.2f}")
+
+    def on_interrupt(self, trainer) -> None:
+        self._close()
+
+    def on_train_end(self, trainer, summary: dict) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class CallbackList(Callback):
+    """Calls each hook on every callback in ``callbacks``, in order."""
+
+    def __init__(self, callbacks: list[Callback]):
+        self.callbacks = list(callbacks)
+
+    def on_setup(self, trainer, resume: bool) -> None:
+        for callback in self.callbacks:
+            callback.on_setup(trainer, resume)
+
+    def on_train_start(self, trainer) -> None:
+        for callback in self.callbacks:
+            callback.on_train_start(trainer)
+
+    def on_step_end(self, trainer) -> None:
+        for callback in self.callbacks:
+            callback.on_step_end(trainer)
+
+    def on_evaluate(self, trainer, record: dict) -> None:
+        for callback in self.callbacks:
+            callback.on_evaluate(trainer, record)
+
+    def on_log(self, trainer, record: dict) -> None:
+        for callback in self.callbacks:
+            callback.on_log(trainer, record)
+
+    def on_checkpoint(self, trainer) -> None:
+        for callback in self.callbacks:
+            callback.on_checkpoint(trainer)
+
+    def on_interrupt(self, trainer) -> None:
+        for callback in self.callbacks:
+            callback.on_interrupt(trainer)
+
+    def on_train_end(self, trainer, summary: dict) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(trainer, summary)
+
+    def state_dict(self) -> dict:
+        state: dict = {}
+        for callback in self.callbacks:
+            state.update(callback.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for callback in self.callbacks:
+            callback.load_state_dict(state)

@@ -1,0 +1,91 @@
+"""Exact resume: the ``last/`` checkpoint and the files of a fresh run directory."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..config import config_differences, save_config, to_dict
+from . import checkpoint as ckpt
+from .callbacks import Callback
+
+
+class Checkpointing(Callback):
+    """Saves ``last/`` at every checkpoint point (each evaluation, and an interrupt), and on
+    ``resume`` restores the run from it, so the resumed run ends exactly as an uninterrupted one.
+
+    ``last/`` holds the model weights (``model.safetensors``), the trainer's tensors (``trainer.pt``:
+    optimizer, weighting parameters, LR schedule, torch RNG) and ``state.json``: the trainer's
+    counters and positions with every callback's :meth:`~Callback.state_dict` beside them. It is
+    written through a temporary directory and a rename, so a kill mid-write leaves the previous one.
+
+    A fresh run (no ``resume``, or nothing to resume) gets the files that :func:`polytask.runner.load_run`
+    reads (``config.yaml``, ``vocab.json``, ``chars.json``, ``tasks.json``) and seeds torch from
+    ``cfg.seed``; a directory that already holds a run is refused unless resumed. This callback
+    must come before the callbacks whose ``on_setup`` reads the restored ``trainer.step``.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.last = self.run_dir / "last"
+
+    def on_setup(self, trainer, resume: bool) -> None:
+        ckpt.recover_dir(self.last)
+        if resume and (self.last / "state.json").is_file():
+            changed = self._changed_settings(trainer.cfg)
+            self.restore(trainer)
+            if changed:                      # the weights fit: the run goes on under the new settings
+                save_config(trainer.cfg, self.run_dir / "config.yaml")
+            return
+        if resume:
+            print(f"[polytask] no checkpoint in {self.last}; starting from step 0", file=sys.stderr)
+        elif self.last.exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                                  "or choose another output_dir")
+        save_config(trainer.cfg, self.run_dir / "config.yaml")
+        trainer.vocab.save(self.run_dir / "vocab.json")
+        if trainer.char_vocab is not None:
+            trainer.char_vocab.save(self.run_dir / "chars.json")
+        ckpt.write_json(self.run_dir / "tasks.json", trainer.task_info)
+        torch.manual_seed(trainer.cfg.seed)
+
+    def on_checkpoint(self, trainer) -> None:
+        self.save(trainer)
+
+    def on_interrupt(self, trainer) -> None:
+        self.save(trainer)
+        print(f"\n[polytask] interrupted at step {trainer.step}; checkpoint saved. Continue with "
+              f"--resume (output_dir {self.run_dir}).", file=sys.stderr)
+
+    def save(self, trainer) -> None:
+        """Write ``last/`` from the trainer and its callbacks."""
+        state = {**trainer.state_dict(), **trainer.callbacks.state_dict()}
+
+        def write(tmp: Path) -> None:
+            ckpt.save_weights(trainer.model.state_dict(), tmp / "model.safetensors")
+            ckpt.save_trainer_state(tmp / "trainer.pt", trainer.tensor_state_dict())
+            ckpt.write_json(tmp / "state.json", state)
+
+        ckpt.atomic_dir_write(self.last, write)
+
+    def restore(self, trainer) -> None:
+        """Load ``last/`` into the model, the trainer and every callback."""
+        state = ckpt.read_json(self.last / "state.json")
+        ckpt.load_weights(trainer.model, self.last / "model.safetensors")
+        trainer.load_state_dict(state, ckpt.load_trainer_state(self.last / "trainer.pt"))
+        trainer.callbacks.load_state_dict(state)
+        print(f"[polytask] resumed {self.run_dir} at step {trainer.step}", file=sys.stderr)
+
+    def _changed_settings(self, cfg) -> list[str]:
+        """Say which settings differ from the ones the run was last trained with (a longer
+        ``trainer.max_steps`` is the usual, deliberate one)."""
+        saved = self.run_dir / "config.yaml"
+        if not saved.is_file():
+            return []
+        changed = config_differences(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, to_dict(cfg))
+        if changed:
+            print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml: "
+                  + "; ".join(changed), file=sys.stderr)
+        return changed
