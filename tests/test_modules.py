@@ -11,6 +11,7 @@ from torch import nn
 
 from polytask.config import load_config
 from polytask.data.batching import Encoded, collate_text as collate
+from polytask.kinds import get_kind
 from polytask.models import TaskSpec, build_model
 from polytask.models.shared_private import difference_loss
 from polytask.modules import CNNEncoder, GradientReversal, LSTMEncoder, Pooling, TransformerEncoder
@@ -232,7 +233,8 @@ def task_batch(task: str, pair: bool = False, num_labels: int = 2):
         ids = torch.randint(2, VOCAB, (n,), generator=gen).tolist()
         ids_b = torch.randint(2, VOCAB, (n + 1,), generator=gen).tolist() if pair else None
         items.append(Encoded(ids, ids_b, i % num_labels))
-    return collate(task, items, list(range(len(items))))
+    batch = get_kind("pair_classification").collate if pair else collate
+    return batch(task, items, list(range(len(items))))
 
 
 def ids(params) -> set[int]:

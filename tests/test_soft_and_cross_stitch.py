@@ -126,3 +126,65 @@ def test_subspace_overlap_is_a_scale_free_correlation():
     # the same states repeated 10× (a batch ten times longer) give the same value
     assert subspace_overlap(a.repeat(10, 1), a.repeat(10, 1)).item() == pytest.approx(subspace_overlap(a, a).item(),
                                                                                    rel=1e-4)
+
+
+@pytest.mark.parametrize("architecture,knobs,part", [
+    ("soft_sharing", {"soft_sharing_weight": 0.5}, "soft_sharing"),
+    ("sluice", {"sluice_orthogonality": 0.5}, "subspace_orthogonality"),
+])
+def test_penalty_is_weighted_into_the_loss_only_with_labels(fdu_config, architecture, knobs, part):
+    model = build(fdu_config, architecture, **knobs).eval()
+    with torch.no_grad():                       # soft sharing: task c drifts, so its penalty is not 0
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    items = [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)]
+    out = model(collate("a", items))
+    assert set(out.parts) == {"task", part} and out.parts[part] > 0
+    torch.testing.assert_close(out.loss.detach(), out.parts["task"] + 0.5 * out.parts[part])
+    unlabelled = collate("a", items)
+    unlabelled.labels = None
+    out = model(unlabelled)
+    assert out.loss is None and out.parts == {}
+
+
+@pytest.mark.parametrize("architecture,knobs", [
+    ("soft_sharing", {"soft_sharing_weight": 0.0}),
+    ("sluice", {"sluice_orthogonality": 0.0}),
+])
+def test_zero_weight_adds_no_penalty(fdu_config, architecture, knobs):
+    model = build(fdu_config, architecture, **knobs)
+    out = model(collate("a", [Encoded([2, 3, 4], None, 1)]))
+    assert set(out.parts) == {"task"} and torch.equal(out.loss.detach(), out.parts["task"])
+
+
+def test_soft_sharing_of_one_task_has_no_penalty(fdu_config):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "soft_sharing",
+                                   "soft_sharing_weight": 0.5}}
+    model = build_model(load_config(raw=raw), [classes("a", 2)], vocab_size=20)
+    assert set(model(collate("a", [Encoded([2, 3, 4], None, 1)])).parts) == {"task"}
+
+
+def test_sluice_and_cross_stitch_show_alpha_of_the_first_text_of_a_pair(fdu_config):
+    """A pair task encodes both texts; the loss terms and inspection values come from the first."""
+    from polytask.kinds import get_kind
+    specs = [classes("a", 2), classes("p", 2, pair=True)]
+    pair = get_kind("pair_classification").collate("p", [Encoded([2, 3, 4], [5, 6], 1), Encoded([7], [8, 9, 2], 0)])
+    for architecture, keys in (("cross_stitch", {"cross_stitch_alpha"}), ("sluice", {"sluice_alpha", "sluice_beta"})):
+        raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture}}
+        torch.manual_seed(0)
+        model = build_model(load_config(raw=raw), specs, vocab_size=20).eval()
+        out = model(pair)
+        assert out.logits.shape == (2, 2) and set(out.inspect) == keys
+        alpha = out.inspect[f"{architecture}_alpha"]
+        torch.testing.assert_close(alpha, model.alpha.detach())
+    torch.testing.assert_close(out.inspect["sluice_beta"], torch.full((2, 1), 1.0))   # one layer: β = 1
+    first = model.states("p", pair.tokens, pair.mask)[1]()
+    torch.testing.assert_close(out.parts["subspace_orthogonality"], first)
+
+
+def test_sluice_subspaces_are_the_two_directions_so_any_width_works(fdu_config):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": "sluice",
+                                   "encoder": {"type": "bilstm", "hidden_dim": 7, "num_layers": 2}}}
+    model = build_model(load_config(raw=raw), [classes("a", 2), classes("b", 3)], vocab_size=20)
+    out = model(collate("b", [Encoded([2, 3, 4], None, 2), Encoded([5], None, 0)]))
+    assert out.logits.shape == (2, 3) and out.inspect["sluice_alpha"].shape == (2, 4, 4)

@@ -8,23 +8,21 @@ the tasks' states position by position (Eq. 1, generalised from two tasks to K):
 and layer ℓ+1 of task k reads h̃_k^ℓ. For a batch of task k all K columns run (that is the
 method's cost: K encoders per step) and task k's head reads its own column of the last layer.
 α starts near the identity (``model.cross_stitch_init``: the diagonal value; the rest of each row
-shares 1 − diagonal). The mixing matrices are returned in ``TaskOutput.inspect``.
+shares 1 − diagonal). The mixing matrices are shown in ``TaskOutput.inspect`` (``cross_stitch_alpha``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class CrossStitchConfig(ModelConfig):
@@ -35,10 +33,12 @@ class CrossStitchConfig(ModelConfig):
     cross_stitch_init: float = 0.9
 
 
-class CrossStitchModel(nn.Module):
+class CrossStitchModel(MultiTaskModel):
+    """K columns of BiLSTM layers with a cross-stitch unit α^ℓ (K × K) after each layer ℓ."""
+
     def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, num_layers: int,
                  dropout: float, pooling: str, diagonal: float = 0.9):
-        super().__init__()
+        super().__init__(tasks)
         self.embedding = embedding
         self.names = [t.name for t in tasks]
         self.index = {n: i for i, n in enumerate(self.names)}
@@ -53,31 +53,22 @@ class CrossStitchModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.pool = Pooling(pooling, bidirectional=True)
         self.heads = nn.ModuleDict({t.name: task_head(t, 2 * hidden_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
     def states(self, task: str, tokens, mask, chars=None) -> torch.Tensor:
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+        """Task ``task``'s column of the last layer (B, T, 2H); every column runs."""
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)   # (B, T, E)
         hs = [x] * len(self.columns)                                         # one input per task
         for layer in range(self.alpha.shape[0]):
             outs = torch.stack([col[layer](h if layer == 0 else self.dropout(h), mask)
                                 for col, h in zip(self.columns, hs)])        # (K, B, T, 2H)
-            mixed = torch.einsum("kl,lbth->kbth", self.alpha[layer], outs)  # cross-stitch unit
+            mixed = torch.einsum("kl,lbth->kbth", self.alpha[layer], outs)  # cross-stitch unit (Eq. 1)
             hs = list(mixed)
         return hs[self.index[task]]                                          # (B, T, 2H)
 
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        h = self.states(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            out = tagging_output(self.heads[batch.task], h, batch.mask, batch.labels)
-        elif spec.pair:
-            v = self.states(batch.task, batch.tokens_b, batch.mask_b)
-            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask),
-                                                              self.pool(v, batch.mask_b)), batch.labels)
-        else:
-            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask)), batch.labels)
-        out.inspect["cross_stitch_alpha"] = self.alpha.detach()
-        return out
+    def encode(self, task: str, text: Text) -> Encoding:
+        states = self.states(task, text.tokens, text.mask, text.chars)      # (B, T, 2H)
+        return Encoding(states, text.mask, pool=self.pool,
+                        inspect={"cross_stitch_alpha": self.alpha.detach()})   # (L, K, K)
 
     def shared_parameters(self):
         # every column feeds every task through α, so all encoder weights are shared in effect

@@ -32,19 +32,17 @@ buffers (``assign``: layer × task -> copy), so it is saved, resumed and loaded 
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch import nn
 
+from ..config import ConfigError, ModelConfig
 from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, head_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class FullyAdaptiveConfig(ModelConfig):
@@ -109,15 +107,14 @@ def group_branches(affinity: torch.Tensor, branch_cost: float) -> list[list[int]
     return sorted(candidates[best], key=lambda g: g[0])
 
 
-class FullyAdaptiveModel(nn.Module):
+class FullyAdaptiveModel(MultiTaskModel):
     """Embedding -> L BiLSTM layers, each task routed through its branch's copy -> task head."""
 
     def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, num_layers: int,
                  dropout: float, pooling: str, widen_every: int, branch_cost: float):
-        super().__init__()
+        super().__init__(tasks)
         self.embedding = embedding
         self.names = [t.name for t in tasks]
-        self.specs = {t.name: t for t in tasks}
         K = len(tasks)
         widths = [embedding.output_dim] + [2 * hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.ModuleList(LSTMEncoder(w, hidden_dim, 1) for _ in range(K)) for w in widths)
@@ -179,18 +176,17 @@ class FullyAdaptiveModel(nn.Module):
     # ------------------------------------------------------------------ the network
 
     def states(self, task: str, tokens, mask, chars=None) -> torch.Tensor:
+        """Task ``task``'s path through the tree: (B, T) ids -> (B, T, 2H) states."""
         k = self.names.index(task)
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)   # (B, T, E)
         for layer, copies in enumerate(self.layers):
             if layer:
                 x = self.dropout(x)
-            x = copies[int(self.assign[layer, k])](x, mask)
+            x = copies[int(self.assign[layer, k])](x, mask)                  # (B, T, 2H), its branch's copy
         return x
 
-    def forward(self, batch) -> TaskOutput:
-        states = self.states(batch.task, batch.tokens, batch.mask, batch.chars)
-        return head_output(self.specs[batch.task], self.heads[batch.task], self.pool, states, batch,
-                           lambda: self.states(batch.task, batch.tokens_b, batch.mask_b))
+    def encode(self, task: str, text: Text) -> Encoding:
+        return Encoding(self.states(task, text.tokens, text.mask, text.chars), text.mask, pool=self.pool)
 
     def _copies_in_use(self) -> dict[tuple[int, int], list[int]]:
         used: dict[tuple[int, int], list[int]] = {}

@@ -1,9 +1,13 @@
 """Single-task baseline: one independent model per task, all trained in the same run.
 
 Nothing is shared, not even the embedding table, so each task's model is exactly the
-hard-sharing model trained on that task alone. With ``trainer.select: per_task`` each task keeps
-the weights of its own best dev step and stops on its own patience: every baseline gets the budget
-it needs rather than a slice of a shared one.
+hard-sharing model trained on that task alone (Caruana 1997's single-task baseline):
+
+    s^k = pool(Encoder^k(Embed^k(x)))        task k's own embedding and encoder
+    ŷ^k = softmax(W^k s^k + b^k)
+
+With ``trainer.select: per_task`` each task keeps the weights of its own best dev step and stops on
+its own patience: every baseline gets the budget it needs rather than a slice of a shared one.
 """
 from __future__ import annotations
 
@@ -12,45 +16,36 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
-
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
 
 class TaskModel(nn.Module):
-    """One task's whole model: embedding, encoder, pooling, head."""
+    """One task's whole model: its encoder (with its own embedding table) and its head."""
 
-    def __init__(self, encoder: SentenceEncoder, head: nn.Module, spec: TaskSpec):
+    def __init__(self, encoder: SentenceEncoder, head: nn.Module):
         super().__init__()
         self.encoder, self.head = encoder, head
-        self.pair, self.tagging = spec.pair, spec.tagging
-
-    def forward(self, batch) -> TaskOutput:
-        if self.tagging:
-            states = self.encoder.states(batch.tokens, batch.mask, batch.chars)      # (B, T, H)
-            return tagging_output(self.head, states, batch.mask, batch.labels)
-        u = self.encoder(batch.tokens, batch.mask, batch.chars)                      # (B, H)
-        if self.pair:
-            logits = self.head(u, self.encoder(batch.tokens_b, batch.mask_b))
-        else:
-            logits = self.head(u)
-        return classification_output(logits, batch.labels)
 
 
-class SingleTaskModel(nn.Module):
+class SingleTaskModel(MultiTaskModel):
+    """One :class:`TaskModel` per task; the tasks share no parameter."""
+
     independent_tasks = True
 
-    def __init__(self, models: dict[str, TaskModel]):
-        super().__init__()
+    def __init__(self, models: dict[str, TaskModel], tasks: list[TaskSpec]):
+        super().__init__(tasks)
         self.models = nn.ModuleDict(models)
 
-    def forward(self, batch) -> TaskOutput:
-        return self.models[batch.task](batch)
+    def encode(self, task: str, text: Text) -> Encoding:
+        encoder = self.models[task].encoder
+        states = encoder.states(text.tokens, text.mask, text.chars)          # (B, T, H), task's own
+        return Encoding(states, text.mask, pool=encoder.pool)
+
+    def head(self, task: str) -> nn.Module:
+        return self.models[task].head
 
     def shared_parameters(self):
         return iter(())
@@ -66,8 +61,8 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     for t in tasks:
         embedding = build_embedding(m, vocab_size, vectors, num_chars)
         encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
-        models[t.name] = TaskModel(encoder, task_head(t, encoder.output_dim, m.dropout), t)
-    return SingleTaskModel(models)
+        models[t.name] = TaskModel(encoder, task_head(t, encoder.output_dim, m.dropout))
+    return SingleTaskModel(models, tasks)
 
 
 ARCHITECTURES = {"single_task": (ModelConfig, build)}

@@ -2,8 +2,8 @@
 architecture learning", §2).
 
 Every task k has its own stack of BiLSTM layers, and each layer's output is split into two
-subspaces G_{k,1}, G_{k,2}. After layer ℓ a learned matrix α^ℓ of size 2K × 2K mixes all tasks'
-subspaces (Eq. 2, a generalisation of cross-stitch units):
+subspaces G_{k,1}, G_{k,2} (its forward and backward halves). After layer ℓ a learned matrix α^ℓ
+of size 2K × 2K mixes all tasks' subspaces (Eq. 2, a generalisation of cross-stitch units):
 
     [G̃_{1,1}; …; G̃_{K,2}] = α^ℓ [G_{1,1}; …; G_{K,2}]
 
@@ -14,23 +14,23 @@ subspaces of each task layer apart. It is computed scale-free, by :func:`subspac
 real tokens of the batch, the mean squared correlation between the units of the two subspaces, in
 [0, 1]. The raw Frobenius norm grows with the square of the number of tokens: on FDU-MTL batches
 (32 reviews × ~200 tokens, 16 tasks) it was 1,700 at initialisation, 25× the task loss even at
-weight 0.01, and the model never left chance accuracy. α and β are returned in ``TaskOutput.inspect``.
+weight 0.01, and the model never left chance accuracy. The penalty is computed only when the
+loss is (a batch with labels). α and β are shown in ``TaskOutput.inspect`` (``sluice_alpha``,
+``sluice_beta``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class SluiceConfig(ModelConfig):
@@ -54,13 +54,12 @@ def subspace_overlap(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> tor
     return (a.transpose(0, 1) @ b).pow(2).mean()
 
 
-class SluiceNetwork(nn.Module):
+class SluiceNetwork(MultiTaskModel):
+    """K columns of BiLSTM layers; α^ℓ (2K × 2K) mixes their subspaces, β_k mixes task k's layers."""
+
     def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, num_layers: int,
                  dropout: float, pooling: str, orthogonality: float, diagonal: float = 0.9):
-        super().__init__()
-        if hidden_dim % 2:
-            raise ValueError(f"model.encoder.hidden_dim: sluice splits each direction's {hidden_dim} units "
-                             "into two subspaces; use an even size")
+        super().__init__(tasks)
         self.embedding = embedding
         self.names = [t.name for t in tasks]
         self.index = {n: i for i, n in enumerate(self.names)}
@@ -77,44 +76,40 @@ class SluiceNetwork(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.pool = Pooling(pooling, bidirectional=False)
         self.heads = nn.ModuleDict({t.name: task_head(t, 2 * hidden_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
-    def states(self, task: str, tokens, mask, chars=None):
-        """Task ``task``'s β-mixed states (B, T, 2H) and the subspace orthogonality penalty."""
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
+    def states(self, task: str, tokens, mask, chars=None) -> tuple[torch.Tensor, Callable[[], torch.Tensor]]:
+        """Task ``task``'s β-mixed states (B, T, 2H), and the subspace orthogonality penalty (Eq. 3)
+        of every task's layers on this batch, computed when called."""
+        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)   # (B, T, E)
         K = len(self.columns)
         hs = [x] * K
-        per_layer, penalty = [], x.new_zeros(())
+        per_layer, layer_subspaces = [], []
         for layer in range(self.alpha.shape[0]):
             outs = [col[layer](h if layer == 0 else self.dropout(h), mask) for col, h in zip(self.columns, hs)]
-            B, T, W = outs[0].shape
+            W = outs[0].shape[-1]                                            # 2H
             subspaces = torch.stack([half for o in outs for half in o.split(W // 2, dim=-1)])  # (2K, B, T, W/2)
-            if self.orthogonality:
-                flat = subspaces[:, mask]                                    # (2K, N, W/2) real tokens
-                penalty = penalty + sum(subspace_overlap(flat[2 * k], flat[2 * k + 1]) for k in range(K))
-            mixed = torch.einsum("st,tbhw->sbhw", self.alpha[layer], subspaces)
+            layer_subspaces.append(subspaces)
+            mixed = torch.einsum("st,tbhw->sbhw", self.alpha[layer], subspaces)       # Eq. 2
             hs = [torch.cat([mixed[2 * k], mixed[2 * k + 1]], dim=-1) for k in range(K)]
             per_layer.append(hs[self.index[task]])
         beta = torch.softmax(self.beta[self.index[task]], dim=0)             # (L,)
-        return torch.einsum("l,lbth->bth", beta, torch.stack(per_layer)), penalty
 
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        h, penalty = self.states(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            out = tagging_output(self.heads[batch.task], h, batch.mask, batch.labels)
-        elif spec.pair:
-            v, _ = self.states(batch.task, batch.tokens_b, batch.mask_b)
-            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask),
-                                                              self.pool(v, batch.mask_b)), batch.labels)
-        else:
-            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask)), batch.labels)
-        if out.loss is not None and self.orthogonality:
-            out.loss = out.loss + self.orthogonality * penalty
-            out.parts["subspace_orthogonality"] = penalty.detach()
-        out.inspect["sluice_alpha"] = self.alpha.detach()
-        out.inspect["sluice_beta"] = torch.softmax(self.beta.detach(), dim=1)
-        return out
+        def penalty() -> torch.Tensor:
+            total = x.new_zeros(())
+            for subspaces in layer_subspaces:
+                flat = subspaces[:, mask]                                    # (2K, N, W/2) real tokens
+                total = total + sum(subspace_overlap(flat[2 * k], flat[2 * k + 1]) for k in range(K))
+            return total
+        return torch.einsum("l,lbth->bth", beta, torch.stack(per_layer)), penalty   # (B, T, 2H)
+
+    def encode(self, task: str, text: Text) -> Encoding:
+        states, penalty = self.states(task, text.tokens, text.mask, text.chars)   # (B, T, 2H)
+
+        def losses() -> dict[str, tuple[float, torch.Tensor]]:
+            return {"subspace_orthogonality": (self.orthogonality, penalty())}
+        return Encoding(states, text.mask, pool=self.pool, losses=losses if self.orthogonality else None,
+                        inspect={"sluice_alpha": self.alpha.detach(),                      # (L, 2K, 2K)
+                                 "sluice_beta": lambda: torch.softmax(self.beta.detach(), dim=1)})  # (K, L)
 
     def shared_parameters(self):
         yield from self.embedding.parameters()

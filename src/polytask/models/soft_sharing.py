@@ -13,20 +13,18 @@ steps would only pull random encoders towards their mean.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from ..training.regularizers import l2_distance_penalty, trace_norm_penalty
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class SoftSharingConfig(ModelConfig):
@@ -35,43 +33,36 @@ class SoftSharingConfig(ModelConfig):
     soft_sharing: Literal["l2", "trace"] = "l2"
     soft_sharing_weight: float = 1e-3
 
+
 PENALTIES = {"l2": l2_distance_penalty, "trace": trace_norm_penalty}
 
 
-class SoftSharingModel(nn.Module):
+class SoftSharingModel(MultiTaskModel):
+    """One encoder per task over a shared embedding; L = L_task + λ Ω(θ_1, …, θ_K)."""
+
     def __init__(self, embedding: nn.Module, encoders: dict[str, SentenceEncoder], tasks: list[TaskSpec],
                  penalty: str, weight: float, dropout: float):
-        super().__init__()
-        if penalty not in PENALTIES:
-            raise ValueError(f"model.soft_sharing: unknown penalty {penalty!r} ({', '.join(PENALTIES)})")
+        super().__init__(tasks)
         self.embedding = embedding
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict({t.name: task_head(t, next(iter(encoders.values())).output_dim, dropout)
                                     for t in tasks})
-        self.specs = {t.name: t for t in tasks}
         self.penalty, self.weight = PENALTIES[penalty], weight
         self.names = [t.name for t in tasks]
 
     def penalty_value(self) -> torch.Tensor:
-        per_task = [[p for n, p in self.encoders[t].encoder.named_parameters()] for t in self.names]
+        """Ω over the K encoders, parameter by parameter (the embedding is shared, so not in Ω)."""
+        per_task = [list(self.encoders[t].encoder.parameters()) for t in self.names]
         return self.penalty([list(group) for group in zip(*per_task)])
 
-    def forward(self, batch) -> TaskOutput:
-        spec, enc = self.specs[batch.task], self.encoders[batch.task]
-        if spec.tagging:
-            out = tagging_output(self.heads[batch.task], enc.states(batch.tokens, batch.mask, batch.chars),
-                                 batch.mask, batch.labels)
-        elif spec.pair:
-            out = classification_output(self.heads[batch.task](enc(batch.tokens, batch.mask),
-                                                              enc(batch.tokens_b, batch.mask_b)), batch.labels)
-        else:
-            out = classification_output(self.heads[batch.task](enc(batch.tokens, batch.mask, batch.chars)),
-                                        batch.labels)
-        if out.loss is not None and self.weight and len(self.names) > 1:
-            penalty = self.penalty_value()
-            out.loss = out.loss + self.weight * penalty
-            out.parts["soft_sharing"] = penalty.detach()
-        return out
+    def penalty_terms(self) -> dict[str, tuple[float, torch.Tensor]]:
+        return {"soft_sharing": (self.weight, self.penalty_value())}
+
+    def encode(self, task: str, text: Text) -> Encoding:
+        encoder = self.encoders[task]
+        states = encoder.states(text.tokens, text.mask, text.chars)          # (B, T, H), task's own
+        tied = self.weight and len(self.names) > 1                          # Ω is 0 for one task
+        return Encoding(states, text.mask, pool=encoder.pool, losses=self.penalty_terms if tied else None)
 
     def shared_parameters(self):
         return self.embedding.parameters()
