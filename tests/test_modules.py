@@ -299,7 +299,9 @@ def test_asp_reverses_the_adversarial_gradient_into_the_shared_encoder(tmp_path)
     out = model(batch)
     got = torch.autograd.grad(out.loss, shared + disc, allow_unused=True)
 
-    logits, s, h = model.sp.features(batch)
+    u = model.sp.encode("a", batch.text).sentence()           # [s; h], the SP-MTL features
+    s, h = u[:, :model.sp.shared.output_dim], u[:, model.sp.shared.output_dim:]
+    logits = model.head("a")(u)
     target = torch.zeros(s.shape[0], dtype=torch.long)       # task "a" has index 0
     task_loss = F.cross_entropy(logits, batch.labels)
     adv = F.cross_entropy(model.discriminator(s), target)     # no reversal here
