@@ -80,8 +80,8 @@ def test_only_task_tokens_make_the_sentence_vector_task_specific(architecture, f
                         [classes("a", 2), classes("b", 2)], vocab_size=20).eval()
     batch = collate("a", [Encoded([2, 3, 4], None, 1)])
     with torch.no_grad():
-        _, as_a = model.encode("a", batch.tokens, batch.mask)
-        _, as_b = model.encode("b", batch.tokens, batch.mask)
+        as_a = model.encode("a", batch.text).sentence()
+        as_b = model.encode("b", batch.text).sentence()
     if architecture in ("transformer_li", "transformer_le"):
         assert (as_a - as_b).abs().max() > 1e-3
     else:
