@@ -68,6 +68,7 @@ def test_task_token_attention_is_a_distribution_over_words(architecture, fdu_con
         torch.testing.assert_close(att.sum(1), torch.ones(2), atol=1e-5, rtol=1e-5)
     else:                                                          # the rest goes to the prepended tokens
         assert ((att.sum(1) > 0) & (att.sum(1) <= 1 + 1e-5)).all()
+    assert "task_attention" not in model.train()(batch).inspect      # training never pays the extra pass
 
 
 @pytest.mark.parametrize("architecture", VARIANTS)
