@@ -30,7 +30,7 @@ def test_mqan_answers_classification_tasks_cast_as_questions(fdu_config, tmp_pat
                                  ("the movie was bad", "is it good or bad ?")])
     assert [a["answer"] for a in answers] == ["good", "bad"]
     info = json.loads((Path(raw["output_dir"]) / "tasks.json").read_text())
-    assert info["a"]["type"] == "qa" and info["a"]["metric"] == "em"
+    assert info["a"]["type"] == "qa" and info["a"]["metrics"] == ["em"]
 
 
 @pytest.mark.parametrize("architecture", ["mqan", "seq2seq"])
@@ -76,9 +76,19 @@ def test_qa_config_errors(fdu_config):
     with pytest.raises(ConfigError, match="question template and answer_words"):
         load_config(raw=raw)
     raw = qa_config(fdu_config)
+    raw["model"] = {k: v for k, v in raw["model"].items() if k not in ("max_answer_length", "beam_size")}
     raw["model"]["architecture"] = "hard_sharing"
     with pytest.raises(ValueError, match="mqan or seq2seq"):
         train(load_config(raw=raw), quiet=True)
+
+
+@pytest.mark.parametrize("architecture", ["mqan", "seq2seq"])
+def test_answering_architectures_refuse_other_task_types_when_the_yaml_loads(fdu_config, architecture):
+    raw = qa_config(fdu_config, architecture)
+    raw["tasks"][1] = {"name": "b", "type": "classification", "labels": ["0", "1"]}
+    with pytest.raises(ConfigError, match=rf"tasks\[1\]\.type: the architecture '{architecture}' cannot serve "
+                                          r"classification tasks \(b\)"):
+        load_config(raw=raw)
 
 
 def test_mqan_with_character_ngrams_trains_and_answers(fdu_config):

@@ -99,7 +99,7 @@ def test_a_frozen_encoder_computes_each_sentence_vector_once(fdu_config, tiny_be
     torch.testing.assert_close(first.logits, second.logits)
     with torch.no_grad():
         direct = model.encoder(batch.tokens, batch.mask)[:, 0]
-    torch.testing.assert_close(model.encode("a", batch.tokens, batch.mask), direct)
+    torch.testing.assert_close(model.encode("a", batch.text).sentence(), direct)
     second.loss.backward()
     assert model.heads["a"].linear.weight.grad is not None
 
@@ -115,7 +115,7 @@ def test_task_tokens_make_the_pretrained_sentence_vector_task_specific(fdu_confi
                         [classes("a", 2), classes("b", 2)], vocab_size=0).eval()
     batch = collate("a", [Encoded([2, 7, 8, 3], None, 1)])
     with torch.no_grad():
-        as_a, as_b = model.encode("a", batch.tokens, batch.mask), model.encode("b", batch.tokens, batch.mask)
+        as_a, as_b = model.encode("a", batch.text).sentence(), model.encode("b", batch.text).sentence()
     if variant in ("li", "le"):
         assert (as_a - as_b).abs().max() > 1e-3
     else:

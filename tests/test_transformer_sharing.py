@@ -68,6 +68,7 @@ def test_task_token_attention_is_a_distribution_over_words(architecture, fdu_con
         torch.testing.assert_close(att.sum(1), torch.ones(2), atol=1e-5, rtol=1e-5)
     else:                                                          # the rest goes to the prepended tokens
         assert ((att.sum(1) > 0) & (att.sum(1) <= 1 + 1e-5)).all()
+    assert "task_attention" not in model.train()(batch).inspect      # training never pays the extra pass
 
 
 @pytest.mark.parametrize("architecture", VARIANTS)
@@ -80,8 +81,8 @@ def test_only_task_tokens_make_the_sentence_vector_task_specific(architecture, f
                         [classes("a", 2), classes("b", 2)], vocab_size=20).eval()
     batch = collate("a", [Encoded([2, 3, 4], None, 1)])
     with torch.no_grad():
-        _, as_a = model.encode("a", batch.tokens, batch.mask)
-        _, as_b = model.encode("b", batch.tokens, batch.mask)
+        as_a = model.encode("a", batch.text).sentence()
+        as_b = model.encode("b", batch.text).sentence()
     if architecture in ("transformer_li", "transformer_le"):
         assert (as_a - as_b).abs().max() > 1e-3
     else:

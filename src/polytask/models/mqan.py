@@ -28,19 +28,19 @@ ngram``), which also gives context words outside the vocabulary a vector of thei
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ModelConfig
+from ..data.batching import QABatch
+from ..modules.embeddings import build_char_encoder
 from ..modules.encoders import LSTMEncoder
-from .outputs import TaskOutput
+from .contract import MultiTaskModel, TaskOutput, TaskSpec
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class MQANConfig(ModelConfig):
@@ -74,6 +74,18 @@ class Coattention(nn.Module):
 
 
 class MQAN(nn.Module):
+    """The network of §3 (module docstring): ids in the extended vocabulary in, p(w) out.
+
+    Args:
+        vocab_size: V; ids ≥ V are out-of-vocabulary source words, which can only be copied.
+        embedding_dim, hidden_dim: widths of the word embeddings and of every encoder (H).
+        transformer_layers, num_heads: the self-attention encoder and the answer decoder.
+        dropout: on the inputs, inside the Transformer layers and before the vocabulary layer.
+        pointers: mix in copying from the context and the question (False: seq2seq baseline).
+        char_encoder: a character encoding concatenated to each word's embedding, or None.
+        word_dropout: while training, the probability that an in-vocabulary word reads as <unk>.
+    """
+
     def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_dim: int = 64,
                  transformer_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
                  pointers: bool = True, char_encoder: Optional[nn.Module] = None, word_dropout: float = 0.0):
@@ -220,38 +232,35 @@ class MQAN(nn.Module):
         return results
 
 
-class MQANModel(nn.Module):
-    """MQAN behind polytask's model interface: every task is qa; nothing is task-specific.
+class MQANModel(MultiTaskModel):
+    """MQAN behind polytask's model contract: it answers (``answer``, ``generate``) the qa tasks
+    its config admits; nothing is task-specific.
 
-    A batch holds the context as ``tokens``, the question as ``tokens_b`` and the answer ids
-    (``<s> … </s>``, extended vocabulary) as ``labels``. ``generate`` decodes answers.
+    A :class:`~polytask.data.batching.QABatch` holds the context as ``tokens``, the question as
+    ``tokens_b`` and the answer ids (``<s> … </s>``, extended vocabulary) as ``labels``.
     """
 
-    independent_tasks = False
-
-    def __init__(self, net: MQAN, tasks: list, max_answer_length: int, beam: int = 1,
+    def __init__(self, net: MQAN, tasks: list[TaskSpec], max_answer_length: int, beam: int = 1,
                  start: int = 2, end: int = 3):
-        super().__init__()
-        not_qa = [t.name for t in tasks if not t.qa]
-        if not_qa:
-            raise ValueError(f"model.architecture: MQAN answers questions; make {', '.join(not_qa)} qa tasks "
-                             "(type: qa with a question template and answer_words)")
+        super().__init__(tasks)
         self.net, self.max_answer_length, self.beam = net, max_answer_length, beam
         self.start, self.end = start, end
 
-    def _extended(self, batch) -> int:
+    def _extended(self, batch: QABatch) -> int:
+        """V+: V plus room for the out-of-vocabulary source words of the batch's example that has most."""
         return self.net.vocab_size + max((len(o) for o in batch.oov), default=0)
 
-    def forward(self, batch) -> TaskOutput:
-        args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b)
+    def answer(self, batch: QABatch) -> TaskOutput:
+        """With answers: the teacher-forced NLL and p(w) per answer position (B, A-1, V+) as
+        logits; without: no loss and empty logits (B, 0) (answers come from :meth:`generate`)."""
         if batch.labels is None:
             return TaskOutput(logits=batch.tokens.new_zeros(batch.tokens.shape[0], 0).float())
-        loss, probs = self.net(*args, batch.labels, batch.answer_mask, self._extended(batch),
-                               chars=(batch.chars, batch.chars_b))
+        loss, probs = self.net(batch.tokens, batch.mask, batch.tokens_b, batch.mask_b, batch.labels,
+                               batch.answer_mask, self._extended(batch), chars=(batch.chars, batch.chars_b))
         return TaskOutput(logits=probs, loss=loss, parts={"task": loss.detach()})
 
     @torch.no_grad()
-    def generate(self, batch) -> list[list[int]]:
+    def generate(self, batch: QABatch) -> list[list[int]]:
         """Answer ids (extended vocabulary) per example, without <s> and </s>."""
         args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b, self.start, self.end,
                 self.max_answer_length, self._extended(batch))
@@ -260,10 +269,7 @@ class MQANModel(nn.Module):
             seqs = self.net.beam_search(*args, beam=self.beam, chars=chars)
         else:
             seqs = self.net.greedy(*args, chars=chars).tolist()
-        out = []
-        for seq in seqs:
-            out.append(seq[: seq.index(self.end)] if self.end in seq else seq)
-        return out
+        return [seq[: seq.index(self.end)] if self.end in seq else seq for seq in seqs]
 
     def shared_parameters(self):
         return self.net.parameters()
@@ -273,10 +279,9 @@ class MQANModel(nn.Module):
 
 
 def _builder(pointers: bool):
-    def build(cfg, tasks: list, vocab_size: int, vectors: Optional[torch.Tensor] = None,
+    def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
               num_chars: int = 0) -> MQANModel:
         m = cfg.model
-        from ..modules.embeddings import build_char_encoder
         chars = build_char_encoder(m, num_chars) if m.char_embedding_dim > 0 else None
         net = MQAN(vocab_size, m.embedding_dim, m.encoder.hidden_dim, m.encoder.num_layers,
                    m.encoder.num_heads, m.dropout, pointers=pointers, char_encoder=chars,

@@ -11,23 +11,26 @@ shared by all tasks; the patterns differ in where the tasks part ways:
 * ``le`` Layerwise-Explicit: all K task vectors are prepended to every input; task k reads its own
   position, and at every layer each task token can attend to the other tasks' tokens.
 
-Tagging tasks read the top-layer states of the word positions (after the prepended tokens).
+An encoding's word states are the top-layer states of the word positions (after the prepended
+tokens); its sentence vector is the pooled words (S-P) or the top-layer state at the task's
+reading position (S-C, L-I, L-E). Shapes: B batch, T words, P prepended tokens, D embedding width,
+H hidden width, K tasks.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import nn
 
+from ..config import ConfigError, ModelConfig
 from ..modules import Pooling, TransformerEncoder
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
+VARIANTS = ("sp", "sc", "li", "le")
 
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class TransformerSharingConfig(ModelConfig):
@@ -52,13 +55,19 @@ class TransformerSharingConfig(ModelConfig):
                               f"{self.encoder.type!r}")
         super().check(tasks, where)
 
-VARIANTS = ("sp", "sc", "li", "le")
 
+class TransformerSharingModel(MultiTaskModel):
+    """The four patterns on a Transformer trained from scratch (module docstring).
 
-class TransformerSharingModel(nn.Module):
+    In eval mode an encoding also offers ``inspect["task_attention"]`` (B, T): how much the task's
+    reading position attends to each word at the top layer (for S-P, which has no such position,
+    the mean attention each word receives). It costs one more pass, so it is computed only when
+    asked for, and never while training.
+    """
+
     def __init__(self, embedding: nn.Module, encoder: TransformerEncoder, tasks: list[TaskSpec],
                  variant: str, pooling: str, dropout: float):
-        super().__init__()
+        super().__init__(tasks)
         if variant not in VARIANTS:
             raise ValueError(f"unknown transformer sharing pattern {variant!r} ({', '.join(VARIANTS)})")
         self.embedding, self.encoder, self.variant = embedding, encoder, variant
@@ -72,60 +81,58 @@ class TransformerSharingModel(nn.Module):
         self.prefix = {"sp": 0, "sc": 1, "li": 1, "le": len(tasks)}[variant]
         self.pool = Pooling(pooling)
         self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
     def _prefix(self, task: str) -> Optional[torch.Tensor]:
+        """The vectors prepended to every text of ``task``: (P, D), or None for S-P."""
         if self.variant == "sc":
-            return self.cls                                               # (1, D)
+            return self.cls                                                # (1, D)
         if self.variant == "li":
-            return self.task_tokens[self.index[task]][None]               # (1, D)
+            return self.task_tokens[self.index[task]][None]                # (1, D)
         if self.variant == "le":
-            return self.task_tokens                                       # (K, D)
+            return self.task_tokens                                        # (K, D)
         return None
 
-    def encode(self, task: str, tokens, mask, chars=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-layer states of the words (B, T, H) and the sentence vector (B, H)."""
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)   # (B, T, D)
-        prefix = self._prefix(task)
-        if prefix is not None:
-            B = x.shape[0]
-            x = torch.cat([prefix[None].expand(B, -1, -1), x], dim=1)                  # (B, P+T, D)
-            mask = torch.cat([mask.new_ones(B, prefix.shape[0]), mask], dim=1)
-        states = self.encoder(x, mask)                                                 # (B, P+T, H)
-        words = states[:, self.prefix:]
-        if self.variant == "sp":
-            return words, self.pool(words, mask)
-        position = self.index[task] if self.variant == "le" else 0
-        return words, states[:, position]
+    def _position(self, task: str) -> int:
+        """Where ``task`` reads its sentence vector: its own token (L-E), else the first one."""
+        return self.index[task] if self.variant == "le" else 0
 
-    def task_token_attention(self, task: str, tokens, mask, chars=None) -> torch.Tensor:
+    def _inputs(self, task: str, text: Text) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedded text behind the prepended vectors, (B, P+T, D), and its mask (B, P+T)."""
+        if text.chars is None:
+            x = self.embedding(text.tokens)                                           # (B, T, D)
+        else:
+            x = self.embedding(text.tokens, text.chars)
+        prefix = self._prefix(task)
+        if prefix is None:
+            return x, text.mask
+        B = x.shape[0]
+        x = torch.cat([prefix[None].expand(B, -1, -1), x], dim=1)                     # (B, P+T, D)
+        return x, torch.cat([text.mask.new_ones(B, prefix.shape[0]), text.mask], dim=1)
+
+    def encode(self, task: str, text: Text) -> Encoding:
+        x, mask = self._inputs(task, text)                                            # (B, P+T, D)
+        states = self.encoder(x, mask)                                                # (B, P+T, H)
+        words = states[:, self.prefix:]                                               # (B, T, H)
+        if self.variant == "sp":
+            encoding = Encoding(words, text.mask, pool=self.pool)
+        else:
+            encoding = Encoding(words, text.mask, sentence_vector=states[:, self._position(task)])   # (B, H)
+        if not self.training:
+            encoding.inspect["task_attention"] = lambda: self.task_token_attention(task, text)
+        return encoding
+
+    def task_token_attention(self, task: str, text: Text) -> torch.Tensor:
         """How much the task's reading position attends to each word at the top layer (B, T);
         for S-P (no such position) the mean attention the words receive."""
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
-        prefix = self._prefix(task)
-        if prefix is not None:
-            x = torch.cat([prefix[None].expand(x.shape[0], -1, -1), x], dim=1)
-            mask = torch.cat([mask.new_ones(x.shape[0], prefix.shape[0]), mask], dim=1)
-        weights = self.encoder.top_attention(x, mask)                        # (B, P+T, P+T)
+        x, mask = self._inputs(task, text)
+        weights = self.encoder.top_attention(x, mask)                                 # (B, P+T, P+T)
         if self.variant == "sp":
             return weights.mean(1)[:, self.prefix:]
-        position = self.index[task] if self.variant == "le" else 0
-        return weights[:, position, self.prefix:]
+        return weights[:, self._position(task), self.prefix:]
 
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        words, sentence = self.encode(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            return tagging_output(self.heads[batch.task], words, batch.mask, batch.labels)
-        if spec.pair:
-            _, other = self.encode(batch.task, batch.tokens_b, batch.mask_b)
-            return classification_output(self.heads[batch.task](sentence, other), batch.labels)
-        out = classification_output(self.heads[batch.task](sentence), batch.labels)
-        if not self.training:
-            out.inspect["task_attention"] = self.task_token_attention(batch.task, batch.tokens, batch.mask,
-                                                                      batch.chars)
-        return out
-
+    # The contract partitions the parameters: each one is listed once, either as shared or under
+    # exactly one task. An L-I task token is read by its own task only, but the K tokens are rows
+    # of one tensor, which can have only one owner: the whole table is listed under the first task.
     def shared_parameters(self):
         yield from self.embedding.parameters()
         yield from self.encoder.parameters()
@@ -136,34 +143,30 @@ class TransformerSharingModel(nn.Module):
 
     def task_parameters(self, task: str):
         yield from self.heads[task].parameters()
-        # an L-I task token is only ever used by its own task (a row of a shared table; the
-        # whole table is listed under the first task so every parameter has one owner)
         if self.variant == "li" and task == self.names[0]:
             yield self.task_tokens
 
 
-class PretrainedSharingModel(nn.Module):
+class PretrainedSharingModel(MultiTaskModel):
     """The four patterns on a pretrained Hugging Face encoder (``model.pretrained``).
 
     S-P pools the top layer; S-C reads the tokenizer's own first token ([CLS]); L-I prepends the
     task's new trainable token vector, L-E all K of them (before [CLS]), and reads the task's
-    position. Sentence-level tasks only (tagging would need subword-to-word alignment).
+    position. Sentence-level tasks only (tagging would need subword-to-word alignment; the config
+    refuses it): the word states of an encoding are those of the subwords.
 
     With the encoder frozen (``model.freeze: all``), S-P and S-C sentence vectors depend on the text
     alone, so each is computed once and kept (``feature_cache``): from the second epoch on a step
-    costs only the task heads, which makes a frozen pretrained encoder practical on a CPU.
+    costs only the task heads, which makes a frozen pretrained encoder practical on a CPU. The cache
+    keeps sentence vectors only, so an encoding read from it has no word states (B, 0, H).
     """
 
     max_cached = 1_000_000          # sentence vectors kept at most (a few hundred MB for H = 384)
 
     def __init__(self, encoder, tasks: list[TaskSpec], variant: str, pooling: str, dropout: float):
-        super().__init__()
+        super().__init__(tasks)
         if variant not in VARIANTS:
             raise ValueError(f"unknown transformer sharing pattern {variant!r} ({', '.join(VARIANTS)})")
-        tagging = [t.name for t in tasks if t.tagging]
-        if tagging:
-            raise ValueError(f"model.pretrained: tagging tasks ({', '.join(tagging)}) are not supported on "
-                             "pretrained encoders yet")
         self.encoder, self.variant = encoder, variant
         self.names = [t.name for t in tasks]
         self.index = {name: i for i, name in enumerate(self.names)}
@@ -172,17 +175,33 @@ class PretrainedSharingModel(nn.Module):
         self.prefix = {"sp": 0, "sc": 0, "li": 1, "le": len(tasks)}[variant]
         self.pool = Pooling(pooling)
         self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
         self.feature_cache: Optional[dict[bytes, torch.Tensor]] = \
-            {} if getattr(encoder, "frozen", False) and variant in ("sp", "sc") else None
+            {} if encoder.frozen and variant in ("sp", "sc") else None
 
-    def encode(self, task: str, ids, mask) -> torch.Tensor:
+    def encode(self, task: str, text: Text) -> Encoding:
         if self.feature_cache is not None:
-            return self._cached(ids, mask)
-        return self._encode(task, ids, mask)
+            sentence = self._cached(text.tokens, text.mask)                          # (B, H)
+            return Encoding(sentence.new_zeros(sentence.shape[0], 0, sentence.shape[1]), text.mask[:, :0],
+                            sentence_vector=sentence)
+        words, sentence = self._read(task, text.tokens, text.mask)                    # (B, T, H), (B, H)
+        return Encoding(words, text.mask, sentence_vector=sentence)
 
-    def _cached(self, ids, mask) -> torch.Tensor:
-        """Sentence vectors from the cache, computing (without gradients) only the missing ones."""
+    def _read(self, task: str, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Subword states after the task tokens (B, T, H) and the sentence vector (B, H)."""
+        prefix = None
+        if self.variant == "li":
+            prefix = self.task_tokens[self.index[task]][None, None].expand(ids.shape[0], 1, -1)   # (B, 1, H)
+        elif self.variant == "le":
+            prefix = self.task_tokens[None].expand(ids.shape[0], -1, -1)                       # (B, K, H)
+        states = self.encoder(ids, mask, prefix)                                  # (B, P+T, H)
+        if self.variant == "sp":
+            return states, self.pool(states, mask)
+        position = self.index[task] if self.variant == "le" else 0                # [CLS] or the task token
+        return states[:, self.prefix:], states[:, position]
+
+    def _cached(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vectors (B, H) from the cache, computing (without gradients) only the missing
+        ones. S-P and S-C read no task token, so a text's vector is the same for every task."""
         lengths = mask.long().sum(1).tolist()
         keys = [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
         missing = [i for i, k in enumerate(keys) if k not in self.feature_cache]
@@ -190,7 +209,7 @@ class PretrainedSharingModel(nn.Module):
             rows = torch.tensor(missing, device=ids.device)
             width = max(lengths[i] for i in missing)
             with torch.no_grad():
-                fresh = self._encode("", ids[rows, :width], mask[rows, :width])
+                _, fresh = self._read("", ids[rows, :width], mask[rows, :width])
             fresh = fresh.detach().cpu()
             for j, i in enumerate(missing):
                 if len(self.feature_cache) < self.max_cached:
@@ -201,27 +220,7 @@ class PretrainedSharingModel(nn.Module):
         return torch.stack([new_rows[i] if i in new_rows else self.feature_cache[k]
                             for i, k in enumerate(keys)]).to(ids.device)
 
-    def _encode(self, task: str, ids, mask) -> torch.Tensor:
-        prefix = None
-        if self.variant == "li":
-            prefix = self.task_tokens[self.index[task]][None, None].expand(ids.shape[0], 1, -1)
-        elif self.variant == "le":
-            prefix = self.task_tokens[None].expand(ids.shape[0], -1, -1)
-        states = self.encoder(ids, mask, prefix)                          # (B, P + T, H)
-        if self.variant == "sp":
-            return self.pool(states, mask)
-        if self.variant == "le":
-            return states[:, self.index[task]]
-        return states[:, 0]                                               # [CLS] or the task token
-
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        u = self.encode(batch.task, batch.tokens, batch.mask)
-        if spec.pair:
-            v = self.encode(batch.task, batch.tokens_b, batch.mask_b)
-            return classification_output(self.heads[batch.task](u, v), batch.labels)
-        return classification_output(self.heads[batch.task](u), batch.labels)
-
+    # One owner per parameter, as in TransformerSharingModel: the L-I table under the first task.
     def shared_parameters(self):
         yield from self.encoder.parameters()
         if self.variant == "le":
@@ -235,22 +234,18 @@ class PretrainedSharingModel(nn.Module):
 
 def _builder(variant: str):
     def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
-              num_chars: int = 0) -> nn.Module:
+              num_chars: int = 0) -> MultiTaskModel:
         m, e = cfg.model, cfg.model.encoder
         if m.pretrained:
             from ..modules.pretrained import PretrainedEncoder
             encoder = PretrainedEncoder(m.pretrained, m.freeze, m.freeze_layers)
             return PretrainedSharingModel(encoder, tasks, variant, m.pooling, m.dropout)
-        if e.type != "transformer":
-            raise ValueError(f"model.encoder.type: transformer_{variant} needs 'transformer', not {e.type!r}")
         embedding = build_embedding(m, vocab_size, vectors, num_chars)
         prefix = len(tasks) if variant == "le" else (0 if variant == "sp" else 1)
         encoder = TransformerEncoder(embedding.output_dim, e.hidden_dim, e.num_layers, e.num_heads, e.ff_dim,
                                      e.dropout, e.max_positions + prefix)
         return TransformerSharingModel(embedding, encoder, tasks, variant, m.pooling, m.dropout)
     return build
-
-
 
 
 ARCHITECTURES = {f"transformer_{v}": (TransformerSharingConfig, _builder(v)) for v in VARIANTS}
