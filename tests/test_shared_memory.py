@@ -66,7 +66,7 @@ def test_every_task_trains_the_shared_memory(architecture, fdu_config):
         out = model(batch)
         out.loss.backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in shared), task
-        assert out.inspect["fusion_global"].shape == (2, 3, fdu_config["model"]["encoder"]["hidden_dim"])
+        assert out.inspected()["fusion_global"].shape == (2, 3, fdu_config["model"]["encoder"]["hidden_dim"])
         other = "b" if task == "a" else "a"
         assert all(p.grad is None for p in model.cells[other].parameters())
 

@@ -74,7 +74,7 @@ def test_cross_stitch_alpha_learns_and_is_inspectable(fdu_config):
     out = model(collate("a", [Encoded([2, 3, 4], None, 1)]))
     out.loss.backward()
     assert model.alpha.grad is not None and model.alpha.grad.abs().sum() > 0
-    assert out.inspect["cross_stitch_alpha"].shape == (1, 3, 3)
+    assert out.inspected()["cross_stitch_alpha"].shape == (1, 3, 3)
 
 
 @pytest.mark.parametrize("architecture", ["soft_sharing", "cross_stitch"])
@@ -91,9 +91,9 @@ def test_sluice_mixes_subspaces_weights_layers_and_penalises_overlap(fdu_config)
     model = build_model(load_config(raw=raw), [classes("a", 2), classes("b", 2), classes("c", 2)],
                         vocab_size=20)
     out = model(collate("b", [Encoded([2, 3, 4, 5], None, 1), Encoded([6, 7], None, 0)]))
-    assert out.inspect["sluice_alpha"].shape == (2, 6, 6)
-    assert out.inspect["sluice_beta"].shape == (3, 2)
-    assert torch.allclose(out.inspect["sluice_beta"].sum(1), torch.ones(3))
+    assert out.inspected()["sluice_alpha"].shape == (2, 6, 6)
+    assert out.inspected()["sluice_beta"].shape == (3, 2)
+    assert torch.allclose(out.inspected()["sluice_beta"].sum(1), torch.ones(3))
     assert out.parts["subspace_orthogonality"] > 0
     out.loss.backward()
     for p in (model.alpha, model.beta):
@@ -175,9 +175,9 @@ def test_sluice_and_cross_stitch_show_alpha_of_the_first_text_of_a_pair(fdu_conf
         model = build_model(load_config(raw=raw), specs, vocab_size=20).eval()
         out = model(pair)
         assert out.logits.shape == (2, 2) and set(out.inspect) == keys
-        alpha = out.inspect[f"{architecture}_alpha"]
+        alpha = out.inspected()[f"{architecture}_alpha"]
         torch.testing.assert_close(alpha, model.alpha.detach())
-    torch.testing.assert_close(out.inspect["sluice_beta"], torch.full((2, 1), 1.0))   # one layer: β = 1
+    torch.testing.assert_close(out.inspected()["sluice_beta"], torch.full((2, 1), 1.0))   # one layer: β = 1
     first = model.states("p", pair.tokens, pair.mask)[1]()
     torch.testing.assert_close(out.parts["subspace_orthogonality"], first)
 
@@ -187,4 +187,4 @@ def test_sluice_subspaces_are_the_two_directions_so_any_width_works(fdu_config):
                                    "encoder": {"type": "bilstm", "hidden_dim": 7, "num_layers": 2}}}
     model = build_model(load_config(raw=raw), [classes("a", 2), classes("b", 3)], vocab_size=20)
     out = model(collate("b", [Encoded([2, 3, 4], None, 2), Encoded([5], None, 0)]))
-    assert out.logits.shape == (2, 3) and out.inspect["sluice_alpha"].shape == (2, 4, 4)
+    assert out.logits.shape == (2, 3) and out.inspected()["sluice_alpha"].shape == (2, 4, 4)

@@ -60,7 +60,7 @@ def test_tagging_and_classification_share_one_encoder(tagging_config: dict, tmp_
     assert results["dev"]["pos"] >= 95.0, results      # token accuracy
     assert results["dev"]["chunk"] >= 90.0, results    # span F1
     info = json.loads((Path(cfg.output_dir) / "tasks.json").read_text())
-    assert info["chunk"]["metric"] == "f1" and info["pos"]["metric"] == "accuracy"
+    assert info["chunk"]["metrics"] == ["span_f1"] and info["pos"]["metrics"] == ["accuracy"]
     assert (Path(cfg.output_dir) / "chars.json").is_file()
 
     run = load_run(cfg.output_dir)
@@ -131,7 +131,7 @@ def test_ner_file_with_its_own_tag_set_from_yaml_alone(tmp_path: Path, data_dir:
     cfg = load_config(raw=raw)
     results = train(cfg, quiet=True)
     info = json.loads((Path(cfg.output_dir) / "tasks.json").read_text())
-    assert info["ner"]["metric"] == "f1"
+    assert info["ner"]["metrics"] == ["span_f1"]
     assert {"B-PER", "I-PER", "B-LOC", "I-LOC", "O"} <= set(info["ner"]["labels"])
     assert results["dev"]["ner"] >= 90.0, results
 

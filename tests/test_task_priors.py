@@ -49,7 +49,7 @@ def test_mismatched_class_counts_are_refused(fdu_config):
     model = build_model(load_config(raw={**raw, "model": {**raw["model"], "head_regularizer": "tensor_normal"}}),
                         [classes("a", 2), classes("b", 2)], vocab_size=10)
     out = model(collate("a", [Encoded([2, 3], None, 1)]))
-    assert out.inspect["task_covariance"].shape == (2, 2) and out.parts["head_prior"] > 0
+    assert out.inspected()["task_covariance"].shape == (2, 2) and out.parts["head_prior"] > 0
 
 
 def test_factorised_heads_shapes_and_rank(fdu_config):

@@ -61,7 +61,7 @@ def test_task_token_attention_is_a_distribution_over_words(architecture, fdu_con
     model = build_model(load_config(raw=config(fdu_config, architecture)),
                         [classes("a", 2), classes("b", 2)], vocab_size=20).eval()
     batch = collate("b", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
-    att = model(batch).inspect["task_attention"]                  # (B, T) over the words
+    att = model(batch).inspected()["task_attention"]                  # (B, T) over the words
     assert att.shape == (2, 3) and (att >= 0).all()
     assert att[1, 2] == 0                                          # padding gets no attention
     if architecture == "transformer_sp":                           # no task position: words only

@@ -441,8 +441,11 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
                 raise ConfigError(f"{where}.metric: {name!r} is not a metric of {task.type} tasks "
                                   f"(they report: {', '.join(kind.metrics)})")
         if task.type not in model.kinds:
+            serving = [name for name in sorted(catalog.ARCHITECTURE_MODULES)
+                       if task.type in catalog.architecture(name)[0].kinds]
             raise ConfigError(f"{where}.type: the architecture {model.architecture!r} cannot serve "
-                              f"{task.type} tasks ({task.name}); it serves: {', '.join(model.kinds)}")
+                              f"{task.type} tasks ({task.name}); it serves {', '.join(model.kinds)} tasks, "
+                              f"and {task.type} tasks are served by {' or '.join(serving)}")
         if kind.pair(task) and not model.pairs:
             raise ConfigError(f"{where}.text_b_column: the architecture {model.architecture!r} reads single "
                               f"texts, and {task.name} is a sentence-pair task")

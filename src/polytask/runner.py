@@ -139,7 +139,7 @@ def learned_structure(model: torch.nn.Module, items: dict, device) -> dict:
         out = model(get_kind(model.task_kinds[task]).collate(task, items[task][:1]).to(device))
     finally:
         model.train(was_training)
-    structure = {k: v.cpu().tolist() for k, v in out.inspect.items() if k in STRUCTURE_KEYS}
+    structure = {k: v.cpu().tolist() for k, v in out.inspected().items() if k in STRUCTURE_KEYS}
     structure.update(model.structure())                               # e.g. the fully-adaptive tree
     return structure
 
@@ -158,7 +158,7 @@ def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
             result = run.model(kind.collate(task, items).to(run.device))
         out.append({"text": text, "tokens": tokens[: run.cfg.data.max_length],
                     "inspect": {k: v[0].cpu().tolist() if v.dim() > 2 else v.cpu().tolist()
-                                for k, v in result.inspect.items()}})
+                                for k, v in result.inspected().items()}})
     return out
 
 

@@ -57,16 +57,21 @@ class TaskOutput:
     logits: torch.Tensor                                  # (B, C), (B, T, C) for tagging, (B,) for regression
     loss: Optional[torch.Tensor] = None                   # task loss + the architecture's own terms
     parts: dict[str, torch.Tensor] = field(default_factory=dict)    # loss terms, for logging
-    inspect: dict[str, torch.Tensor] = field(default_factory=dict)  # gates, mixing weights, ...
+    inspect: dict[str, Inspect] = field(default_factory=dict)       # gates, mixing weights, ...
     predictions: Optional[torch.Tensor] = None            # (B, T) decoded tags, for tagging
+
+    def inspected(self) -> dict[str, torch.Tensor]:
+        """The inspection values, computing those given as callables (kept lazy so that training
+        and evaluation never pay for them)."""
+        return {k: (v() if callable(v) else v) for k, v in self.inspect.items()}
 
 
 def finish(logits: torch.Tensor, task_loss: Optional[torch.Tensor], encoding: Encoding,
            predictions: Optional[torch.Tensor] = None) -> TaskOutput:
     """A kind's output: its loss plus the architecture's own terms (``encoding.losses``, only when
-    there are labels), each loss part detached for logging, and the inspection values."""
-    out = TaskOutput(logits=logits, predictions=predictions,
-                     inspect={k: (v() if callable(v) else v) for k, v in encoding.inspect.items()})
+    there are labels), each loss part detached for logging, and the inspection values (callables
+    stay uncomputed until :meth:`TaskOutput.inspected`)."""
+    out = TaskOutput(logits=logits, predictions=predictions, inspect=dict(encoding.inspect))
     if task_loss is not None:
         out.loss = task_loss
         out.parts["task"] = task_loss.detach()
