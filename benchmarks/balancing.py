@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, random_batch, run_suite, step_seconds, suite_argument_parser, write_report  # noqa: E402
+from common import ROOT, binary_specs, random_batch, run_suite, step_seconds, suite_argument_parser, write_report  # noqa: E402
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 # A batch of 8 reviews from every domain per step (128 in all), 1500 steps: every domain sees the
@@ -124,8 +124,8 @@ def shared_parameters(vocab: int, tasks: int) -> int:
     a vocabulary of ``vocab`` words (the length of each task's gradient row)."""
     sys.path.insert(0, str(ROOT / "src"))
     from polytask.config import load_config
-    from polytask.models import TaskSpec, build_model
-    model = build_model(load_config(ROOT / FDU, overrides=ALL), [TaskSpec(f"t{i}", 2) for i in range(tasks)], vocab)
+    from polytask.models import build_model
+    model = build_model(load_config(ROOT / FDU, overrides=ALL), binary_specs([f"t{i}" for i in range(tasks)]), vocab)
     return sum(p.numel() for p in model.shared_parameters() if p.requires_grad)
 
 

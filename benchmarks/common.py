@@ -119,6 +119,13 @@ def best_seconds(fn, repeats: int, warm_up: bool = True) -> float:
     return best
 
 
+def binary_specs(tasks: list[str]) -> list:
+    """Specs of binary classification tasks named ``tasks`` (labels "0", "1"), for timing models."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from polytask.kinds import TaskSpec
+    return [TaskSpec(t, "classification", ("0", "1")) for t in tasks]
+
+
 def step_seconds(config: str, overrides: list[str], tasks: list[str], batches: dict, vocab: int,
                  repeats: int) -> float:
     """Fastest seconds of one training step (the tasks' forwards, ``trainer.weighting``'s backward,
@@ -126,10 +133,10 @@ def step_seconds(config: str, overrides: list[str], tasks: list[str], batches: d
     sys.path.insert(0, str(ROOT / "src"))
     import torch
     from polytask.config import load_config
-    from polytask.models import TaskSpec, build_model
+    from polytask.models import build_model
     from polytask.training.weighting import build_weighting
     cfg = load_config(ROOT / config, overrides=overrides)
-    model = build_model(cfg, [TaskSpec(t, 2) for t in tasks], vocab)
+    model = build_model(cfg, binary_specs(tasks), vocab)
     weighting = build_weighting(cfg, tasks, cfg.seed)
     opt = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=1e-3)
 
@@ -144,8 +151,8 @@ def random_batch(task: str, batch: int, length: int, vocab: int):
     """A batch of ``batch`` random texts of ``length`` tokens with alternating binary labels."""
     sys.path.insert(0, str(ROOT / "src"))
     import torch
-    from polytask.data.batching import Encoded, collate
-    return collate(task, [Encoded(torch.randint(2, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)])
+    from polytask.data.batching import Encoded, collate_text
+    return collate_text(task, [Encoded(torch.randint(2, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)])
 
 
 def head_commit() -> str:

@@ -53,7 +53,8 @@ def test_fdu_mtl_benchmark_smoke(tmp_path: Path):
 
 
 TINY = ["trainer.max_steps=2", "trainer.eval_every=2", "model.encoder.hidden_dim=8", "model.embedding_dim=8",
-        "data.max_length=20", "model.meta_hidden_dim=4", "model.meta_dim=4", "model.meta_rank=4"]
+        "data.max_length=20"]
+TINY_META = ["model.meta_hidden_dim=4", "model.meta_dim=4", "model.meta_rank=4"]   # meta_lstm's own keys
 
 
 @pytest.mark.data
@@ -61,7 +62,7 @@ TINY = ["trainer.max_steps=2", "trainer.eval_every=2", "model.encoder.hidden_dim
 def test_meta_lstm_benchmark_smoke(tmp_path: Path):
     cmd = [sys.executable, "benchmarks/meta_lstm.py", "--data-dir", str(data_dir()), "--work-dir",
            str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--runs", "meta-lstm",
-           "--jobs", "1", *TINY]
+           "--jobs", "1", *TINY, *TINY_META]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=900)
     report = json.loads((tmp_path / "results" / "meta-lstm.json").read_text())
     assert report["runs"][0]["name"] == "meta-lstm" and len(report["runs"][0]["test"]) == 16
