@@ -10,8 +10,8 @@ from conftest import classes
 from polytask.config import load_config
 from polytask.data.batching import Encoded, collate_text as collate
 from polytask.models import TaskSpec, build_model
+from polytask.models.priors import l2_distance_penalty, trace_norm_penalty
 from polytask.runner import train
-from polytask.training.regularizers import l2_distance_penalty, trace_norm_penalty
 
 
 def test_l2_penalty_equals_the_pairwise_sum():

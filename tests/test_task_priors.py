@@ -5,31 +5,30 @@ import pytest
 import torch
 from conftest import classes
 
-from polytask.config import load_config
+from polytask.config import ConfigError, load_config
 from polytask.data.batching import Encoded, collate_text as collate
-from polytask.models import TaskSpec, build_model
+from polytask.models import build_model, priors
 from polytask.runner import train
-from polytask.training import regularizers as reg
 
 W = torch.tensor([[[3.0, 0.0, 1.0]], [[4.0, 0.0, -2.0]]])     # K=2 tasks, C=1, D=3
 
 
 def test_block_sparse_norms_by_hand():
     # feature columns across tasks: (3, 4) -> 5, (0, 0) -> 0, (1, -2) -> √5
-    assert reg.l1_l2_penalty(W).item() == pytest.approx(5 + 5 ** 0.5)
-    assert reg.l1_linf_penalty(W).item() == pytest.approx(4 + 0 + 2)
+    assert priors.l1_l2_penalty(W).item() == pytest.approx(5 + 5 ** 0.5)
+    assert priors.l1_linf_penalty(W).item() == pytest.approx(4 + 0 + 2)
 
 
 def test_task_clustering_by_hand():
     mean = torch.tensor([3.5, 0.0, -0.5])
     expected = mean.pow(2).sum() + (W[:, 0] - mean).pow(2).sum()
-    assert reg.task_clustering_penalty(W).item() == pytest.approx(expected.item())
+    assert priors.task_clustering_penalty(W).item() == pytest.approx(expected.item())
 
 
 def test_tensor_normal_with_identity_covariances_is_the_squared_norm():
     eye = [torch.eye(2), torch.eye(1), torch.eye(3)]
-    assert reg.tensor_normal_penalty(W, *eye).item() == pytest.approx(W.pow(2).sum().item())
-    cov = reg.update_covariance(W, 0, eye[1:])
+    assert priors.tensor_normal_penalty(W, *eye).item() == pytest.approx(W.pow(2).sum().item())
+    cov = priors.update_covariance(W, 0, eye[1:])
     assert torch.allclose(cov, cov.t()) and torch.trace(cov).item() == pytest.approx(2.0)
     assert cov[0, 1] < 0 or cov[0, 1] > 0                    # the two tasks' layers are related
 
@@ -67,3 +66,19 @@ def test_factorised_heads_shapes_and_rank(fdu_config):
 def test_factorised_heads_train_the_toy_tasks(fdu_config, architecture):
     raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture}}
     assert train(load_config(raw=raw), quiet=True)["dev_avg"] >= 89.99
+
+
+@pytest.mark.parametrize("architecture,ranks", [("tucker_heads", [4, 2]), ("tensor_train_heads", [4, 2, 8]),
+                                                ("tucker_heads", [4, 0, 8])])
+def test_factorisation_ranks_are_checked_when_the_config_loads(fdu_config, architecture, ranks):
+    raw = {**fdu_config, "model": {**fdu_config["model"], "architecture": architecture,
+                                   "factorisation_ranks": ranks}}
+    with pytest.raises(ConfigError, match="model.factorisation_ranks"):
+        load_config(raw=raw)
+
+
+@pytest.mark.parametrize("architecture", ["regularized_heads", "tucker_heads", "tensor_train_heads"])
+def test_stacked_heads_refuse_pair_tasks_at_load(pair_config, architecture):
+    raw = {**pair_config, "model": {**pair_config["model"], "architecture": architecture}}
+    with pytest.raises(ConfigError, match="pair_classification"):
+        load_config(raw=raw)
