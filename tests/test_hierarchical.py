@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import classes
 
-from polytask.config import load_config
+from polytask.config import ConfigError, load_config
 from polytask.kinds import get_kind
 from polytask.data.readers import Example
 from polytask.models import TaskSpec, build_model
@@ -76,8 +75,33 @@ def test_joint_many_task_feeds_lower_labels_and_regularizes(tagging_config):  # 
 def test_hierarchical_layer_errors(tagging_config):  # noqa: F811
     with pytest.raises(ValueError, match="task_layers.pos"):
         tiny("low_supervision", tagging_config, task_layers={"pos": 3, "chunk": 2})
-    specs = [TaskSpec("pos", "tagging", SPECS[0].labels), classes("a", 2)]
-    cfg = load_config(raw=hierarchical_config(tagging_config, "joint_many_task",
-                                              task_layers={"a": 1, "pos": 2}))
+    raw = hierarchical_config(tagging_config, "joint_many_task", task_layers={"a": 1, "pos": 2})
+    raw["tasks"] = tagging_config["tasks"][:2]            # a (classification) and pos: refused at load
     with pytest.raises(ValueError, match="only tagging tasks"):
-        build_model(cfg, specs, vocab_size=5)
+        load_config(raw=raw)
+
+
+def test_successive_regularization_only_on_labelled_training_batches(tagging_config):  # noqa: F811
+    model = tiny("joint_many_task", tagging_config, successive_regularization=1.0, label_embedding_dim=8)
+    model.train()
+    model(batch_for("pos"))                               # θ' := the parameters pos uses now
+    anchor = model.anchor_1_0.clone()
+    with torch.no_grad():
+        model.embedding.embedding.weight.add_(0.1)        # θ drifts from θ'
+    model.eval()
+    assert "successive_reg" not in model(batch_for("chunk")).parts
+    model(batch_for("pos"))                               # an eval batch of pos: θ' stays
+    torch.testing.assert_close(model.anchor_1_0, anchor)
+    model.train()
+    unlabelled = batch_for("pos")
+    unlabelled.labels = None
+    model(unlabelled)                                     # no labels: no loss, θ' stays
+    torch.testing.assert_close(model.anchor_1_0, anchor)
+    assert model(batch_for("chunk")).parts["successive_reg"].item() > 0.1
+
+
+@pytest.mark.parametrize("architecture", ["low_supervision", "joint_many_task"])
+def test_hierarchical_models_refuse_pair_tasks_at_load(pair_config, architecture):
+    raw = {**pair_config, "model": {**pair_config["model"], "architecture": architecture}}
+    with pytest.raises(ConfigError, match="pair_classification"):
+        load_config(raw=raw)

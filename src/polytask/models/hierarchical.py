@@ -11,22 +11,24 @@ an embedding, ``y_t^{(k-1)} = Σ_c p(c | h_t^{(k-1)}) l_c`` (Eq. 2-3), so that h
 lower tasks' decisions. Successive regularization (§3, Eq. 5-6) adds δ ||θ_low − θ'_low||² to a
 higher task's loss: θ_low are the parameters that lower tasks use and θ' their values when a
 lower task last trained, so a higher task cannot wreck what the lower ones learned.
+
+A task reads the states of its own layer: per word for tagging, pooled (``model.pooling``) into a
+sentence vector for sentence tasks. Both models read single texts (their config classes refuse
+sentence-pair tasks). B batch, T time, D word vector width, H hidden width per direction.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
 
+from ..config import ConfigError, ModelConfig
 from ..modules import LSTMEncoder, Pooling
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class LowSupervisionConfig(ModelConfig):
@@ -72,28 +74,12 @@ class JointManyTaskConfig(LowSupervisionConfig):
             below[layer] = name
 
 
-def _layer_of(cfg, tasks: list[TaskSpec]) -> dict[str, int]:
-    m = cfg.model
-    depth = m.encoder.num_layers
-    layers = {}
-    for t in tasks:
-        layer = m.task_layers.get(t.name, depth)
-        if not isinstance(layer, int) or not 1 <= layer <= depth:
-            raise ValueError(f"model.task_layers.{t.name}: {layer!r} is not a layer between 1 and "
-                             f"model.encoder.num_layers={depth}")
-        layers[t.name] = layer
-    unknown = set(m.task_layers) - set(layers)
-    if unknown:
-        raise ValueError(f"model.task_layers: unknown tasks {sorted(unknown)}")
-    return layers
-
-
-class LowSupervisionModel(nn.Module):
+class LowSupervisionModel(MultiTaskModel):
     """Stacked BiLSTM shared by all tasks; task k is supervised at layer ``layers[k]``."""
 
     def __init__(self, embedding: nn.Module, hidden_dim: int, num_layers: int, dropout: float,
                  tasks: list[TaskSpec], layers: dict[str, int], pooling: str = "max"):
-        super().__init__()
+        super().__init__(tasks)
         self.embedding = embedding
         width = embedding.output_dim
         self.stack = nn.ModuleList()
@@ -104,19 +90,13 @@ class LowSupervisionModel(nn.Module):
         self.pool = Pooling(pooling, bidirectional=True)
         self.heads = nn.ModuleDict({t.name: task_head(t, width, dropout) for t in tasks})
         self.layers = layers
-        self.specs = {t.name: t for t in tasks}
 
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        x = self.embedding(batch.tokens) if batch.chars is None else self.embedding(batch.tokens, batch.chars)
+    def encode(self, task: str, text: Text) -> Encoding:
+        x = self.embedding(text.tokens) if text.chars is None else self.embedding(text.tokens, text.chars)
         h = x                                                              # (B, T, D)
-        for layer in self.stack[: self.layers[batch.task]]:
-            h = layer(self.dropout(h) if h is not x else h, batch.mask)    # (B, T, 2H)
-        if spec.tagging:
-            return tagging_output(self.heads[batch.task], h, batch.mask, batch.labels)
-        if spec.pair:
-            raise ValueError(f"task {batch.task!r}: hierarchical models take single-text tasks")
-        return classification_output(self.heads[batch.task](self.pool(h, batch.mask)), batch.labels)
+        for layer in self.stack[: self.layers[task]]:                      # only the layers up to ℓ_k
+            h = layer(self.dropout(h) if h is not x else h, text.mask)     # (B, T, 2H)
+        return Encoding(h, text.mask, pool=self.pool)
 
     def shared_parameters(self):
         yield from self.embedding.parameters()
@@ -126,27 +106,19 @@ class LowSupervisionModel(nn.Module):
         return self.heads[task].parameters()
 
 
-class JointManyTaskModel(nn.Module):
+class JointManyTaskModel(MultiTaskModel):
     """Hashimoto et al. 2017: shortcut word vectors + label embeddings of the task below."""
 
     def __init__(self, embedding: nn.Module, hidden_dim: int, num_layers: int, dropout: float,
                  tasks: list[TaskSpec], layers: dict[str, int], label_dim: int, delta: float,
                  pooling: str = "max"):
-        super().__init__()
+        super().__init__(tasks)
         self.embedding = embedding
         self.layers = layers
-        self.specs = {t.name: t for t in tasks}
-        # the task that labels each layer (at most one; its predictions feed the layer above)
-        self.layer_task: dict[int, str] = {}
-        for name, layer in layers.items():
-            if layer < num_layers and layer in self.layer_task:
-                raise ValueError(f"model.task_layers: {self.layer_task[layer]} and {name} share layer "
-                                 f"{layer}; the joint many-task model feeds one task's labels upward")
-            if layer < num_layers:
-                if not self.specs[name].tagging:
-                    raise ValueError(f"model.task_layers.{name}: only tagging tasks can sit below the "
-                                     "top layer (their per-token labels feed the next layer)")
-                self.layer_task[layer] = name
+        # the task that labels each layer below the top (one per layer, a tagging task: checked by
+        # JointManyTaskConfig); its predictions feed the layer above
+        self.layer_task = {layer: name for name, layer in layers.items() if layer < num_layers}
+        num_labels = {t.name: t.num_labels for t in tasks}
         D = embedding.output_dim
         self.label_embeddings = nn.ModuleDict()
         self.stack = nn.ModuleList()
@@ -154,7 +126,7 @@ class JointManyTaskModel(nn.Module):
             width = D if k == 1 else D + 2 * hidden_dim
             below = self.layer_task.get(k - 1)
             if below is not None:
-                self.label_embeddings[below] = nn.Linear(self.specs[below].num_labels, label_dim, bias=False)
+                self.label_embeddings[below] = nn.Linear(num_labels[below], label_dim, bias=False)
                 width += label_dim
             self.stack.append(LSTMEncoder(width, hidden_dim, bidirectional=True))
         self.dropout = nn.Dropout(dropout)
@@ -179,39 +151,39 @@ class JointManyTaskModel(nn.Module):
                 params += list(self.label_embeddings[below].parameters())
         return params
 
-    def forward(self, batch) -> TaskOutput:
-        spec, top = self.specs[batch.task], self.layers[batch.task]
-        x = self.embedding(batch.tokens) if batch.chars is None else self.embedding(batch.tokens, batch.chars)
-        h: Optional[torch.Tensor] = None
+    def encode(self, task: str, text: Text) -> Encoding:
+        top = self.layers[task]
+        x = self.embedding(text.tokens) if text.chars is None else self.embedding(text.tokens, text.chars)
+        h: Optional[torch.Tensor] = None                                   # x: (B, T, D)
         for k in range(1, top + 1):
             parts = [x] if h is None else [x, h]                           # shortcut: word vectors
             below = self.layer_task.get(k - 1)
             if below is not None:                                          # Eq. 2-3: label embedding
                 probs = torch.softmax(self.heads[below](h), dim=-1)        # (B, T, C_below)
                 parts.append(self.label_embeddings[below](probs))
-            h = self.stack[k - 1](torch.cat(parts, dim=-1), batch.mask)    # (B, T, 2H)
+            h = self.stack[k - 1](torch.cat(parts, dim=-1), text.mask)     # (B, T, 2H)
             if k < top:
                 h = self.dropout(h)
-        if spec.tagging:
-            out = tagging_output(self.heads[batch.task], h, batch.mask, batch.labels)
-        else:
-            out = classification_output(self.heads[batch.task](self.pool(h, batch.mask)), batch.labels)
-        if batch.labels is not None and self.training:
-            self._successive_regularization(top, out)
-        return out
 
-    def _successive_regularization(self, top: int, out: TaskOutput) -> None:
+        def losses() -> dict[str, tuple[float, torch.Tensor]]:
+            return self._successive_regularization(top) if self.training else {}
+        return Encoding(h, text.mask, pool=self.pool, losses=losses)
+
+    def _successive_regularization(self, top: int) -> dict[str, tuple[float, torch.Tensor]]:
+        """δ ||θ_low − θ'_low||² (§3, Eq. 5-6) for a task at layer ``top`` on a training batch;
+        a task that labels a layer then makes the current parameters θ' for the tasks above."""
+        terms = {}
         lower = [k for k in self.layer_task if k < top]
         if self.delta and lower:
             k = max(lower)       # the closest lower task's anchor covers everything below it
             penalty = sum((p - getattr(self, f"anchor_{k}_{i}")).pow(2).sum()
                           for i, p in enumerate(self._lower_parameters(k + 1)))
-            out.loss = out.loss + self.delta * penalty
-            out.parts["successive_reg"] = penalty.detach()
+            terms["successive_reg"] = (self.delta, penalty)
         if top in self.layer_task:   # this task now defines θ' for the layers it uses
             with torch.no_grad():
                 for i, p in enumerate(self._lower_parameters(top + 1)):
                     getattr(self, f"anchor_{top}_{i}").copy_(p)
+        return terms
 
     def shared_parameters(self):
         yield from self.embedding.parameters()
@@ -222,12 +194,17 @@ class JointManyTaskModel(nn.Module):
         return self.heads[task].parameters()
 
 
+def _task_layers(cfg, tasks: list[TaskSpec]) -> dict[str, int]:
+    """Each task's layer: ``model.task_layers`` (checked by the config class), else the top one."""
+    return {t.name: cfg.model.task_layers.get(t.name, cfg.model.encoder.num_layers) for t in tasks}
+
+
 def build_low_supervision(cfg, tasks: list[TaskSpec], vocab_size: int,
                           vectors: Optional[torch.Tensor] = None, num_chars: int = 0) -> LowSupervisionModel:
     m = cfg.model
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     return LowSupervisionModel(embedding, m.encoder.hidden_dim, m.encoder.num_layers, m.encoder.dropout,
-                               tasks, _layer_of(cfg, tasks), m.pooling)
+                               tasks, _task_layers(cfg, tasks), m.pooling)
 
 
 def build_joint_many_task(cfg, tasks: list[TaskSpec], vocab_size: int,
@@ -235,7 +212,7 @@ def build_joint_many_task(cfg, tasks: list[TaskSpec], vocab_size: int,
     m = cfg.model
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     return JointManyTaskModel(embedding, m.encoder.hidden_dim, m.encoder.num_layers, m.encoder.dropout,
-                              tasks, _layer_of(cfg, tasks), m.label_embedding_dim,
+                              tasks, _task_layers(cfg, tasks), m.label_embedding_dim,
                               m.successive_regularization, m.pooling)
 
 
