@@ -220,7 +220,7 @@ def test_a_finished_run_with_other_settings_is_not_reused(tmp_path: Path):
     with pytest.raises(SystemExit, match=r"model.encoder.hidden_dim: 128 -> 300"):
         check_same_config(out, config, ["model.encoder.hidden_dim=300"])
     # a default the run does not set (here, as if it had changed since) is not held against it
-    old = load_config(ROOT / config, overrides=["model.encoder.hidden_dim=128", "model.sluice_orthogonality=0.5"])
+    old = load_config(ROOT / config, overrides=["model.encoder.hidden_dim=128", "model.word_dropout=0.5"])
     save_config(old, out / "config.yaml")
     check_same_config(out, config, ["model.encoder.hidden_dim=128"])
 

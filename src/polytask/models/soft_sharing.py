@@ -22,7 +22,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
-from ..training.regularizers import l2_distance_penalty, trace_norm_penalty
+from .priors import l2_distance_penalty, trace_norm_penalty
 from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
 
