@@ -114,11 +114,13 @@ class ModelConfig:
     and says which task kinds it serves (``kinds``), whether it reads sentence pairs (``pairs``)
     and which encoder types it builds on (``encoders``). ``model:`` in a YAML is validated against
     the chosen architecture's class: a key it does not take is an error naming both.
+    ``transferable`` says whether ``polytask transfer`` can put new tasks on its shared parameters.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ENCODING_KINDS
     pairs: ClassVar[bool] = True
     encoders: ClassVar[tuple[str, ...]] = ("bilstm", "lstm", "cnn", "transformer")
+    transferable: ClassVar[bool] = True        # its shared parameters can serve new tasks (polytask transfer)
 
     architecture: str = "hard_sharing"
     embedding_dim: int = 200

@@ -33,8 +33,8 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     run and frozen; only the new tasks' own parameters train.
     """
     wall0 = time.perf_counter()
-    if transfer_from is not None and cfg.model.architecture == "fully_adaptive":
-        raise ValueError(f"{transfer_from}: a fully_adaptive run cannot be transferred: its layers are a "
+    if transfer_from is not None and not cfg.model.transferable:
+        raise ValueError(f"{transfer_from}: a {cfg.model.architecture} run cannot be transferred: its layers are a "
                          "tree of branches grown for its own tasks, and a new task has no branch in it")
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -72,8 +72,7 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": trainer.earlier_wall_seconds + time.perf_counter() - wall0,
                "wall_includes_resumes": True,
-               "params": model.num_parameters() if hasattr(model, "num_parameters")
-               else sum(p.numel() for p in model.parameters()),
+               "params": model.num_parameters(),
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
     structure = learned_structure(model, dev_items or train_items, trainer.device)

@@ -48,6 +48,7 @@ from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 class FullyAdaptiveConfig(ModelConfig):
     """Steps between widenings (top layer first) and λ, the cost of one more branch."""
 
+    transferable: ClassVar[bool] = False   # a tree of branches grown for its own tasks
     encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
 
     fafs_widen_every: int = 500
