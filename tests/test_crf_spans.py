@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from polytask.evaluation.spans import chunks, span_scores, token_accuracy
+from polytask.data.spans import chunks, span_scores, token_accuracy
 from polytask.modules.crf import CRF, allowed_transitions, brute_force
 
 LABELS = ["O", "B-NP", "I-NP", "B-VP", "I-VP"]

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from polytask.evaluation.metrics import METRICS, compute
-from polytask.evaluation.spans import span_scores
+from polytask.data.spans import span_scores
 
 BINARY = {"labels": ["0", "1"]}
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .readers import DataError
+from .spans import chunks
 
 
 @dataclass
@@ -95,6 +96,5 @@ def pair_as_qa(text_a: str, text_b: str, label: str, question: str, answers: dic
 def tagging_as_qa(tokens: list[str], tags: list[str], question: str, scheme: str = "BIO") -> QAExample:
     """The tagged chunks as text: "John lives in New York" with PER/LOC tags and the question
     "What are the named entities?" -> "John (PER), New York (LOC)"; "none" when there is none."""
-    from ..evaluation.spans import chunks
     spans = [f"{' '.join(tokens[s:e + 1])} ({kind})" for kind, s, e in chunks(tags)] if scheme else []
     return QAExample(context=" ".join(tokens), question=question, answers=[", ".join(spans) or "none"])
