@@ -8,7 +8,7 @@ from typing import Optional
 from .config import ExperimentConfig
 from .data.batching import Encoded
 from .data.vocab import BOS, EOS, PAD, UNK, Vocab
-from .kinds import TaskSpec, get_kind
+from .kinds import TaskSpec
 from .models import build_model
 from .tasks import Task, load_task, resolve_path, spec_from_info
 

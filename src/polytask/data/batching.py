@@ -11,7 +11,6 @@ from typing import Callable, Optional
 
 import torch
 
-from .readers import Example
 from .vocab import Vocab
 
 

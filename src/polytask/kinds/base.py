@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar, Optional, Union
 import torch
 from torch import nn
 
-from ..data.batching import Batch, Encoded, Text, eval_batches
+from ..data.batching import Batch, Encoded, Text, eval_batches  # noqa: F401  (Text: re-exported)
 from ..data.readers import DataError, Example
 from ..evaluation.metrics import compute
 
@@ -143,11 +143,14 @@ class TaskKind(ABC):
         """Examples and read statistics of one file of ``task`` (a TaskConfig)."""
 
     def gold_labels(self, example: Example) -> list[str]:
-        """The label strings of an example that must be in the label set."""
-        return [example.label] if example.label is not None else []
+        """The label strings of an example that must be in the label set (none without one)."""
+        return [example.label] if self.labelled and example.label is not None else []
 
     def label_set(self, task, train: list[Example]) -> list[str]:
-        """The task's labels: the config's ``labels``, else the sorted labels of the train split."""
+        """The task's labels: the config's ``labels``, else the sorted labels of the train split
+        (none for a kind without a label set)."""
+        if not self.labelled:
+            return []
         if task.labels is not None:
             return list(task.labels)
         return sorted({label for ex in train for label in self.gold_labels(ex)})
@@ -203,23 +206,25 @@ class TaskKind(ABC):
     def records(self, predictions: list, info: dict, raw: Optional[list] = None) -> list[dict]:
         """Predictions as JSON-ready records (``polytask predict`` and the server)."""
 
-    def parse_inputs(self, inputs: list, where: str = "input") -> list[Example]:
-        """Raw inputs (strings, pairs, token lists) as examples; bad ones raise ValueError naming
-        the input. The tokenisation is the task's own (done by :meth:`examples`)."""
-        raise NotImplementedError(f"{self.name} tasks take no raw input")
+    @abstractmethod
+    def parse_inputs(self, inputs: list, task) -> list[Example]:
+        """Raw inputs (strings, pairs, token lists, as ``polytask predict`` and the server take
+        them) as examples tokenised the way ``task`` (a TaskConfig) reads its files; a bad input
+        raises ValueError naming it."""
 
 
 def run_eval(model, task: str, items: list[Encoded], batch_size: int, device, kind: TaskKind,
-             step: Callable[[Batch, Any], None]) -> None:
+             step: Callable[[Batch, Any], None], call: Callable = lambda model, batch: model(batch)) -> None:
     """Run ``model`` in eval mode without gradients over ``items`` in length-sorted batches;
-    ``step(batch, output)`` collects what the caller needs (``batch.index`` restores order)."""
+    ``step(batch, call(model, batch))`` collects what the caller needs (``batch.index`` restores
+    order). ``call`` is the forward pass by default (``model.generate`` for answers)."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for batch in eval_batches(task, items, batch_size, kind.collate):
                 batch.labels = None
-                step(batch, model(batch.to(device)))
+                step(batch, call(model, batch.to(device)))
     finally:
         model.train(was_training)
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-import torch
 from torch import nn
 
 from ..data.batching import Encoded, QABatch, char_ids, pad, pad_chars
 from ..data.qa import read_squad
 from ..data.readers import DataError, Example, tokenize
 from ..data.vocab import Vocab
-from .base import TaskKind, TaskOutput, TaskSpec, in_order
-from .classification import ClassificationKind
+from .base import TaskKind, TaskOutput, TaskSpec, in_order, run_eval
 
 
 def question_tokenizer(task) -> str:
@@ -111,12 +109,6 @@ class QAKind(TaskKind):
         examples, stats = get_kind(plain.type).read(plain, path, labelled)
         return (cast_to_qa(task, examples) if labelled else examples), stats
 
-    def label_set(self, task, train: list[Example]) -> list[str]:
-        return []
-
-    def gold_labels(self, example: Example) -> list[str]:
-        return []
-
     def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
                char_vocab=None) -> list[Encoded]:
         return [encode_qa(ex, vocab, max_length, char_vocab) for ex in examples]
@@ -145,21 +137,15 @@ class QAKind(TaskKind):
         """Decoded answers as text; copied ids ≥ V map to the example's out-of-vocabulary words."""
         if itos is None:
             raise ValueError("answering a qa task needs the vocabulary (itos)")
-        from ..data.batching import eval_batches
-        rows = []
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                for batch in eval_batches(task, items, batch_size, self.collate):
-                    batch.labels = None
-                    for seq, i in zip(model.generate(batch.to(device)), batch.index):
-                        oov = items[i].oov or []
-                        words = [itos[w] if w < len(itos) else (oov[w - len(itos)] if w - len(itos) < len(oov)
-                                                                 else "<unk>") for w in seq]
-                        rows.append((i, " ".join(words)))
-        finally:
-            model.train(was_training)
+        rows: list = []
+
+        def keep(batch, answers):
+            for seq, i in zip(answers, batch.index):
+                oov = items[i].oov or []
+                words = [itos[w] if w < len(itos) else (oov[w - len(itos)] if w - len(itos) < len(oov) else "<unk>")
+                         for w in seq]
+                rows.append((i, " ".join(words)))
+        run_eval(model, task, items, batch_size, device, self, keep, call=lambda m, batch: m.generate(batch))
         return in_order(len(items), rows)
 
     def gold(self, items: list[Encoded]) -> list:

@@ -54,12 +54,6 @@ class RegressionKind(TaskKind):
                                     "finite number (a regression task)", ex.line)
         return examples, stats
 
-    def label_set(self, task, train: list[Example]) -> list[str]:
-        return []
-
-    def gold_labels(self, example: Example) -> list[str]:
-        return []
-
     def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
                char_vocab=None) -> list[Encoded]:
         return [Encoded(vocab.encode(ex.tokens[:max_length]) or [1],
