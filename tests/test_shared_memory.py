@@ -126,7 +126,7 @@ def test_stacked_step_equals_the_step_as_written(n_memories):
 def test_hand_written_backward_through_time_passes_gradcheck():
     """The memory recurrence's backward is derived by hand: check it numerically (float64), with a
     padded sequence so masked steps are covered."""
-    from polytask.models.shared_memory import _MemoryRecurrence
+    from polytask.ops import MemoryRecurrence
     torch.manual_seed(0)
     T, B, J, K, M, H = 4, 2, 2, 3, 2, 3
     keep = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])[..., None]     # (T, B, 1)
@@ -134,4 +134,27 @@ def test_hand_written_backward_through_time_passes_gradcheck():
             torch.randn(H, J * H) * 0.5, torch.randn(J * H) * 0.1, torch.randn(J, M, 2 * H) * 0.5,
             torch.randn(J, H, 3 * M) * 0.5, torch.randn(J, 1, 3 * M) * 0.1, torch.tensor([1.5, 0.7]).view(J, 1, 1)]
     args = [a.double().requires_grad_(i != 1) for i, a in enumerate(args)]
-    assert torch.autograd.gradcheck(_MemoryRecurrence.apply, args, eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(MemoryRecurrence.apply, args, eps=1e-6, atol=1e-5)
+
+
+def test_kernel_equals_its_reference_recurrence():
+    """ops: the memory recurrence against the same recurrence in plain autograd, on the kernel's
+    own inputs with padding: outputs, gates, final memories and the gradient of every input."""
+    from polytask.ops import memory_lstm_recurrence, reference_memory_lstm_recurrence
+    torch.manual_seed(5)
+    T, B, J, K, M, H = 5, 3, 2, 4, 3, 4
+    keep = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    keep = keep[..., None]                                                  # (T, B, 1)
+    args = [torch.randn(T, B, 4 * H), keep, torch.randn(J, B, K, M), torch.randn(H, 4 * H) * 0.5,
+            torch.randn(H, J * H) * 0.5, torch.randn(J * H) * 0.1, torch.randn(J, M, 2 * H) * 0.5,
+            torch.randn(J, H, 3 * M) * 0.5, torch.randn(J, 1, 3 * M) * 0.1, torch.tensor([1.5, 0.7]).view(J, 1, 1)]
+    args = [a.double().requires_grad_(i != 1) for i, a in enumerate(args)]
+    learned = [a for i, a in enumerate(args) if i != 1]
+    fast, slow = memory_lstm_recurrence(*args), reference_memory_lstm_recurrence(*args)
+    weights = [torch.randn_like(v) for v in slow]
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+    d_fast = torch.autograd.grad(sum((a.double() * w).sum() for a, w in zip(fast, weights)), learned)
+    d_slow = torch.autograd.grad(sum((b * w).sum() for b, w in zip(slow, weights)), learned)
+    for a, b in zip(d_fast, d_slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
