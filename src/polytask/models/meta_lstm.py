@@ -22,21 +22,19 @@ Meta-LSTM or the same one (``model.meta_shared_directions``) and its own Basic-L
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import Pooling
 from ..modules.embeddings import build_embedding
 from ..modules.encoders import reverse_padded
 from ..ops import meta_lstm_recurrence
-from .outputs import TaskOutput, TaskSpec, head_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class MetaLSTMConfig(ModelConfig):
@@ -146,7 +144,7 @@ def reference_meta_lstm(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> to
 
 class MetaLSTMEncoder(nn.Module):
     """Bidirectional Meta-LSTM encoder for all tasks: shared Meta-LSTM(s), a Basic-LSTM per task
-    and direction. ``states(task, x, mask)`` -> (B, T, 2H)."""
+    and direction. ``encoder(task, x, mask)``: x (B, T, D) -> states (B, T, 2H), zero at padding."""
 
     def __init__(self, task_names: list[str], input_dim: int, hidden_dim: int, meta_hidden: int,
                  meta_dim: int, rank: int, share_directions: bool = False):
@@ -158,32 +156,28 @@ class MetaLSTMEncoder(nn.Module):
         self.output_dim = 2 * hidden_dim
 
     def forward(self, task: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.long().sum(1)
+        lengths = mask.long().sum(1)                                         # (B,)
         fwd, bwd = meta_lstm_passes([x, reverse_padded(x, lengths)], [self.meta_fwd, self.meta_bwd],
-                                    [self.basic_fwd[task], self.basic_bwd[task]])
-        bwd = reverse_padded(bwd, lengths)
-        return torch.cat([fwd, bwd], dim=-1) * mask[..., None].to(x.dtype)
+                                    [self.basic_fwd[task], self.basic_bwd[task]])   # 2 × (B, T, H)
+        bwd = reverse_padded(bwd, lengths)                                   # back in reading order
+        return torch.cat([fwd, bwd], dim=-1) * mask[..., None].to(x.dtype)   # (B, T, 2H)
 
 
-class MetaMTLModel(nn.Module):
-    """Embedding (shared) -> Meta-LSTM encoder -> pooling (classification) or per-step head (tagging)."""
+class MetaMTLModel(MultiTaskModel):
+    """Embedding (shared) -> Meta-LSTM encoder (shared Meta-LSTM, the task's Basic-LSTMs) -> per-word
+    states (B, T, 2H), max/mean/last pooled into the sentence vector."""
 
     def __init__(self, embedding: nn.Module, encoder: MetaLSTMEncoder, tasks: list[TaskSpec],
                  pooling: str, dropout: float):
-        super().__init__()
+        super().__init__(tasks)
         self.embedding, self.encoder = embedding, encoder
         self.pool = Pooling(pooling, bidirectional=True)
         self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
-    def _states(self, task: str, tokens, mask, chars=None) -> torch.Tensor:
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
-        return self.encoder(task, x, mask)                                   # (B, T, 2H)
-
-    def forward(self, batch) -> TaskOutput:
-        states = self._states(batch.task, batch.tokens, batch.mask, batch.chars)
-        return head_output(self.specs[batch.task], self.heads[batch.task], self.pool, states, batch,
-                           lambda: self._states(batch.task, batch.tokens_b, batch.mask_b))
+    def encode(self, task: str, text: Text) -> Encoding:
+        x = self.embedding(text.tokens) if text.chars is None else self.embedding(text.tokens, text.chars)
+        states = self.encoder(task, x, text.mask)                            # (B, T, 2H)
+        return Encoding(states, text.mask, pool=self.pool)
 
     def shared_parameters(self):
         yield from self.embedding.parameters()
