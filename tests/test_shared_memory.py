@@ -11,7 +11,7 @@ from conftest import classes
 
 from polytask.config import load_config
 from polytask.data.batching import Encoded, collate_text as collate
-from polytask.models import TaskSpec, build_model
+from polytask.models import build_model
 from polytask.models.shared_memory import ExternalMemory, MemoryLSTM, memory_read, memory_write
 from polytask.runner import train
 
@@ -69,6 +69,21 @@ def test_every_task_trains_the_shared_memory(architecture, fdu_config):
         assert out.inspected()["fusion_global"].shape == (2, 3, fdu_config["model"]["encoder"]["hidden_dim"])
         other = "b" if task == "a" else "a"
         assert all(p.grad is None for p in model.cells[other].parameters())
+
+
+@pytest.mark.parametrize("architecture, keys", [("me_lstm", ["fusion_local"]),
+                                               ("shared_memory_arc1", ["fusion_global"]),
+                                               ("shared_memory_arc2", ["fusion_global", "fusion_local"])])
+def test_inspect_gives_the_fusion_gate_of_each_memory(architecture, keys, fdu_config):
+    """fusion_global unless ME-LSTM (no global memory), fusion_local unless ARC-I (no local one)."""
+    model = tiny_model(architecture, fdu_config).eval()
+    batch = collate("a", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
+    inspected = model(batch).inspected()
+    assert list(inspected) == keys
+    _, gates, _ = model.cells["a"](model.embedding(batch.tokens), batch.mask, model.memories("a"))
+    cell = {"fusion_local": gates[0], "fusion_global": gates[-1]}             # local memory first
+    for key in keys:
+        torch.testing.assert_close(inspected[key], cell[key], atol=0, rtol=0)
 
 
 def test_arc2_fits_the_toy_tasks(fdu_config):

@@ -16,29 +16,27 @@ M ∈ R^{K×M} (K slots of width M), reset for every sequence (to a learned M_0)
 ARC-I (global shared memory): each task has its own ME-LSTM; all tasks read and write one memory
 whose parameters (M_0, key/erase/add projections, β) are shared. ARC-II (local-global): each task
 also has a local memory of its own; the cell fuses both read vectors with two fusion gates. The
-fusion gates are returned in ``TaskOutput.inspect`` ("fusion_global", (B, T, H)) so a user can see
-how much each step drew from the shared memory. Padding steps leave every state and the memory
-unchanged. The time loop is a fast kernel, :func:`polytask.ops.memory_lstm_recurrence` (backward
-through time written out); :meth:`MemoryLSTM.forward_reference` is the step as the equations
-above read.
+fusion gates are given in ``inspect`` ("fusion_global" for ARC-I and ARC-II, "fusion_local" for
+ME-LSTM and ARC-II, each (B, T, H)) so a user can see how much each step drew from each memory.
+Padding steps leave every state and the memory unchanged. The time loop is a fast kernel,
+:func:`polytask.ops.memory_lstm_recurrence` (backward through time written out);
+:meth:`MemoryLSTM.forward_reference` is the step as the equations above read.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ModelConfig
 from ..modules import Pooling
 from ..modules.embeddings import build_embedding
 from ..ops import memory_lstm_recurrence
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class SharedMemoryConfig(ModelConfig):
@@ -166,53 +164,35 @@ class MemoryLSTM(nn.Module):
                 [mem for mem, _ in state])
 
 
-class SharedMemoryModel(nn.Module):
-    """ME-LSTM (no shared memory), ARC-I (one global memory) or ARC-II (local + global memory)."""
+class SharedMemoryModel(MultiTaskModel):
+    """ME-LSTM (local memories only), ARC-I (one global memory) or ARC-II (local + global), as the
+    builder gives the memories: a task's cell reads its local memory, then the global one."""
 
-    def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, slots: int,
-                 width: int, sharpness: float, variant: str, pooling: str, dropout: float):
-        super().__init__()
-        if variant not in ("me_lstm", "arc1", "arc2"):
-            raise ValueError(f"unknown shared-memory variant {variant!r} (me_lstm, arc1, arc2)")
-        self.embedding, self.variant = embedding, variant
-        names = [t.name for t in tasks]
-        self.global_memory = ExternalMemory(hidden_dim, slots, width, sharpness) if variant != "me_lstm" else None
-        self.local_memory = (nn.ModuleDict({n: ExternalMemory(hidden_dim, slots, width, sharpness) for n in names})
-                             if variant in ("me_lstm", "arc2") else None)
-        n_mem = 2 if variant == "arc2" else 1
-        self.cells = nn.ModuleDict({n: MemoryLSTM(embedding.output_dim, hidden_dim, [width] * n_mem)
-                                    for n in names})
+    def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int,
+                 global_memory: Optional[ExternalMemory], local_memory: Optional[dict[str, ExternalMemory]],
+                 pooling: str, dropout: float):
+        super().__init__(tasks)
+        self.embedding = embedding
+        self.global_memory = global_memory
+        self.local_memory = nn.ModuleDict(local_memory) if local_memory is not None else None
+        widths = [m.width for m in self.memories(tasks[0].name)]
+        self.cells = nn.ModuleDict({t.name: MemoryLSTM(embedding.output_dim, hidden_dim, widths) for t in tasks})
         self.pool = Pooling(pooling, bidirectional=False)
         self.heads = nn.ModuleDict({t.name: task_head(t, hidden_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
     def memories(self, task: str) -> list[ExternalMemory]:
-        if self.variant == "me_lstm":
-            return [self.local_memory[task]]
-        if self.variant == "arc1":
-            return [self.global_memory]
-        return [self.local_memory[task], self.global_memory]
+        local = [self.local_memory[task]] if self.local_memory is not None else []
+        return local + ([self.global_memory] if self.global_memory is not None else [])
 
-    def _states(self, task: str, tokens, mask, chars=None):
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
-        return self.cells[task](x, mask, self.memories(task))
-
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        states, gates, _ = self._states(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            out = tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
-        elif spec.pair:
-            v, _, _ = self._states(batch.task, batch.tokens_b, batch.mask_b)
-            out = classification_output(self.heads[batch.task](self.pool(states, batch.mask),
-                                                              self.pool(v, batch.mask_b)), batch.labels)
-        else:
-            out = classification_output(self.heads[batch.task](self.pool(states, batch.mask)), batch.labels)
-        if self.variant != "me_lstm":
-            out.inspect["fusion_global"] = gates[-1].detach()
-        if self.variant != "arc1":
-            out.inspect["fusion_local"] = gates[0].detach()
-        return out
+    def encode(self, task: str, text: Text) -> Encoding:
+        x = self.embedding(text.tokens) if text.chars is None else self.embedding(text.tokens, text.chars)
+        states, gates, _ = self.cells[task](x, text.mask, self.memories(task))   # (B, T, H), J × (B, T, H)
+        inspect = {}
+        if self.global_memory is not None:
+            inspect["fusion_global"] = gates[-1].detach()
+        if self.local_memory is not None:
+            inspect["fusion_local"] = gates[0].detach()
+        return Encoding(states, text.mask, pool=self.pool, inspect=inspect)
 
     def shared_parameters(self):
         yield from self.embedding.parameters()
@@ -226,19 +206,35 @@ class SharedMemoryModel(nn.Module):
         yield from self.heads[task].parameters()
 
 
-def _builder(variant: str):
-    def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
-              num_chars: int = 0) -> SharedMemoryModel:
-        m = cfg.model
-        embedding = build_embedding(m, vocab_size, vectors, num_chars)
-        return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, m.memory_slots, m.memory_width,
-                                 m.memory_sharpness, variant, m.pooling, m.dropout)
-    return build
+def _memory(m: SharedMemoryConfig) -> ExternalMemory:
+    return ExternalMemory(m.encoder.hidden_dim, m.memory_slots, m.memory_width, m.memory_sharpness)
 
 
-build_me_lstm = _builder("me_lstm")
-build_arc1 = _builder("arc1")
-build_arc2 = _builder("arc2")
+def build_me_lstm(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+                  num_chars: int = 0) -> SharedMemoryModel:
+    """ME-LSTM: each task's cell with a memory of its own; only the embedding is shared."""
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    local = {t.name: _memory(m) for t in tasks}
+    return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, None, local, m.pooling, m.dropout)
+
+
+def build_arc1(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+               num_chars: int = 0) -> SharedMemoryModel:
+    """ARC-I: every task's cell reads and writes one global memory."""
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, _memory(m), None, m.pooling, m.dropout)
+
+
+def build_arc2(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+               num_chars: int = 0) -> SharedMemoryModel:
+    """ARC-II: a local memory per task beside the global one."""
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    shared = _memory(m)                                     # drawn before the local memories
+    local = {t.name: _memory(m) for t in tasks}
+    return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, shared, local, m.pooling, m.dropout)
 
 
 ARCHITECTURES = {"me_lstm": (SharedMemoryConfig, build_me_lstm),
