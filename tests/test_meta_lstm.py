@@ -29,13 +29,13 @@ def test_fast_pass_matches_reference_to_1e5():
 def test_hand_written_backward_through_time_passes_gradcheck():
     """The recurrence's backward is derived by hand: check every input's gradient numerically
     (float64), and every parameter's gradient against autograd through the reference."""
-    from polytask.models.meta_lstm import _MetaRecurrence
+    from polytask.ops import MetaRecurrence
     torch.manual_seed(0)
     T, K, B, M, R, H = 4, 2, 2, 3, 2, 5                       # K = 2 passes run side by side
     args = [torch.randn(T, K, B, 4 * M), torch.randn(T, K, B, 4 * R), torch.randn(K, H, 4 * M + 4 * R) * 0.5,
             torch.randn(K, M, 4 * M) * 0.5, torch.randn(K, M, 4 * R + 4 * H) * 0.5, torch.randn(K, 4, H, R) * 0.5]
     args = [a.double().requires_grad_() for a in args]
-    assert torch.autograd.gradcheck(_MetaRecurrence.apply, args, eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(MetaRecurrence.apply, args, eps=1e-6, atol=1e-6)
     meta, basic = MetaLSTM(6, 5, 4, 3), BasicLSTM(6, 5, 2, 3)
     x = torch.randn(3, 7, 6, requires_grad=True)
     params = [x, *meta.parameters(), *basic.parameters()]
@@ -43,6 +43,25 @@ def test_hand_written_backward_through_time_passes_gradcheck():
     fast = torch.autograd.grad((meta_lstm_pass(x, meta, basic) * weights).sum(), params)
     slow = torch.autograd.grad((reference_meta_lstm(x, meta, basic) * weights).sum(), params)
     for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_kernel_equals_its_reference_recurrence():
+    """ops: the fused recurrence against the same recurrence in plain autograd, on the kernel's own
+    inputs (float64): outputs and the gradient of every input."""
+    from polytask.ops import meta_lstm_recurrence, reference_meta_lstm_recurrence
+    torch.manual_seed(4)
+    T, K, B, M, R, H = 5, 2, 3, 3, 2, 4
+    args = [torch.randn(T, K, B, 4 * M), torch.randn(T, K, B, 4 * R), torch.randn(K, H, 4 * M + 4 * R) * 0.5,
+            torch.randn(K, M, 4 * M) * 0.5, torch.randn(K, M, 4 * R + 4 * H) * 0.5, torch.randn(K, 4, H, R) * 0.5]
+    args = [a.double().requires_grad_() for a in args]
+    weights = torch.randn(T, K, B, H, dtype=torch.float64)
+    fast, slow = meta_lstm_recurrence(*args), reference_meta_lstm_recurrence(*args)
+    assert fast.dtype == torch.float32 and slow.dtype == torch.float64       # the kernel runs in float32
+    torch.testing.assert_close(fast.double(), slow, atol=1e-5, rtol=1e-5)
+    d_fast = torch.autograd.grad((fast.double() * weights).sum(), args)
+    d_slow = torch.autograd.grad((slow * weights).sum(), args)
+    for a, b in zip(d_fast, d_slow):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 

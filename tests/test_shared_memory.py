@@ -11,7 +11,7 @@ from conftest import classes
 
 from polytask.config import load_config
 from polytask.data.batching import Encoded, collate_text as collate
-from polytask.models import TaskSpec, build_model
+from polytask.models import build_model
 from polytask.models.shared_memory import ExternalMemory, MemoryLSTM, memory_read, memory_write
 from polytask.runner import train
 
@@ -71,6 +71,21 @@ def test_every_task_trains_the_shared_memory(architecture, fdu_config):
         assert all(p.grad is None for p in model.cells[other].parameters())
 
 
+@pytest.mark.parametrize("architecture, keys", [("me_lstm", ["fusion_local"]),
+                                               ("shared_memory_arc1", ["fusion_global"]),
+                                               ("shared_memory_arc2", ["fusion_global", "fusion_local"])])
+def test_inspect_gives_the_fusion_gate_of_each_memory(architecture, keys, fdu_config):
+    """fusion_global unless ME-LSTM (no global memory), fusion_local unless ARC-I (no local one)."""
+    model = tiny_model(architecture, fdu_config).eval()
+    batch = collate("a", [Encoded([2, 3, 4], None, 1), Encoded([5, 6], None, 0)])
+    inspected = model(batch).inspected()
+    assert list(inspected) == keys
+    _, gates, _ = model.cells["a"](model.embedding(batch.tokens), batch.mask, model.memories("a"))
+    cell = {"fusion_local": gates[0], "fusion_global": gates[-1]}             # local memory first
+    for key in keys:
+        torch.testing.assert_close(inspected[key], cell[key], atol=0, rtol=0)
+
+
 def test_arc2_fits_the_toy_tasks(fdu_config):
     """The two-task toy is overfit (train loss near 0) and dev is well above chance (50%).
 
@@ -126,7 +141,7 @@ def test_stacked_step_equals_the_step_as_written(n_memories):
 def test_hand_written_backward_through_time_passes_gradcheck():
     """The memory recurrence's backward is derived by hand: check it numerically (float64), with a
     padded sequence so masked steps are covered."""
-    from polytask.models.shared_memory import _MemoryRecurrence
+    from polytask.ops import MemoryRecurrence
     torch.manual_seed(0)
     T, B, J, K, M, H = 4, 2, 2, 3, 2, 3
     keep = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])[..., None]     # (T, B, 1)
@@ -134,4 +149,27 @@ def test_hand_written_backward_through_time_passes_gradcheck():
             torch.randn(H, J * H) * 0.5, torch.randn(J * H) * 0.1, torch.randn(J, M, 2 * H) * 0.5,
             torch.randn(J, H, 3 * M) * 0.5, torch.randn(J, 1, 3 * M) * 0.1, torch.tensor([1.5, 0.7]).view(J, 1, 1)]
     args = [a.double().requires_grad_(i != 1) for i, a in enumerate(args)]
-    assert torch.autograd.gradcheck(_MemoryRecurrence.apply, args, eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(MemoryRecurrence.apply, args, eps=1e-6, atol=1e-5)
+
+
+def test_kernel_equals_its_reference_recurrence():
+    """ops: the memory recurrence against the same recurrence in plain autograd, on the kernel's
+    own inputs with padding: outputs, gates, final memories and the gradient of every input."""
+    from polytask.ops import memory_lstm_recurrence, reference_memory_lstm_recurrence
+    torch.manual_seed(5)
+    T, B, J, K, M, H = 5, 3, 2, 4, 3, 4
+    keep = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    keep = keep[..., None]                                                  # (T, B, 1)
+    args = [torch.randn(T, B, 4 * H), keep, torch.randn(J, B, K, M), torch.randn(H, 4 * H) * 0.5,
+            torch.randn(H, J * H) * 0.5, torch.randn(J * H) * 0.1, torch.randn(J, M, 2 * H) * 0.5,
+            torch.randn(J, H, 3 * M) * 0.5, torch.randn(J, 1, 3 * M) * 0.1, torch.tensor([1.5, 0.7]).view(J, 1, 1)]
+    args = [a.double().requires_grad_(i != 1) for i, a in enumerate(args)]
+    learned = [a for i, a in enumerate(args) if i != 1]
+    fast, slow = memory_lstm_recurrence(*args), reference_memory_lstm_recurrence(*args)
+    weights = [torch.randn_like(v) for v in slow]
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+    d_fast = torch.autograd.grad(sum((a.double() * w).sum() for a, w in zip(fast, weights)), learned)
+    d_slow = torch.autograd.grad(sum((b * w).sum() for b, w in zip(slow, weights)), learned)
+    for a, b in zip(d_fast, d_slow):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

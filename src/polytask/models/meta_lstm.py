@@ -11,8 +11,10 @@ every step, produces a vector z_t from which the parameters of the task's *Basic
 
 so W_*(z) u = P_*((R_* u) ⊙ (Q_* z)). Splitting R_* = [R_*^x, R_*^h], the input part R^x x_t is
 one matrix product over the whole sequence; only the h_{t-1} part stays in the time loop, and the
-two products that read ĥ_t (Q W_z ĥ and B W_z ĥ) are merged into one. Nothing in the maths changes:
-:func:`reference_meta_lstm` builds W(z_t) explicitly and the tests check both agree to 1e-5.
+two products that read ĥ_t (Q W_z ĥ and B W_z ĥ) are merged into one. The time loop itself is a
+fast kernel (:func:`polytask.ops.meta_lstm_recurrence`, backward through time written out).
+Nothing in the maths changes: :func:`reference_meta_lstm` builds W(z_t) explicitly, as the
+equations read, and the tests check both agree to 1e-5.
 
 Bidirectional: a second pass over each sequence reversed within its length, with its own
 Meta-LSTM or the same one (``model.meta_shared_directions``) and its own Basic-LSTM parameters.
@@ -20,21 +22,19 @@ Meta-LSTM or the same one (``model.meta_shared_directions``) and its own Basic-L
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
+from ..config import ModelConfig
 from ..modules import Pooling
 from ..modules.embeddings import build_embedding
 from ..modules.encoders import reverse_padded
-from .outputs import TaskOutput, TaskSpec, head_output, task_head
+from ..ops import meta_lstm_recurrence
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class MetaLSTMConfig(ModelConfig):
@@ -109,112 +109,8 @@ def meta_lstm_passes(xs: list[torch.Tensor], metas: list[MetaLSTM], basics: list
     from_m = stack(lambda m, b: torch.cat([b.q @ m.w_z, b.b @ m.w_z], dim=0).t())  # (K, M, 4R + 4H)
     w_m = stack(lambda m, b: m.w_m.t())                                        # (K, M, 4M)
     p = torch.stack([b.p for b in basics])                                     # (K, 4, H, R)
-    inputs = [t.float() for t in (meta_x.contiguous(), basic_x.contiguous(), from_h, w_m, from_m, p)]
-    with torch.autocast(x.device.type, enabled=False):                         # the loop runs in float32
-        h = _MetaRecurrence.apply(*inputs)
+    h = meta_lstm_recurrence(meta_x, basic_x, from_h, w_m, from_m, p)          # (T, K, B, H)
     return list(h.permute(1, 2, 0, 3).unbind(0))                               # K × (B, T, H)
-
-
-class _MetaRecurrence(torch.autograd.Function):
-    """The time loop of :func:`meta_lstm_passes` with its backward pass through time written out.
-
-    Autograd would record ~25 small operations per step and replay them one by one; here the
-    forward keeps the activations it needs, the backward walks the steps in reverse with a handful
-    of fused products, and every weight gradient is one (T·B)-row product after the loop. K passes
-    (directions) share each step's operations. Inputs, time-major: meta_x (T, K, B, 4M) =
-    W_x x_t + b, basic_x (T, K, B, 4R) = R^x x_t; from_h (K, H, 4M + 4R), w_m (K, M, 4M),
-    from_m (K, M, 4R + 4H), p (K, 4, H, R). Output h (T, K, B, H). Gate order i, f, o, g.
-    """
-
-    @staticmethod
-    def forward(ctx, meta_x, basic_x, from_h, w_m, from_m, p):
-        T, K, B, _ = meta_x.shape
-        M, (_, _, H, R) = w_m.shape[1], p.shape
-        new = meta_x.new_empty
-        hs, cs, tcs = new(T + 1, K, B, H), new(T + 1, K, B, H), new(T, K, B, H)   # index t+1 = step t
-        mhs, mcs, tmcs = new(T + 1, K, B, M), new(T + 1, K, B, M), new(T, K, B, M)
-        for state in (hs, cs, mhs, mcs):
-            state[0].zero_()
-        mact, act = new(T, K, B, 4 * M), new(T, K, B, 4 * H)                    # activated gates
-        zcs, ss = new(T, K, B, 4 * R + 4 * H), new(T, K, B, 4 * R)              # [Qz; Bz], R[x; h]
-        us = new(T, K, B, 4 * R)                                                # (R u) ⊙ (Q z)
-        p_r = p.transpose(2, 3).reshape(K * 4, R, H)                            # P_k per pass and gate
-        for t in range(T):
-            a = torch.bmm(hs[t], from_h)
-            mg = torch.baddbmm(meta_x[t] + a[..., :4 * M], mhs[t], w_m)
-            torch.sigmoid(mg[..., :3 * M], out=mact[t, ..., :3 * M])
-            torch.tanh(mg[..., 3 * M:], out=mact[t, ..., 3 * M:])
-            mi, mf, mo, mgg = mact[t].chunk(4, dim=-1)
-            torch.addcmul(mf * mcs[t], mi, mgg, out=mcs[t + 1])
-            torch.tanh(mcs[t + 1], out=tmcs[t])
-            torch.mul(mo, tmcs[t], out=mhs[t + 1])
-            zc = torch.bmm(mhs[t + 1], from_m, out=zcs[t])
-            torch.add(basic_x[t], a[..., 4 * M:], out=ss[t])
-            torch.mul(ss[t], zc[..., :4 * R], out=us[t])
-            # gate k: P_k (R u ⊙ Q z)_k, every pass and gate in one batched product
-            u = us[t].view(K, B, 4, R).transpose(1, 2).reshape(K * 4, B, R)
-            g = torch.bmm(u, p_r).view(K, 4, B, H).transpose(1, 2).reshape(K, B, 4 * H)
-            g += zc[..., 4 * R:]
-            torch.sigmoid(g[..., :3 * H], out=act[t, ..., :3 * H])
-            torch.tanh(g[..., 3 * H:], out=act[t, ..., 3 * H:])
-            i, f, o, gg = act[t].chunk(4, dim=-1)
-            torch.addcmul(f * cs[t], i, gg, out=cs[t + 1])
-            torch.tanh(cs[t + 1], out=tcs[t])
-            torch.mul(o, tcs[t], out=hs[t + 1])
-        ctx.save_for_backward(from_h, w_m, from_m, p, hs, cs, tcs, mhs, mcs, tmcs, mact, act, zcs, ss, us)
-        return hs[1:]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout):
-        from_h, w_m, from_m, p, hs, cs, tcs, mhs, mcs, tmcs, mact, act, zcs, ss, us = ctx.saved_tensors
-        T, K, B, H = dout.shape
-        M, R = w_m.shape[1], p.shape[3]
-        # Everything that does not depend on the incoming gradient, for all steps at once:
-        # d gates = [dc, dc, dh, dc] ⊙ [g, c_{t-1}, tanh c, i] ⊙ act'(gates), and dc += dh ⊙ o ⊙ tanh'(c)
-        basic_k, basic_o = _gate_factors(act, cs[:-1], tcs)
-        meta_k, meta_o = _gate_factors(mact, mcs[:-1], tmcs)
-        basic_f, meta_f = act[..., H:2 * H], mact[..., M:2 * M]
-        zq_s = torch.cat([ss, zcs[..., :4 * R]], dim=-1)    # d(Qz) = du ⊙ s, d s = du ⊙ Qz
-        new = dout.new_empty
-        d_a = new(T, K, B, 4 * M + 4 * R)   # d(pre-activation meta gates) | d(R[x; h])
-        d_z = new(T, K, B, 4 * R + 4 * H)   # d(Q z)                       | d(pre-activation basic gates)
-        dh, dc, dmh, dmc = (dout.new_zeros(K, B, n) for n in (H, H, M, M))
-        from_h_t, w_m_t, from_m_t = (w.transpose(1, 2).contiguous() for w in (from_h, w_m, from_m))
-        p_h = p.reshape(K * 4, H, R)
-        for t in range(T - 1, -1, -1):
-            dh = dh + dout[t]
-            dc = torch.addcmul(dc, dh, basic_o[t])
-            dgates = torch.mul(torch.cat([dc, dc, dh, dc], dim=-1), basic_k[t], out=d_z[t, ..., 4 * R:])
-            dc = dc * basic_f[t]
-            dg = dgates.view(K, B, 4, H).transpose(1, 2).reshape(K * 4, B, H)
-            du = torch.bmm(dg, p_h).view(K, 4, B, R).transpose(1, 2).reshape(K, B, 4 * R)
-            d_qz_s = torch.mul(torch.cat([du, du], dim=-1), zq_s[t])
-            d_z[t, ..., :4 * R] = d_qz_s[..., :4 * R]
-            d_a[t, ..., 4 * M:] = d_qz_s[..., 4 * R:]
-            dmh = torch.baddbmm(dmh, d_z[t], from_m_t)
-            dmc = torch.addcmul(dmc, dmh, meta_o[t])
-            dmg = torch.mul(torch.cat([dmc, dmc, dmh, dmc], dim=-1), meta_k[t], out=d_a[t, ..., :4 * M])
-            dmc = dmc * meta_f[t]
-            dmh = torch.bmm(dmg, w_m_t)
-            dh = torch.bmm(d_a[t], from_h_t)
-        per_pass = lambda v: v.transpose(0, 1).reshape(K, T * B, -1)  # noqa: E731  (T, K, B, n) -> (K, T·B, n)
-        d_a_k, d_z_k = per_pass(d_a), per_pass(d_z)
-        d_from_h = torch.bmm(per_pass(hs[:-1]).transpose(1, 2), d_a_k)
-        d_w_m = torch.bmm(per_pass(mhs[:-1]).transpose(1, 2), d_a_k[..., :4 * M])
-        d_from_m = torch.bmm(per_pass(mhs[1:]).transpose(1, 2), d_z_k)
-        d_p = torch.einsum("kngh,kngr->kghr", d_z_k[..., 4 * R:].reshape(K, T * B, 4, H),
-                           per_pass(us).reshape(K, T * B, 4, R))
-        return d_a[..., :4 * M], d_a[..., 4 * M:], d_from_h, d_w_m, d_from_m, d_p
-
-
-def _gate_factors(act: torch.Tensor, c_prev: torch.Tensor, tanh_c: torch.Tensor):
-    """For an LSTM's activated gates act = [i, f, o, g] (..., 4H), its previous cells and tanh of
-    its cells: k = [g, c_{t-1}, tanh c, i] ⊙ [σ'(i), σ'(f), σ'(o), tanh'(g)] and o ⊙ tanh'(c)."""
-    i, f, o, g = act.chunk(4, dim=-1)
-    sig = act[..., :-g.shape[-1]]
-    slope = torch.cat([sig * (1 - sig), 1 - g * g], dim=-1)
-    return torch.cat([g, c_prev, tanh_c, i], dim=-1) * slope, o * (1 - tanh_c * tanh_c)
 
 
 def reference_meta_lstm(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> torch.Tensor:
@@ -248,7 +144,7 @@ def reference_meta_lstm(x: torch.Tensor, meta: MetaLSTM, basic: BasicLSTM) -> to
 
 class MetaLSTMEncoder(nn.Module):
     """Bidirectional Meta-LSTM encoder for all tasks: shared Meta-LSTM(s), a Basic-LSTM per task
-    and direction. ``states(task, x, mask)`` -> (B, T, 2H)."""
+    and direction. ``encoder(task, x, mask)``: x (B, T, D) -> states (B, T, 2H), zero at padding."""
 
     def __init__(self, task_names: list[str], input_dim: int, hidden_dim: int, meta_hidden: int,
                  meta_dim: int, rank: int, share_directions: bool = False):
@@ -260,32 +156,28 @@ class MetaLSTMEncoder(nn.Module):
         self.output_dim = 2 * hidden_dim
 
     def forward(self, task: str, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.long().sum(1)
+        lengths = mask.long().sum(1)                                         # (B,)
         fwd, bwd = meta_lstm_passes([x, reverse_padded(x, lengths)], [self.meta_fwd, self.meta_bwd],
-                                    [self.basic_fwd[task], self.basic_bwd[task]])
-        bwd = reverse_padded(bwd, lengths)
-        return torch.cat([fwd, bwd], dim=-1) * mask[..., None].to(x.dtype)
+                                    [self.basic_fwd[task], self.basic_bwd[task]])   # 2 × (B, T, H)
+        bwd = reverse_padded(bwd, lengths)                                   # back in reading order
+        return torch.cat([fwd, bwd], dim=-1) * mask[..., None].to(x.dtype)   # (B, T, 2H)
 
 
-class MetaMTLModel(nn.Module):
-    """Embedding (shared) -> Meta-LSTM encoder -> pooling (classification) or per-step head (tagging)."""
+class MetaMTLModel(MultiTaskModel):
+    """Embedding (shared) -> Meta-LSTM encoder (shared Meta-LSTM, the task's Basic-LSTMs) -> per-word
+    states (B, T, 2H), max/mean/last pooled into the sentence vector."""
 
     def __init__(self, embedding: nn.Module, encoder: MetaLSTMEncoder, tasks: list[TaskSpec],
                  pooling: str, dropout: float):
-        super().__init__()
+        super().__init__(tasks)
         self.embedding, self.encoder = embedding, encoder
         self.pool = Pooling(pooling, bidirectional=True)
         self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
-    def _states(self, task: str, tokens, mask, chars=None) -> torch.Tensor:
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
-        return self.encoder(task, x, mask)                                   # (B, T, 2H)
-
-    def forward(self, batch) -> TaskOutput:
-        states = self._states(batch.task, batch.tokens, batch.mask, batch.chars)
-        return head_output(self.specs[batch.task], self.heads[batch.task], self.pool, states, batch,
-                           lambda: self._states(batch.task, batch.tokens_b, batch.mask_b))
+    def encode(self, task: str, text: Text) -> Encoding:
+        x = self.embedding(text.tokens) if text.chars is None else self.embedding(text.tokens, text.chars)
+        states = self.encoder(task, x, text.mask)                            # (B, T, 2H)
+        return Encoding(states, text.mask, pool=self.pool)
 
     def shared_parameters(self):
         yield from self.embedding.parameters()

@@ -16,27 +16,27 @@ M ∈ R^{K×M} (K slots of width M), reset for every sequence (to a learned M_0)
 ARC-I (global shared memory): each task has its own ME-LSTM; all tasks read and write one memory
 whose parameters (M_0, key/erase/add projections, β) are shared. ARC-II (local-global): each task
 also has a local memory of its own; the cell fuses both read vectors with two fusion gates. The
-fusion gates are returned in ``TaskOutput.inspect`` ("fusion_global", (B, T, H)) so a user can see
-how much each step drew from the shared memory. Padding steps leave every state and the memory
-unchanged.
+fusion gates are given in ``inspect`` ("fusion_global" for ARC-I and ARC-II, "fusion_local" for
+ME-LSTM and ARC-II, each (B, T, H)) so a user can see how much each step drew from each memory.
+Padding steps leave every state and the memory unchanged. The time loop is a fast kernel,
+:func:`polytask.ops.memory_lstm_recurrence` (backward through time written out);
+:meth:`MemoryLSTM.forward_reference` is the step as the equations above read.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
+from ..config import ModelConfig
 from ..modules import Pooling
 from ..modules.embeddings import build_embedding
-from .outputs import TaskOutput, TaskSpec, classification_output, tagging_output, task_head
+from ..ops import memory_lstm_recurrence
+from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Optional
-
-from ..config import ConfigError, ModelConfig
 
 @dataclass
 class SharedMemoryConfig(ModelConfig):
@@ -104,9 +104,10 @@ class MemoryLSTM(nn.Module):
         each memory's final content (B, K, M).
 
         The J memories (2 for ARC-II) are stacked into one (J, B, K, M) tensor, every per-memory
-        projection is one batched product, and the time loop is :class:`_MemoryRecurrence`, whose
-        backward pass through time is written out. The result equals :meth:`forward_reference`,
-        the step as the equations read (tested, gradients included); it trains about 2.5× faster.
+        projection is one batched product, and the time loop is the kernel
+        :func:`~polytask.ops.memory_lstm_recurrence`, whose backward pass through time is written
+        out. The result equals :meth:`forward_reference`, the step as the equations read (tested,
+        gradients included); it trains about 2.5× faster.
         """
         shapes = {tuple(m.initial.shape) for m in memories}
         if len(shapes) != 1:                       # memories of different sizes cannot be stacked
@@ -124,9 +125,7 @@ class MemoryLSTM(nn.Module):
         r_w = torch.stack([torch.cat([fr.weight, pr.weight]).t()            # (J, M, 2H): gate | projection
                            for fr, pr in zip(self.fuse_r, self.project_r)])
         keep = mask.t().unsqueeze(-1).to(x.dtype).contiguous()              # (T, B, 1)
-        inputs = [t.float() for t in (pre.contiguous(), keep, mem, rec, fc_w, fc_b, r_w, kea_w, kea_b, beta)]
-        with torch.autocast(x.device.type, enabled=False):                 # the loop runs in float32
-            out, gates, final = _MemoryRecurrence.apply(*inputs)
+        out, gates, final = memory_lstm_recurrence(pre, keep, mem, rec, fc_w, fc_b, r_w, kea_w, kea_b, beta)
         m = mask[..., None].to(out.dtype)
         out, gates = out.transpose(0, 1), gates.permute(1, 2, 0, 3)         # (B, T, H), (J, B, T, H)
         return out * m, [gates[j] * m for j in range(J)], list(final.unbind(0))
@@ -165,210 +164,35 @@ class MemoryLSTM(nn.Module):
                 [mem for mem, _ in state])
 
 
-class _MemoryRecurrence(torch.autograd.Function):
-    """The time loop of :meth:`MemoryLSTM.forward` with its backward pass through time written out
-    (autograd's version replays ~60 small operations per step on the (J, B, K, M) memories).
+class SharedMemoryModel(MultiTaskModel):
+    """ME-LSTM (local memories only), ARC-I (one global memory) or ARC-II (local + global), as the
+    builder gives the memories: a task's cell reads its local memory, then the global one."""
 
-    Inputs, time-major: pre (T, B, 4H) = W x_t + b; keep (T, B, 1) 1 at real tokens; mem0 (J, B, K, M);
-    rec (H, 4H); fc_w (H, J·H), fc_b (J·H); r_w (J, M, 2H) (fusion-gate | projection of the read
-    vector); kea_w (J, H, 3M), kea_b (J, 1, 3M) (key, erase, add); beta (J, 1, 1).
-    Outputs: h (T, B, H), fusion gates (T, J, B, H), final memories (J, B, K, M).
-    """
-
-    @staticmethod
-    def forward(ctx, pre, keep, mem0, rec, fc_w, fc_b, r_w, kea_w, kea_b, beta):
-        T, B, _ = pre.shape
-        J, _, K, M = mem0.shape
-        H = rec.shape[0]
-        new = pre.new_empty
-        mems, keys = new(T + 1, J * B, K, M), new(T + 1, J * B, 1, M)       # states before step t
-        hs, cs = new(T + 1, B, H), new(T + 1, B, H)
-        mems[0], keys[0], hs[0], cs[0] = mem0.reshape(J * B, K, M), 0.0, 0.0, 0.0
-        keeps = new(T, J * B, K, M)                                          # 1 - α eᵀ, what erasing keeps
-        alphas, dots = new(T, J * B, 1, K), new(T, J * B, 1, K)
-        row_norms, key_norms = new(T, J * B, 1, K), new(T, J * B, 1, 1)      # |M_k|, |key|
-        reads, act = new(T, J * B, 1, M), new(T, B, 4 * H)
-        gates, projs, tanh_f = new(T, J, B, H), new(T, J, B, H), new(T, B, H)
-        keas, h_news, c_news = new(T, J, B, 3 * M), new(T, B, H), new(T, B, H)
-        full = keep.bool().all(1).flatten().tolist()
-        beta_jb = beta.expand(J, B, 1).reshape(J * B, 1, 1)
-        ones = pre.new_ones(1, 1, 1)
-        for t in range(T):
-            mem, key = mems[t], keys[t]                                       # (JB, K, M), (JB, 1, M)
-            dot = torch.bmm(key, mem.transpose(1, 2), out=dots[t])            # (JB, 1, K)
-            torch.linalg.vector_norm(mem, dim=-1, out=row_norms[t, :, 0])
-            torch.linalg.vector_norm(key, dim=-1, keepdim=True, out=key_norms[t])
-            alpha = torch.softmax(beta_jb * (dot / (row_norms[t] * key_norms[t]).clamp_min(1e-8)), dim=-1)
-            alphas[t] = alpha
-            r = torch.bmm(alpha, mem, out=reads[t]).view(J, B, M)             # Σ_k α_k M_k
-            g_pre = torch.addmm(pre[t], hs[t], rec)
-            torch.sigmoid(g_pre[:, :3 * H], out=act[t, :, :3 * H])
-            torch.tanh(g_pre[:, 3 * H:], out=act[t, :, 3 * H:])
-            i, f, o, g = act[t].chunk(4, dim=-1)
-            c_new = torch.addcmul(f * cs[t], i, g, out=c_news[t])
-            from_r = torch.bmm(r, r_w)                                        # (J, B, 2H)
-            projs[t] = from_r[..., H:]
-            z = torch.addmm(fc_b, c_new, fc_w).view(B, J, H).transpose(0, 1) + from_r[..., :H]
-            gate = torch.sigmoid(z, out=gates[t])
-            torch.tanh(c_new + (gate * projs[t]).sum(0), out=tanh_f[t])
-            h_new = torch.mul(o, tanh_f[t], out=h_news[t])
-            kea = torch.baddbmm(kea_b, h_new.expand(J, B, H), kea_w)
-            torch.tanh(kea[..., :M], out=keas[t, ..., :M])
-            torch.sigmoid(kea[..., M:2 * M], out=keas[t, ..., M:2 * M])
-            torch.tanh(kea[..., 2 * M:], out=keas[t, ..., 2 * M:])
-            k, e, a = (v.reshape(J * B, 1, M) for v in keas[t].chunk(3, dim=-1))
-            w = alpha.transpose(1, 2)                                         # (JB, K, 1)
-            torch.baddbmm(ones, w, e, alpha=-1.0, out=keeps[t])               # 1 - α eᵀ
-            mem_new = torch.baddbmm(mem * keeps[t], w, a)                     # erase, then add α aᵀ
-            if full[t]:
-                mems[t + 1], keys[t + 1], hs[t + 1], cs[t + 1] = mem_new, k, h_new, c_new
-            else:
-                kt = keep[t]                                                  # (B, 1)
-                kjb = kt.expand(J, B, 1).reshape(J * B, 1, 1)
-                torch.lerp(mem, mem_new, kjb, out=mems[t + 1])
-                torch.lerp(key, k, kjb, out=keys[t + 1])
-                torch.lerp(hs[t], h_new, kt, out=hs[t + 1])
-                torch.lerp(cs[t], c_new, kt, out=cs[t + 1])
-        ctx.save_for_backward(keep, rec, fc_w, r_w, kea_w, beta_jb, mems, keys, keeps, alphas, dots, row_norms,
-                              key_norms, hs, cs, reads, act, gates, projs, tanh_f, keas, h_news, c_news)
-        ctx.full, ctx.J = full, J
-        return h_news, gates, mems[T].view(J, B, K, M)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, d_out, d_gates_out, d_final):
-        (keep, rec, fc_w, r_w, kea_w, beta_jb, mems, keys, keeps, alphas, dots, row_norms, key_norms, hs, cs,
-         reads, act, gates, projs, tanh_f, keas, h_news, c_news) = ctx.saved_tensors
-        J = ctx.J
-        T, JB, K, M = mems.shape[0] - 1, *mems.shape[1:]
-        B, H = JB // J, rec.shape[0]
-        new = d_out.new_empty
-        d_pre, d_z, d_from_r, d_kea = new(T, B, 4 * H), new(T, J, B, H), new(T, J, B, 2 * H), new(T, J, B, 3 * M)
-        d_beta = d_out.new_zeros(J, 1, 1)
-        dH, dC = d_out.new_zeros(B, H), d_out.new_zeros(B, H)                # w.r.t. the carried states
-        dM, dK = d_final.reshape(JB, K, M).clone(), d_out.new_zeros(JB, 1, M)
-        rec_t, fc_w_t, r_w_t, kea_w_t = rec.t(), fc_w.t(), r_w.transpose(1, 2), kea_w.transpose(1, 2)
-        for t in range(T - 1, -1, -1):
-            mem, key, alpha = mems[t], keys[t], alphas[t]                     # (JB, K, M), (JB, 1, M), (JB, 1, K)
-            if ctx.full[t]:
-                d_h, d_c, d_mn, d_k = dH + d_out[t], dC, dM, dK
-                dH, dC = 0.0, 0.0
-                dM, dK = None, None
-            else:
-                kt = keep[t]
-                kjb = kt.expand(J, B, 1).reshape(JB, 1, 1)
-                d_h, d_c, d_mn, d_k = dH * kt + d_out[t], dC * kt, dM * kjb, dK * kjb
-                dH, dC, dM, dK = dH * (1 - kt), dC * (1 - kt), dM * (1 - kjb), dK * (1 - kjb)
-            k, e, a = (v.reshape(JB, 1, M) for v in keas[t].chunk(3, dim=-1))
-            # memory write M' = M ⊙ (1 - α eᵀ) + α aᵀ
-            dm_m = d_mn * mem
-            d_alpha = torch.bmm(a, d_mn.transpose(1, 2)) - torch.bmm(e, dm_m.transpose(1, 2))   # (JB, 1, K)
-            d_e = -torch.bmm(alpha, dm_m)                                     # (JB, 1, M)
-            d_a = torch.bmm(alpha, d_mn)
-            dk = d_kea[t]
-            torch.mul(d_k.view(J, B, M), 1 - k.view(J, B, M) ** 2, out=dk[..., :M])
-            torch.mul(d_e.view(J, B, M), (e * (1 - e)).view(J, B, M), out=dk[..., M:2 * M])
-            torch.mul(d_a.view(J, B, M), (1 - a * a).view(J, B, M), out=dk[..., 2 * M:])
-            d_h = d_h + torch.bmm(dk, kea_w_t).sum(0)
-            # h = o ⊙ tanh(c' + Σ_j gate_j ⊙ proj_j)
-            i, f, o, g = act[t].chunk(4, dim=-1)
-            tf = tanh_f[t]
-            d_fused = d_h * o * (1 - tf * tf)
-            gate = gates[t]
-            d_gate = d_fused * projs[t] + d_gates_out[t]
-            dz = torch.mul(d_gate, gate * (1 - gate), out=d_z[t])               # (J, B, H)
-            torch.mul(d_fused, gate, out=d_from_r[t, ..., H:])
-            d_from_r[t, ..., :H] = dz
-            d_c_new = d_c + d_fused + dz.transpose(0, 1).reshape(B, J * H) @ fc_w_t
-            d_r = torch.bmm(d_from_r[t], r_w_t).view(JB, 1, M)                 # (JB, 1, M)
-            # c' = σf ⊙ c + σi ⊙ tanh g
-            dg = d_pre[t]
-            torch.mul(d_c_new * g, i * (1 - i), out=dg[:, :H])
-            torch.mul(d_c_new * cs[t], f * (1 - f), out=dg[:, H:2 * H])
-            torch.mul(d_h * tf, o * (1 - o), out=dg[:, 2 * H:3 * H])
-            torch.mul(d_c_new * i, 1 - g * g, out=dg[:, 3 * H:])
-            dC = dC + d_c_new * f
-            dH = dH + dg @ rec_t
-            # read r = Σ_k α_k M_k, α = softmax(β sim), sim = (M·key) / max(|M_k| |key|, ε)
-            d_alpha = d_alpha + torch.bmm(d_r, mem.transpose(1, 2))
-            du = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))
-            nm, nk = row_norms[t], key_norms[t]                              # (JB, 1, K), (JB, 1, 1)
-            norm = nm * nk
-            denom = norm.clamp_min(1e-8)
-            sim = dots[t] / denom
-            d_beta += (du * sim).sum((1, 2)).view(J, B).sum(1).view(J, 1, 1)
-            d_sim = beta_jb * du
-            d_dot = d_sim / denom                                             # (JB, 1, K)
-            d_norm = torch.where(norm > 1e-8, -d_sim * sim / denom, 0.0)
-            d_nm, d_nk = d_norm * nk, (d_norm * nm).sum(-1, keepdim=True)
-            # every path into M at once: erase, read (α d_rᵀ), similarity (d_dot keyᵀ), row norms
-            outer_l = torch.cat([alpha, d_dot], 1).transpose(1, 2)            # (JB, K, 2)
-            outer_r = torch.cat([d_r, key], 1)                                # (JB, 2, M)
-            d_mem = torch.baddbmm(d_mn * keeps[t], outer_l, outer_r)
-            d_mem.addcmul_(mem, (d_nm / nm.clamp_min(1e-12)).transpose(1, 2))
-            d_key = torch.bmm(d_dot, mem) + d_nk / nk.clamp_min(1e-12) * key
-            dM = d_mem if dM is None else dM + d_mem
-            dK = d_key if dK is None else dK + d_key
-        flat = lambda v: v.reshape(-1, v.shape[-1])  # noqa: E731
-        per_memory = lambda v: v.transpose(0, 1).reshape(J, T * B, -1)  # noqa: E731  (T, J, B, n) -> (J, T·B, n)
-        d_rec = flat(hs[:-1]).t() @ flat(d_pre)
-        d_z_cat = d_z.permute(0, 2, 1, 3).reshape(T * B, J * H)
-        d_fc_w = flat(c_news).t() @ d_z_cat
-        d_fc_b = d_z_cat.sum(0)
-        d_r_w = torch.bmm(per_memory(reads.view(T, J, B, M)).transpose(1, 2), per_memory(d_from_r))
-        d_kea_k = per_memory(d_kea)
-        d_kea_w = torch.bmm(flat(h_news).t().expand(J, H, T * B), d_kea_k)
-        d_kea_b = d_kea_k.sum(1, keepdim=True)
-        return d_pre, None, dM.view(J, B, K, M), d_rec, d_fc_w, d_fc_b, d_r_w, d_kea_w, d_kea_b, d_beta
-
-
-class SharedMemoryModel(nn.Module):
-    """ME-LSTM (no shared memory), ARC-I (one global memory) or ARC-II (local + global memory)."""
-
-    def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int, slots: int,
-                 width: int, sharpness: float, variant: str, pooling: str, dropout: float):
-        super().__init__()
-        if variant not in ("me_lstm", "arc1", "arc2"):
-            raise ValueError(f"unknown shared-memory variant {variant!r} (me_lstm, arc1, arc2)")
-        self.embedding, self.variant = embedding, variant
-        names = [t.name for t in tasks]
-        self.global_memory = ExternalMemory(hidden_dim, slots, width, sharpness) if variant != "me_lstm" else None
-        self.local_memory = (nn.ModuleDict({n: ExternalMemory(hidden_dim, slots, width, sharpness) for n in names})
-                             if variant in ("me_lstm", "arc2") else None)
-        n_mem = 2 if variant == "arc2" else 1
-        self.cells = nn.ModuleDict({n: MemoryLSTM(embedding.output_dim, hidden_dim, [width] * n_mem)
-                                    for n in names})
+    def __init__(self, embedding: nn.Module, tasks: list[TaskSpec], hidden_dim: int,
+                 global_memory: Optional[ExternalMemory], local_memory: Optional[dict[str, ExternalMemory]],
+                 pooling: str, dropout: float):
+        super().__init__(tasks)
+        self.embedding = embedding
+        self.global_memory = global_memory
+        self.local_memory = nn.ModuleDict(local_memory) if local_memory is not None else None
+        widths = [m.width for m in self.memories(tasks[0].name)]
+        self.cells = nn.ModuleDict({t.name: MemoryLSTM(embedding.output_dim, hidden_dim, widths) for t in tasks})
         self.pool = Pooling(pooling, bidirectional=False)
         self.heads = nn.ModuleDict({t.name: task_head(t, hidden_dim, dropout) for t in tasks})
-        self.specs = {t.name: t for t in tasks}
 
     def memories(self, task: str) -> list[ExternalMemory]:
-        if self.variant == "me_lstm":
-            return [self.local_memory[task]]
-        if self.variant == "arc1":
-            return [self.global_memory]
-        return [self.local_memory[task], self.global_memory]
+        local = [self.local_memory[task]] if self.local_memory is not None else []
+        return local + ([self.global_memory] if self.global_memory is not None else [])
 
-    def _states(self, task: str, tokens, mask, chars=None):
-        x = self.embedding(tokens) if chars is None else self.embedding(tokens, chars)
-        return self.cells[task](x, mask, self.memories(task))
-
-    def forward(self, batch) -> TaskOutput:
-        spec = self.specs[batch.task]
-        states, gates, _ = self._states(batch.task, batch.tokens, batch.mask, batch.chars)
-        if spec.tagging:
-            out = tagging_output(self.heads[batch.task], states, batch.mask, batch.labels)
-        elif spec.pair:
-            v, _, _ = self._states(batch.task, batch.tokens_b, batch.mask_b)
-            out = classification_output(self.heads[batch.task](self.pool(states, batch.mask),
-                                                              self.pool(v, batch.mask_b)), batch.labels)
-        else:
-            out = classification_output(self.heads[batch.task](self.pool(states, batch.mask)), batch.labels)
-        if self.variant != "me_lstm":
-            out.inspect["fusion_global"] = gates[-1].detach()
-        if self.variant != "arc1":
-            out.inspect["fusion_local"] = gates[0].detach()
-        return out
+    def encode(self, task: str, text: Text) -> Encoding:
+        x = self.embedding(text.tokens) if text.chars is None else self.embedding(text.tokens, text.chars)
+        states, gates, _ = self.cells[task](x, text.mask, self.memories(task))   # (B, T, H), J × (B, T, H)
+        inspect = {}
+        if self.global_memory is not None:
+            inspect["fusion_global"] = gates[-1].detach()
+        if self.local_memory is not None:
+            inspect["fusion_local"] = gates[0].detach()
+        return Encoding(states, text.mask, pool=self.pool, inspect=inspect)
 
     def shared_parameters(self):
         yield from self.embedding.parameters()
@@ -382,19 +206,35 @@ class SharedMemoryModel(nn.Module):
         yield from self.heads[task].parameters()
 
 
-def _builder(variant: str):
-    def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
-              num_chars: int = 0) -> SharedMemoryModel:
-        m = cfg.model
-        embedding = build_embedding(m, vocab_size, vectors, num_chars)
-        return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, m.memory_slots, m.memory_width,
-                                 m.memory_sharpness, variant, m.pooling, m.dropout)
-    return build
+def _memory(m: SharedMemoryConfig) -> ExternalMemory:
+    return ExternalMemory(m.encoder.hidden_dim, m.memory_slots, m.memory_width, m.memory_sharpness)
 
 
-build_me_lstm = _builder("me_lstm")
-build_arc1 = _builder("arc1")
-build_arc2 = _builder("arc2")
+def build_me_lstm(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+                  num_chars: int = 0) -> SharedMemoryModel:
+    """ME-LSTM: each task's cell with a memory of its own; only the embedding is shared."""
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    local = {t.name: _memory(m) for t in tasks}
+    return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, None, local, m.pooling, m.dropout)
+
+
+def build_arc1(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+               num_chars: int = 0) -> SharedMemoryModel:
+    """ARC-I: every task's cell reads and writes one global memory."""
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, _memory(m), None, m.pooling, m.dropout)
+
+
+def build_arc2(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
+               num_chars: int = 0) -> SharedMemoryModel:
+    """ARC-II: a local memory per task beside the global one."""
+    m = cfg.model
+    embedding = build_embedding(m, vocab_size, vectors, num_chars)
+    shared = _memory(m)                                     # drawn before the local memories
+    local = {t.name: _memory(m) for t in tasks}
+    return SharedMemoryModel(embedding, tasks, m.encoder.hidden_dim, shared, local, m.pooling, m.dropout)
 
 
 ARCHITECTURES = {"me_lstm": (SharedMemoryConfig, build_me_lstm),
