@@ -303,7 +303,7 @@ def test_every_config_loads_and_builds(path):
     model = build_model(cfg, specs, vocab_size=30, num_chars=chars)
     model.eval()
     first = cfg.tasks[0].name
-    if specs[0].qa:
+    if specs[0].kind == "qa":
         items = [Encoded([4, 5, 30, 6], [7, 8], -1, answer=[2, 30, 3], oov=["zz"], answers_text=["zz"]),
                  Encoded([6, 7], [9], -1, answer=[2, 5, 3], oov=[], answers_text=["x"])]
         if chars:                                                   # character ids per context / question token
@@ -313,7 +313,7 @@ def test_every_config_loads_and_builds(path):
             out = model(get_kind("qa").collate(cfg.tasks[0].name, items, [0, 1]))
         assert out.logits.shape == (2, 2, 31) and torch.isfinite(out.loss)
         return
-    if specs[0].tagging:
+    if specs[0].kind == "tagging":
         items = [Encoded([2, 3, 4, 5], None, -1, [0, 1, 2, 0], [[3, 4]] * 4),
                  Encoded([6, 7], None, -1, [2, 0], [[5], [6, 7]])]
     else:

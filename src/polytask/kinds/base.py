@@ -96,15 +96,6 @@ class TaskSpec:
     def num_labels(self) -> int:
         return len(self.labels)
 
-    # transitional, while architectures move to the kind contract: removed once none reads them
-    @property
-    def tagging(self) -> bool:
-        return self.kind == "tagging"
-
-    @property
-    def qa(self) -> bool:
-        return self.kind == "qa"
-
 
 class TaskKind(ABC):
     """One type of task. Subclasses set the class attributes and implement the abstract methods.
