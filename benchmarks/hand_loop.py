@@ -36,8 +36,9 @@ def read(path: Path) -> list[tuple[int, list[str]]]:
 
 
 class Model(nn.Module):
-    def __init__(self, vocab: int, tasks: int):
+    def __init__(self, vocab: int, tasks: int, exact_backward: bool = False):
         super().__init__()
+        self.exact_backward = exact_backward
         self.emb = nn.Embedding(vocab, 200, padding_idx=0)
         self.lstm = nn.LSTM(200, 128, batch_first=True, bidirectional=True)
         self.drop = nn.Dropout(0.3)
@@ -45,7 +46,12 @@ class Model(nn.Module):
 
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
         mask = x != 0
-        h, _ = self.lstm(self.drop(self.emb(x)))
+        if self.exact_backward:      # packed: the backward direction starts at each text's last word
+            packed = nn.utils.rnn.pack_padded_sequence(self.drop(self.emb(x)), mask.sum(1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            h, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        else:                        # as nn.LSTM reads a right-padded batch: backward reads the padding first
+            h, _ = self.lstm(self.drop(self.emb(x)))
         h = h.masked_fill(~mask[..., None], float("-inf")).max(1).values
         return self.heads[task](self.drop(h))
 
@@ -64,6 +70,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--exact-backward", action="store_true",
+                    help="pack the batches, so the backward LSTM never reads padding")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,7 +90,7 @@ def main() -> None:
                 vocab.setdefault(t, len(vocab))
     enc = {d: {s: [(y, [vocab.get(t, 1) for t in toks]) for y, toks in rows] for s, rows in v.items()}
            for d, v in data.items()}
-    model = Model(len(vocab), len(DOMAINS))
+    model = Model(len(vocab), len(DOMAINS), args.exact_backward)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -101,7 +109,7 @@ def main() -> None:
         model.train()
         return out
 
-    best_dev, best_state, tokens, train_s = -1.0, None, 0, 0.0
+    best_dev, best_state, tokens, train_s, curve = -1.0, None, 0, 0.0, {}
     for step in range(1, args.steps + 1):
         t0 = time.perf_counter()
         k = random.randrange(len(DOMAINS))
@@ -116,6 +124,7 @@ def main() -> None:
         if step % 500 == 0 or step == args.steps:
             dev = accuracy("dev")
             mean = sum(dev.values()) / len(dev)
+            curve[step] = mean
             print(f"step {step} dev {mean:.2f}", flush=True)
             if mean > best_dev:
                 best_dev = mean
@@ -125,7 +134,8 @@ def main() -> None:
     result = {"test": test, "test_avg": sum(test.values()) / len(test), "dev_avg": best_dev,
               "wall_s": time.perf_counter() - t_start, "train_tokens_per_s": tokens / train_s,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-              "params": sum(p.numel() for p in model.parameters()), "steps": args.steps}
+              "params": sum(p.numel() for p in model.parameters()), "steps": args.steps, "dev_curve": curve,
+              "exact_backward": args.exact_backward}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "test"}))
