@@ -159,3 +159,23 @@ def test_stsb_cola_config_on_real_glue_data(tmp_path):
     labels = [p["label"] for p in predict(run, "cola", [" ".join(e.tokens) for e in cola])]
     assert results["test_metrics"]["cola"]["mcc"] == pytest.approx(
         100 * matthews_corrcoef([e.label for e in cola], labels), abs=1e-6)
+
+
+def test_a_task_key_its_kind_does_not_read_is_refused_unless_inherited(glue_like, tmp_path):
+    raw = copy.deepcopy(glue_like)
+    raw["tasks"][1]["tag_scheme"] = "BIO"                       # a tagging option on a classification task
+    with pytest.raises(ConfigError, match=r"tasks\[1\]\.tag_scheme: classification tasks do not read this key"):
+        load_config(raw=raw)
+    raw = copy.deepcopy(glue_like)
+    raw["task_defaults"]["tag_column"] = 2                      # inherited from task_defaults: not the task's own
+    cfg = load_config(raw=raw)
+    from polytask.config import save_config
+    save_config(cfg, tmp_path / "config.yaml")                  # the run's record keeps only what each kind reads
+    import yaml
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert "tag_column" not in saved["tasks"][0] and "text_b_column" in saved["tasks"][0]
+    assert "text_b_column" not in saved["tasks"][1]
+    from dataclasses import replace
+    from polytask.config import TaskConfig
+    reloaded = load_config(tmp_path / "config.yaml").tasks     # it loads again, as the run used it
+    assert reloaded == [replace(t, tag_column=TaskConfig().tag_column) for t in cfg.tasks]

@@ -73,6 +73,12 @@ class TaskConfig:
     metric: Optional[Union[str, list[str]]] = None  # the metric(s) to report; the first selects on dev
 
 
+# what every task kind reads; each kind adds the options of its own reader (``TaskKind.options``)
+COMMON_TASK_KEYS = frozenset({"name", "type", "format", "train", "dev", "test", "unlabeled", "unlabeled_tokenizer",
+                              "dev_split", "encoding", "fallback_encoding", "lowercase", "tokenizer", "labels",
+                              "metric"})
+
+
 @dataclass
 class DataConfig:
     """Vocabulary, truncation and batching shared by all tasks."""
@@ -401,10 +407,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw = apply_overrides(raw, overrides or [])
     try:
         cfg = from_dict(ExperimentConfig, _expand_tasks(raw, source))
+        _check_task_options(raw, cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     validate(cfg, source)
     return cfg
+
+
+def _check_task_options(raw: dict, cfg: ExperimentConfig) -> None:
+    """A task's own keys (not those it inherits from ``task_defaults``) that its kind's reader does
+    not read are errors, unless left at their defaults (as a saved config.yaml writes them)."""
+    from . import catalog
+    kinds = catalog.task_kinds()
+    defaults = TaskConfig()
+    for i, (given, task) in enumerate(zip(raw.get("tasks") or [], cfg.tasks)):
+        if not isinstance(given, dict) or task.type not in kinds:
+            continue                                   # validate() names an unknown type
+        takes = COMMON_TASK_KEYS | kinds[task.type].options
+        for key in given:
+            if key not in takes and getattr(task, key) != getattr(defaults, key):
+                raise ConfigError(f"tasks[{i}].{key}: {task.type} tasks do not read this key "
+                                  f"(they read: {', '.join(sorted(takes))})")
 
 
 def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
@@ -509,6 +532,12 @@ def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = RUN
 
 
 def save_config(cfg: ExperimentConfig, path: Path) -> None:
+    """The resolved config as the run used it: defaults merged in, and each task with only the
+    keys its kind reads."""
+    from . import catalog
     data = to_dict(cfg)
     data["task_defaults"] = {}
+    kinds = catalog.task_kinds()
+    data["tasks"] = [{k: v for k, v in task.items() if k in COMMON_TASK_KEYS | kinds[task["type"]].options}
+                     for task in data["tasks"]]
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

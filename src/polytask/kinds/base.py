@@ -106,6 +106,8 @@ class TaskKind(ABC):
         metrics: the metrics it can report; ``default_metrics`` those reported when a task does
             not choose. The first metric of a task selects the best dev step.
         labelled: False for kinds without a label set (regression, qa).
+        options: the task keys its reader reads beyond those every kind reads (a task that sets
+            another key is refused when the YAML loads).
     """
 
     name: ClassVar[str]
@@ -113,6 +115,7 @@ class TaskKind(ABC):
     metrics: ClassVar[tuple[str, ...]]
     default_metrics: ClassVar[tuple[str, ...]]
     labelled: ClassVar[bool] = True
+    options: ClassVar[frozenset[str]] = frozenset()
 
     # ------------------------------------------------------------------ config and data
 

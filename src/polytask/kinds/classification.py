@@ -23,6 +23,7 @@ class ClassificationKind(TaskKind):
     formats = ("fdu", "tsv", "csv", "jsonl")
     metrics = ("accuracy", "macro_f1", "f1", "mcc")
     default_metrics = ("accuracy",)
+    options = frozenset({"text_column", "label_column", "header"})
 
     def read(self, task, path, labelled: bool = True):
         if task.format == "fdu":

@@ -89,6 +89,8 @@ class QAKind(TaskKind):
     formats = ("squad", "fdu", "tsv", "csv", "jsonl")
     metrics = ("em", "squad_f1")
     default_metrics = ("em",)
+    options = frozenset({"question", "answer_words", "article_split", "text_column", "text_b_column",
+                         "label_column", "header"})
     labelled = False
 
     def default_metric(self, task) -> tuple[str, ...]:

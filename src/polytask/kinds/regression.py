@@ -28,6 +28,7 @@ class RegressionKind(TaskKind):
     formats = ("fdu", "tsv", "csv", "jsonl")
     metrics = ("pearson", "spearman")
     default_metrics = ("pearson", "spearman")
+    options = frozenset({"text_column", "text_b_column", "label_column", "header"})
     labelled = False
 
     def pair(self, task) -> bool:

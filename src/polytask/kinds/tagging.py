@@ -33,6 +33,7 @@ class TaggingKind(TaskKind):
     formats = ("conll", "conllu")
     metrics = ("span_f1", "accuracy")
     default_metrics = ("accuracy",)
+    options = frozenset({"token_column", "tag_column", "conllu_field", "tag_scheme", "tagging_head"})
 
     def default_metric(self, task) -> tuple[str, ...]:
         return ("span_f1",) if task.tag_scheme else ("accuracy",)
