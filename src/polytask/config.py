@@ -3,12 +3,16 @@
 Dataclasses are the truth; YAML is their serialised form. Loading is strict: an unknown key,
 a wrong type or a value outside a fixed set of choices raises :class:`ConfigError` naming the
 key path (``model.encoder.hidden_dim``) and the file. Dotted overrides from the command line
-(``trainer.max_steps=200``) are parsed as YAML scalars and applied before validation.
+(``trainer.max_steps=200``) are parsed as YAML scalars and applied before validation. Numbers
+are read as YAML 1.2 writes them (``1e-4`` is a number, not the string YAML 1.1 makes of it), and
+every numeric setting is checked against its range in :data:`LIMITS` when a config loads.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,8 +21,10 @@ from typing import Any, ClassVar, Literal, Optional, Union
 
 import yaml
 
+from .errors import PolytaskError
 
-class ConfigError(ValueError):
+
+class ConfigError(PolytaskError, ValueError):
     """A configuration problem; the message names the key path (and file when known)."""
 
 
@@ -121,12 +127,16 @@ class ModelConfig:
     and which encoder types it builds on (``encoders``). ``model:`` in a YAML is validated against
     the chosen architecture's class: a key it does not take is an error naming both.
     ``transferable`` says whether ``polytask transfer`` can put new tasks on its shared parameters.
+    ``limits`` gives the range of each numeric setting the subclass adds (keys below ``model.``,
+    rules as in :data:`LIMITS`); the ranges of the settings every architecture takes are in
+    :data:`LIMITS` itself.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ENCODING_KINDS
     pairs: ClassVar[bool] = True
     encoders: ClassVar[tuple[str, ...]] = ("bilstm", "lstm", "cnn", "transformer")
     transferable: ClassVar[bool] = True        # its shared parameters can serve new tasks (polytask transfer)
+    limits: ClassVar[dict[str, str]] = {}      # the subclass's own numeric settings -> their range
 
     architecture: str = "hard_sharing"
     embedding_dim: int = 200
@@ -146,15 +156,6 @@ class ModelConfig:
         if self.encoder.type not in self.encoders:
             raise ConfigError(f"{where}.encoder.type: {self.architecture} builds on "
                               f"{', '.join(self.encoders)} encoders, not {self.encoder.type!r}")
-        positive = {"embedding_dim": self.embedding_dim, "encoder.hidden_dim": self.encoder.hidden_dim,
-                    "encoder.num_layers": self.encoder.num_layers}
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{where}.{key}: must be positive, got {value}")
-        for key, value in {"dropout": self.dropout, "encoder.dropout": self.encoder.dropout,
-                           "word_dropout": self.word_dropout}.items():
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"{where}.{key}: must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -200,6 +201,115 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+# ----------------------------------------------------------------------------- numeric ranges
+
+# The range of every numeric setting, checked when a config loads (a refusal names the key path).
+# Rules: "> 0", ">= 1", ... (a bound), "[0, 1)" (an interval; round brackets leave the end out) or
+# "any"; "... or null (what null means)" for a setting that may be left unset. A number is always
+# finite (.inf and .nan are refused). ``*`` stands for any list index or mapping key. Each
+# architecture's config class gives the range of the settings it adds in its ``limits``.
+LIMITS: dict[str, str] = {
+    "seed": ">= 0",
+    "tasks.*.dev_split.size": ">= 1",
+    "tasks.*.text_column": "any",          # a column number counts from the end when negative
+    "tasks.*.text_b_column": "any",
+    "tasks.*.label_column": "any",
+    "tasks.*.token_column": "any",
+    "tasks.*.tag_column": "any",
+    "tasks.*.article_split": "(0, 1) or null (no split)",
+    "data.vocab_min_freq": ">= 1",
+    "data.vocab_max_size": ">= 1 or null (no limit)",
+    "data.max_length": ">= 1",
+    "data.batch_size": ">= 1",
+    "data.eval_batch_size": ">= 1",
+    "data.bucket_window": ">= 1",
+    "model.embedding_dim": ">= 1",
+    # N(0, std²) word vectors: pretrained ones have a std of ~0.1-1; far above that every gate of
+    # the encoder saturates, and near float32's limit (1e38) the first step gives NaN
+    "model.embedding_init_std": "(0, 10]",
+    "model.encoder.hidden_dim": ">= 1",
+    "model.encoder.num_layers": ">= 1",
+    "model.encoder.dropout": "[0, 1)",
+    "model.encoder.kernel_sizes.*": ">= 1",
+    "model.encoder.num_heads": ">= 1",
+    "model.encoder.ff_dim": ">= 1",
+    "model.encoder.max_positions": ">= 1",
+    "model.dropout": "[0, 1)",
+    "model.word_dropout": "[0, 1)",
+    "model.char_embedding_dim": ">= 0",   # 0: no character encoder
+    "model.char_hidden_dim": ">= 1",
+    "trainer.max_steps": ">= 1",
+    "trainer.lr": "> 0",
+    "trainer.embedding_lr": "> 0 or null (trainer.lr)",
+    "trainer.weight_decay": ">= 0",
+    "trainer.clip_norm": "> 0 or null (no clipping)",
+    "trainer.warmup_steps": ">= 0",
+    "trainer.temperature": "> 0",
+    "trainer.pretrain_steps": ">= 0",
+    "trainer.eval_every": ">= 1",
+    "trainer.grad_accumulation": ">= 1",
+    "trainer.structure_batches": ">= 1",
+    "trainer.patience": ">= 1 or null (never stop early)",
+    "trainer.num_threads": ">= 1 or null (torch's default)",
+}
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+_RULE = re.compile(rf"^(?:(?P<op>>=|>|<=|<) (?P<bound>{_NUMBER})"
+                   rf"|(?P<open>[\[(])(?P<low>{_NUMBER}), (?P<high>{_NUMBER})(?P<close>[\])])"
+                   rf"|(?P<any>any))(?: or null \((?P<null>[^)]*)\))?$")
+
+
+def within(value: float, rule: str) -> bool:
+    """Whether the number ``value`` satisfies ``rule`` (a :data:`LIMITS` rule)."""
+    match = _RULE.match(rule)
+    if match is None:
+        raise ValueError(f"not a range rule: {rule!r}")
+    if not math.isfinite(value):
+        return False
+    if match["any"]:
+        return True
+    if match["op"]:
+        bound = float(match["bound"])
+        return {">=": value >= bound, ">": value > bound, "<=": value <= bound, "<": value < bound}[match["op"]]
+    low, high = float(match["low"]), float(match["high"])
+    return ((value >= low) if match["open"] == "[" else (value > low)) and \
+        ((value <= high) if match["close"] == "]" else (value < high))
+
+
+def model_limits(model_cls: type) -> dict[str, str]:
+    """The ranges an architecture's config class adds (``limits`` along its bases), as
+    :data:`LIMITS` keys (``model.``...)."""
+    out: dict[str, str] = {}
+    for klass in reversed(model_cls.__mro__):
+        out.update({f"model.{key}": rule for key, rule in vars(klass).get("limits", {}).items()})
+    return out
+
+
+def check_limits(cfg: "ExperimentConfig", source: str = "<config>") -> None:
+    """Refuse a number outside its :data:`LIMITS` range (or the architecture's), or any number
+    that is not finite, naming the key path (``tasks[0].dev_split.size``)."""
+    rules = {**LIMITS, **model_limits(type(cfg.model))}
+
+    def visit(value: Any, pattern: str, shown: str) -> None:
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                visit(getattr(value, f.name), f"{pattern}.{f.name}" if pattern else f.name,
+                      f"{shown}.{f.name}" if shown else f.name)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                visit(item, f"{pattern}.*", f"{shown}[{i}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{pattern}.*", f"{shown}.{key}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            rule = rules.get(pattern, "any")
+            if not within(value, rule):
+                wanted = "" if rule == "any" else f" in {rule}" if rule[0] in "[(" else f" {rule}"
+                what = "a finite number" + wanted if not math.isfinite(value) else wanted.lstrip()
+                raise ConfigError(f"{source}: {shown}: must be {what}, got {value!r}")
+    visit(cfg, "", "")
 
 
 # ----------------------------------------------------------------------------- strict conversion
@@ -315,6 +425,24 @@ def to_dict(cfg: Any) -> dict:
 # ----------------------------------------------------------------------------- loading
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``1e-4`` and ``1E5`` (no dot, no
+    exponent sign) are floats, where YAML 1.1 makes strings of them."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document as Python values (safe: no objects), numbers read as YAML 1.2 writes them."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a raw config mapping.
 
@@ -330,7 +458,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, text = item.split("=", 1)
         key = key.strip()
         try:
-            value = yaml.safe_load(text) if text != "" else ""
+            value = load_yaml(text) if text != "" else ""
         except yaml.YAMLError:
             raise ConfigError(f"override {key}: value {text!r} is not valid YAML") from None
         parts = key.split(".")
@@ -399,7 +527,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"{source}: config file not found")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            raw = load_yaml(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -436,6 +566,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     from . import catalog
     if not cfg.tasks:
         raise ConfigError(f"{source}: tasks: at least one task is needed")
+    check_limits(cfg, source)
     kinds = catalog.task_kinds()
     model = cfg.model
     seen = set()
@@ -453,9 +584,6 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{where}.train: a train file is needed ({task.name})")
         if task.dev_split.policy == "file" and task.dev is None:
             raise ConfigError(f"{where}.dev: dev_split.policy is 'file' but no dev path")
-        if task.dev_split.policy in ("tail", "random") and task.dev_split.size <= 0:
-            raise ConfigError(f"{where}.dev_split.size: must be positive with policy "
-                              f"{task.dev_split.policy!r}, got {task.dev_split.size}")
         try:
             kind.check_config(task, f"tasks[{i}]")
         except ValueError as exc:
@@ -493,13 +621,6 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if cfg.trainer.weighting in gradient_methods and cfg.trainer.step_mode != "all_tasks":
         raise ConfigError(f"{source}: trainer.weighting: {cfg.trainer.weighting} combines the tasks' "
                           "gradients of one step; set trainer.step_mode: all_tasks")
-    positive = {"trainer.max_steps": cfg.trainer.max_steps, "trainer.grad_accumulation": cfg.trainer.grad_accumulation,
-                "trainer.eval_every": cfg.trainer.eval_every, "trainer.structure_batches": cfg.trainer.structure_batches,
-                "data.batch_size": cfg.data.batch_size, "data.eval_batch_size": cfg.data.eval_batch_size,
-                "data.max_length": cfg.data.max_length}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{source}: {key}: must be positive, got {value}")
 
 
 # Keys that say where and how a run executes, not what it trains: never a difference between runs.

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
+import yaml
 
-from .config import ExperimentConfig, load_config
+from .config import ConfigError, ExperimentConfig, load_config, load_yaml
 from .data.readers import Example, tokenize
 from .data.vocab import Vocab, load_vocab
 from .evaluation.evaluate import evaluate_metrics, primary
@@ -111,12 +112,19 @@ def transfer_config(run_dir: str | Path, task_config: str | Path,
                     overrides: Optional[list[str]] = None) -> ExperimentConfig:
     """The config of a transfer run: tasks, data, trainer and output from ``task_config``; the
     model section from the trained run (its weights must fit)."""
-    import yaml
-    source = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a polytask run directory (no config.yaml)")
+    source = load_yaml(saved.read_text(encoding="utf-8"))
     path = Path(task_config)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
     raw["model"] = source["model"]
     raw.setdefault("data", {})["max_length"] = source["data"]["max_length"]
     return load_config(raw=raw, overrides=overrides)

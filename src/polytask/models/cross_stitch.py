@@ -29,6 +29,7 @@ class CrossStitchConfig(ModelConfig):
     """The initial diagonal of each α (the rest of a row shares 1 - diagonal)."""
 
     encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+    limits: ClassVar[dict[str, str]] = {"cross_stitch_init": "[0, 1]"}
 
     cross_stitch_init: float = 0.9
 

@@ -50,6 +50,8 @@ class FullyAdaptiveConfig(ModelConfig):
 
     transferable: ClassVar[bool] = False   # a tree of branches grown for its own tasks
     encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+    limits: ClassVar[dict[str, str]] = {"fafs_widen_every": ">= 0",   # 0: never widen
+                                        "fafs_branch_cost": ">= 0"}
 
     fafs_widen_every: int = 500
     fafs_branch_cost: float = 0.05
@@ -59,8 +61,6 @@ class FullyAdaptiveConfig(ModelConfig):
             raise ConfigError(f"{where}.encoder.type: fully_adaptive widens a stack of BiLSTM layers; got "
                               f"{self.encoder.type!r} (use bilstm)")
         super().check(tasks, where)
-        if self.fafs_widen_every < 0 or self.fafs_branch_cost < 0:
-            raise ConfigError(f"{where}.fafs_widen_every / {where}.fafs_branch_cost: must not be negative")
 
 
 def branch_affinity(task_affinity: torch.Tensor, branches: list[list[int]]) -> torch.Tensor:

@@ -37,6 +37,7 @@ class LowSupervisionConfig(ModelConfig):
     kinds: ClassVar[tuple[str, ...]] = ("classification", "regression", "tagging")
     pairs: ClassVar[bool] = False
     encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+    limits: ClassVar[dict[str, str]] = {"task_layers.*": ">= 1"}
 
     task_layers: dict[str, int] = field(default_factory=dict)
 
@@ -54,6 +55,8 @@ class LowSupervisionConfig(ModelConfig):
 @dataclass
 class JointManyTaskConfig(LowSupervisionConfig):
     """Plus the width of the lower tasks' label embeddings and δ of successive regularization."""
+
+    limits: ClassVar[dict[str, str]] = {"label_embedding_dim": ">= 1", "successive_regularization": ">= 0"}
 
     label_embedding_dim: int = 32
     successive_regularization: float = 0.0

@@ -42,6 +42,7 @@ class MetaLSTMConfig(ModelConfig):
     one Meta-LSTM serves both directions. ``encoder.hidden_dim`` is each task's Basic-LSTM."""
 
     encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+    limits: ClassVar[dict[str, str]] = {"meta_hidden_dim": ">= 1", "meta_dim": ">= 1", "meta_rank": ">= 1"}
 
     meta_hidden_dim: int = 40
     meta_dim: int = 40

@@ -48,6 +48,7 @@ class MQANConfig(ModelConfig):
     ``num_layers`` and ``num_heads`` size the encoders; ``encoder.type`` is not read."""
 
     kinds: ClassVar[tuple[str, ...]] = ("qa",)
+    limits: ClassVar[dict[str, str]] = {"max_answer_length": ">= 1", "beam_size": ">= 1"}
 
     max_answer_length: int = 30
     beam_size: int = 1

@@ -33,6 +33,7 @@ class RegularizedHeadsConfig(ModelConfig):
 
     kinds: ClassVar[tuple[str, ...]] = ("classification",)
     pairs: ClassVar[bool] = False
+    limits: ClassVar[dict[str, str]] = {"head_regularizer_weight": ">= 0"}
 
     head_regularizer: Literal["l1_l2", "l1_linf", "task_clustering", "tensor_normal"] = "l1_l2"
     head_regularizer_weight: float = 1e-3

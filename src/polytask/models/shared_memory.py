@@ -44,6 +44,7 @@ class SharedMemoryConfig(ModelConfig):
     addressing. ``encoder.hidden_dim`` is each task's memory-enhanced LSTM."""
 
     encoders: ClassVar[tuple[str, ...]] = ("lstm", "bilstm")
+    limits: ClassVar[dict[str, str]] = {"memory_slots": ">= 1", "memory_width": ">= 1", "memory_sharpness": "> 0"}
 
     memory_slots: int = 50
     memory_width: int = 20

@@ -44,6 +44,8 @@ class SharedPrivateConfig(ModelConfig):
 class AdversarialSharedPrivateConfig(SharedPrivateConfig):
     """ASP-MTL: λ (``adversarial_weight``) and γ (``orthogonality_weight``) of Eq. 19."""
 
+    limits: ClassVar[dict[str, str]] = {"adversarial_weight": ">= 0", "orthogonality_weight": ">= 0"}
+
     adversarial_weight: float = 0.05
     orthogonality_weight: float = 0.01
 

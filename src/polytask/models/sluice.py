@@ -38,6 +38,7 @@ class SluiceConfig(ModelConfig):
     squared correlation of the two subspaces' units, summed over tasks and layers)."""
 
     encoders: ClassVar[tuple[str, ...]] = ("bilstm",)
+    limits: ClassVar[dict[str, str]] = {"cross_stitch_init": "[0, 1]", "sluice_orthogonality": ">= 0"}
 
     cross_stitch_init: float = 0.9
     sluice_orthogonality: float = 0.1

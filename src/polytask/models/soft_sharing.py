@@ -14,7 +14,7 @@ steps would only pull random encoders towards their mean.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
 @dataclass
 class SoftSharingConfig(ModelConfig):
     """The penalty tying the task encoders (``l2`` or ``trace``) and its weight λ."""
+
+    limits: ClassVar[dict[str, str]] = {"soft_sharing_weight": ">= 0"}
 
     soft_sharing: Literal["l2", "trace"] = "l2"
     soft_sharing_weight: float = 1e-3

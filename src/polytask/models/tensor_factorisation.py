@@ -32,15 +32,16 @@ class FactorisedHeadsConfig(ModelConfig):
     kinds: ClassVar[tuple[str, ...]] = ("classification",)
     pairs: ClassVar[bool] = False
     rank_names: ClassVar[tuple[str, ...]]
+    limits: ClassVar[dict[str, str]] = {"factorisation_ranks.*": ">= 1"}
 
     factorisation_ranks: Optional[list[int]] = None
 
     def check(self, tasks, where: str) -> None:
         super().check(tasks, where)
         ranks = self.factorisation_ranks
-        if ranks is not None and (len(ranks) != len(self.rank_names) or min(ranks) <= 0):
+        if ranks is not None and len(ranks) != len(self.rank_names):
             raise ConfigError(f"{where}.factorisation_ranks: {self.architecture} takes {len(self.rank_names)} "
-                              f"positive ranks ({', '.join(self.rank_names)}), got {ranks}")
+                              f"ranks ({', '.join(self.rank_names)}), got {ranks}")
 
 
 @dataclass

@@ -38,6 +38,7 @@ class TransformerSharingConfig(ModelConfig):
     trained from scratch, and what of it stays fixed."""
 
     encoders: ClassVar[tuple[str, ...]] = ("transformer",)
+    limits: ClassVar[dict[str, str]] = {"freeze_layers": ">= 0"}
 
     pretrained: Optional[str] = None
     freeze: Literal["none", "all", "bottom"] = "none"
