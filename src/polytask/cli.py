@@ -4,10 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 from .config import ConfigError, load_config
 from .data.readers import DataError
+from .errors import PolytaskError, PolytaskWarning
 
 
 def _config(args) -> "ExperimentConfig":  # noqa: F821
@@ -170,21 +173,26 @@ def cmd_data_download(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polytask", description="Multi-task learning for NLP.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    # --debug is also taken after the command (`polytask train cfg.yaml --debug`)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
 
     def with_config(p):
         p.add_argument("config", help="experiment YAML")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=200")
         p.add_argument("--data-dir", help="data directory (default: config data_dir, $POLYTASK_DATA, cache)")
 
-    p = sub.add_parser("train", help="train a multi-task model from a YAML config")
+    p = sub.add_parser("train", parents=[debug], help="train a multi-task model from a YAML config")
     with_config(p)
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("transfer", help="train new tasks on a trained run's frozen shared parameters")
+    p = sub.add_parser("transfer", parents=[debug], help="train new tasks on a trained run's frozen shared parameters")
     p.add_argument("run_dir", help="the trained run directory")
     p.add_argument("--task", required=True, help="YAML with the new task(s), trainer and output_dir")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=200")
@@ -194,14 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run on a split")
+    p = sub.add_parser("evaluate", parents=[debug], help="evaluate a trained run on a split")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--data-dir")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="label texts (one per line; pairs tab-separated) as JSON lines")
+    p = sub.add_parser("predict", parents=[debug], help="label texts (one per line; pairs tab-separated) as JSON lines")
     p.add_argument("run_dir")
     p.add_argument("--task", required=True)
     p.add_argument("--input", help="input file (default: stdin)")
@@ -212,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("inspect", help="dump what the model exposes per example (fusion gates, ...)")
+    p = sub.add_parser("inspect", parents=[debug], help="dump what the model exposes per example (fusion gates, ...)")
     p.add_argument("run_dir")
     p.add_argument("--task", required=True)
     p.add_argument("--input", help="texts, one per line (default: stdin)")
@@ -220,25 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, help="at most this many texts")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("report", help="Markdown/HTML report of one or several runs side by side")
+    p = sub.add_parser("report", parents=[debug], help="Markdown/HTML report of one or several runs side by side")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--output", default="report", help="directory for report.md/.html/.json and plots")
     p.add_argument("--baseline", help="single-task run for Δm (default: a single_task run among them)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("serve", help="serve predictions of a trained run over HTTP (JSON)")
+    p = sub.add_parser("serve", parents=[debug], help="serve predictions of a trained run over HTTP (JSON)")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_serve)
 
-    data = sub.add_parser("data", help="inspect, download or embed data").add_subparsers(
+    data = sub.add_parser("data", parents=[debug], help="inspect, download or embed data").add_subparsers(
         dest="data_command", required=True)
-    p = data.add_parser("check", help="counts, labels, lengths, unknown words, duplicates")
+    p = data.add_parser("check", parents=[debug], help="counts, labels, lengths, unknown words, duplicates")
     with_config(p)
     p.add_argument("--json", help="also write the report to this JSON file")
     p.set_defaults(func=cmd_data_check)
-    p = data.add_parser("vectors", help="train word2vec on the tasks' train + unlabeled text")
+    p = data.add_parser("vectors", parents=[debug], help="train word2vec on the tasks' train + unlabeled text")
     with_config(p)
     p.add_argument("--output", required=True, help="vectors file to write (word2vec text format)")
     p.add_argument("--dim", type=int, default=200)
@@ -246,13 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-count", type=int, default=2)
     p.add_argument("--no-unlabeled", action="store_true", help="use train text only")
     p.set_defaults(func=cmd_data_vectors)
-    p = data.add_parser("download", help="fetch a dataset and verify its checksums")
+    p = data.add_parser("download", parents=[debug], help="fetch a dataset and verify its checksums")
     p.add_argument("dataset", help="dataset name, e.g. fdu-mtl")
     p.add_argument("--data-dir")
     p.add_argument("--base-url", help="fetch from this mirror instead of the pinned public location")
     p.add_argument("--force", action="store_true", help="download even files that are present and valid")
     p.set_defaults(func=cmd_data_download)
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """polytask's own warnings as one line, ``polytask: warning: ...``; others as Python shows them."""
+    if issubclass(category, PolytaskWarning):
+        print(f"polytask: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
+# the errors a user can fix, printed as one line (--debug: with the traceback)
+USER_ERRORS = (PolytaskError, ConfigError, DataError, FileNotFoundError, FileExistsError, KeyError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,8 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     try:
-        return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, FileExistsError, KeyError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except USER_ERRORS as exc:
+        if args.debug:
+            traceback.print_exc()
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"polytask: error: {msg}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ every numeric setting is checked against its range in :data:`LIMITS` when a conf
 """
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import math
@@ -582,6 +583,12 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
         kind = kinds[task.type]
         if task.train is None:
             raise ConfigError(f"{where}.train: a train file is needed ({task.name})")
+        for key in ("encoding", "fallback_encoding"):
+            try:
+                codecs.lookup(getattr(task, key))
+            except LookupError:
+                raise ConfigError(f"{where}.{key}: unknown encoding {getattr(task, key)!r} "
+                                  "(e.g. utf-8, utf-16, cp1252, latin-1)") from None
         if task.dev_split.policy == "file" and task.dev is None:
             raise ConfigError(f"{where}.dev: dev_split.policy is 'file' but no dev path")
         try:

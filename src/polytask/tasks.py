@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from .config import TaskConfig
 from .data.qa import read_squad, split_by_article
-from .data.readers import DataError, Example, ReadStats
+from .data.readers import DataError, DataWarning, Example, ReadStats
 from .kinds import TaskKind, TaskSpec, get_kind
 from .kinds.qa import qa_examples
 
@@ -109,10 +111,40 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
         paths["test"] = str(test_path)
         test, stats["test"] = kind.read(cfg, test_path)
     labels = kind.label_set(cfg, train)
+    if cfg.labels is None:
+        warn_of_rare_labels(cfg.name, kind, train, paths["train"])
     kind.check_labels(cfg, labels, {"train": train, "dev": dev, "test": test}, paths)
     return Task(name=cfg.name, type=cfg.type, labels=labels, train=train, dev=dev, test=test,
                 metrics=task_metrics(cfg), stats=stats, paths=paths, scheme=cfg.tag_scheme,
                 head=cfg.tagging_head if cfg.type == "tagging" else "softmax", pair=kind.pair(cfg))
+
+
+# A label seen this often or less, where another is seen ten times as often, may be a typo.
+RARE_LABEL = 2
+
+
+def warn_of_rare_labels(name: str, kind: TaskKind, train: list[Example], path: str) -> None:
+    """Without ``labels:`` every label of the train split is a class, a typo too: warn (a
+    :class:`DataWarning`) of labels seen at most :data:`RARE_LABEL` times where another is seen ten
+    times as often, listing every label found with its count."""
+    counts: Counter = Counter()
+    first: dict[str, int] = {}
+    for ex in train:
+        for label in kind.gold_labels(ex):
+            counts[label] += 1
+            first.setdefault(label, ex.line)
+    top = max(counts.values(), default=0)
+    rare = sorted((label for label, n in counts.items() if n <= RARE_LABEL and n * 10 <= top), key=first.get)
+    if not rare:
+        return
+    seen = ", ".join(f"{label!r} {'once' if counts[label] == 1 else 'twice'} (first in the example at line "
+                     f"{first[label]})" for label in rare)
+    found = counts.most_common()
+    listed = ", ".join(f"{label!r} {n}" for label, n in found[:30]) + (f", ... ({len(found) - 30} more)"
+                                                                       if len(found) > 30 else "")
+    warnings.warn(f"{path}: task {name!r} gives no labels:, so every label of its train split is a class, and "
+                  f"{seen} may be a typo. Labels found: {listed}. List them in the task's labels: to refuse "
+                  "any other.", DataWarning, stacklevel=3)
 
 
 def load_unlabeled(cfg: TaskConfig, data_dir: Optional[Path]) -> list[list[str]]:

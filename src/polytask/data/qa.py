@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .readers import DataError
+from .readers import DataError, read_text_bytes
 from .spans import chunks
 
 
@@ -28,26 +28,41 @@ class QAExample:
 def read_squad(path: str | Path) -> list[QAExample]:
     """Every question of a SQuAD v1.1 JSON file, in file order."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    raw = read_text_bytes(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc.reason})", raw.count(b"\n", 0, exc.start) + 1) from None
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
+    except RecursionError:
+        raise DataError(path, "not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError(path, "not a SQuAD file: expected {\"data\": [articles]}")
+
+    def get(obj, key: str, kind, where: str, default=None):
+        if not isinstance(obj, dict):
+            raise DataError(path, f"{where}: expected a JSON object, as a SQuAD v1.1 file has")
+        value = obj.get(key, default)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            what = {list: "a list", int: "an integer"}.get(kind, "a string")
+            raise DataError(path, f"{where}.{key}: expected {what}, as a SQuAD v1.1 file has")
+        return value
+
     out = []
     for a, article in enumerate(data["data"]):
-        for p, para in enumerate(article.get("paragraphs", [])):
-            context = para.get("context")
-            if not isinstance(context, str):
-                raise DataError(path, f"data[{a}].paragraphs[{p}]: no context")
-            for qa in para.get("qas", []):
-                answers = qa.get("answers", [])
-                out.append(QAExample(context=context, question=qa["question"],
-                                     answers=[x["text"] for x in answers],
-                                     answer_starts=[x["answer_start"] for x in answers],
-                                     id=qa.get("id", ""), title=article.get("title", "")))
+        where = f"data[{a}]"
+        title = get(article, "title", str, where, "")
+        for p, para in enumerate(get(article, "paragraphs", list, where, [])):
+            context = get(para, "context", str, f"{where}.paragraphs[{p}]")
+            for q, qa in enumerate(get(para, "qas", list, f"{where}.paragraphs[{p}]", [])):
+                at = f"{where}.paragraphs[{p}].qas[{q}]"
+                answers = get(qa, "answers", list, at, [])
+                texts = [get(x, "text", str, f"{at}.answers[{i}]") for i, x in enumerate(answers)]
+                starts = [get(x, "answer_start", int, f"{at}.answers[{i}]") for i, x in enumerate(answers)]
+                out.append(QAExample(context=context, question=get(qa, "question", str, at), answers=texts,
+                                     answer_starts=starts, id=str(get(qa, "id", (str, int), at, "")),
+                                     title=title))
     if not out:
         raise DataError(path, "no questions found")
     return out

@@ -7,6 +7,7 @@ the number of lines that needed the fallback and of replaced characters is count
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
@@ -14,14 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..errors import PolytaskError, PolytaskWarning
 
-class DataError(ValueError):
+
+class DataError(PolytaskError, ValueError):
     """A problem in a data file; the message names the file and, where there is one, the line."""
 
     def __init__(self, path: str | Path, message: str, line: Optional[int] = None):
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
         self.path, self.line = str(path), line
+
+
+class DataWarning(PolytaskWarning):
+    """Data that was read but looks wrong (a label seen once, say); the message names the file."""
 
 
 @dataclass
@@ -76,12 +83,47 @@ def _decode(raw: bytes, encoding: str, fallback: str, stats: ReadStats) -> str:
         return text
 
 
-def _read_lines_keep_blank(path: Path, encoding: str, fallback: str,
-                           stats: ReadStats) -> list[tuple[int, str]]:
-    """Every line (blank ones too, as ""), numbered from 1; split on ``\n`` only."""
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def read_text_bytes(path: Path, encoding: str = "utf-8") -> bytes:
+    """The bytes of a text file, as UTF-8 when ``encoding`` is a UTF-16/32 codec, without a UTF-8
+    byte-order mark. A UTF-16/32 file read as anything else, or a file with NUL bytes (binary
+    data), is refused: a NUL never occurs in UTF-8 text, and every other byte of UTF-16 English
+    text is one."""
     if not path.is_file():
         raise DataError(path, "file not found")
     data = path.read_bytes()
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    if wide:
+        try:
+            return data.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"not {encoding} text (byte {exc.start}: {exc.reason})") from None
+    convert = (f"convert it to UTF-8 (iconv -f {{0}} -t UTF-8 {path.name} > {path.name}.utf8) or give the task "
+               f"encoding: {{1}}")
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            raise DataError(path, f"file is {name} (it starts with a {name} byte-order mark), not {encoding}; "
+                            + convert.format(name, name.lower()))
+    nul = data.find(b"\0")
+    if nul >= 0:
+        head = data[:4096]
+        if head.count(b"\0") * 3 >= len(head) and (head[0::2].count(0) == 0 or head[1::2].count(0) == 0):
+            raise DataError(path, f"file is UTF-16 (every other byte is NUL), not {encoding}; "
+                            + convert.format("UTF-16LE" if head[1::2].count(0) else "UTF-16BE",
+                                             "utf-16-le" if head[1::2].count(0) else "utf-16-be"))
+        raise DataError(path, "a NUL byte: binary data, not text", data.count(b"\n", 0, nul) + 1)
+    return data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+
+
+def _read_lines_keep_blank(path: Path, encoding: str, fallback: str,
+                           stats: ReadStats) -> list[tuple[int, str]]:
+    """Every line (blank ones too, as ""), numbered from 1; split on ``\n`` only."""
+    data = read_text_bytes(path, encoding)
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+        encoding = "utf-8"
     if not data.strip():
         raise DataError(path, "file is empty")
     lines = data.split(b"\n")
@@ -119,6 +161,9 @@ def read_fdu(path: str | Path, *, labeled: bool = True, tokenizer: str = "whites
             label, sep, text = line.partition("\t")
             if not sep:
                 raise DataError(path, "no label column (expected 'label<TAB>text')", number)
+            if "\t" in text:
+                raise DataError(path, f"{line.count(chr(9)) + 1} tab-separated fields, expected 2 ('label<TAB>text'); "
+                                "a tab inside the text?", number)
             label = label.strip()
             if not label:
                 raise DataError(path, "empty label", number)
@@ -148,7 +193,12 @@ def _rows(path: Path, fmt: str, header: bool, encoding: str, fallback: str, stat
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     names = None
     for number, line in lines:
-        fields = next(csv.reader([line], delimiter=delimiter, quoting=quoting))
+        try:
+            fields = next(csv.reader([line], delimiter=delimiter, quoting=quoting))
+        except csv.Error as exc:
+            problem = ("a carriage return inside the line (binary data, or a quoted field over several lines, "
+                       "which polytask does not read)") if "\r" in line else str(exc)
+            raise DataError(path, f"not a valid {fmt.upper()} line: {problem}", number) from None
         if names is None:
             if header:
                 names = [f.strip().lstrip("\ufeff") for f in fields]
