@@ -267,7 +267,7 @@ def within(value: float, rule: str) -> bool:
     match = _RULE.match(rule)
     if match is None:
         raise ValueError(f"not a range rule: {rule!r}")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return False
     if match["any"]:
         return True
@@ -292,8 +292,13 @@ def check_limits(cfg: "ExperimentConfig", source: str = "<config>") -> None:
     """Refuse a number outside its :data:`LIMITS` range (or the architecture's), or any number
     that is not finite, naming the key path (``tasks[0].dev_split.size``)."""
     rules = {**LIMITS, **model_limits(type(cfg.model))}
+    seen: set[int] = set()                  # YAML anchors can make a mapping hold itself
 
     def visit(value: Any, pattern: str, shown: str) -> None:
+        if isinstance(value, (list, dict)):
+            if id(value) in seen:
+                return
+            seen.add(id(value))
         if dataclasses.is_dataclass(value):
             for f in dataclasses.fields(value):
                 visit(getattr(value, f.name), f"{pattern}.{f.name}" if pattern else f.name,
@@ -308,7 +313,8 @@ def check_limits(cfg: "ExperimentConfig", source: str = "<config>") -> None:
             rule = rules.get(pattern, "any")
             if not within(value, rule):
                 wanted = "" if rule == "any" else f" in {rule}" if rule[0] in "[(" else f" {rule}"
-                what = "a finite number" + wanted if not math.isfinite(value) else wanted.lstrip()
+                finite = isinstance(value, int) or math.isfinite(value)
+                what = wanted.lstrip() if finite else "a finite number" + wanted
                 raise ConfigError(f"{source}: {shown}: must be {what}, got {value!r}")
     visit(cfg, "", "")
 
@@ -438,8 +444,12 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
-    """A YAML document as Python values (safe: no objects), numbers read as YAML 1.2 writes them."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    """A YAML document as Python values (safe: no objects), numbers read as YAML 1.2 writes them.
+    Raises ``yaml.YAMLError`` for anything that is not YAML, a document nested too deeply too."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 
@@ -508,7 +518,7 @@ def _expand_tasks(raw: dict, source: str) -> dict:
             if isinstance(value, str):
                 try:
                     value = value.format(name=name)
-                except (KeyError, IndexError, ValueError) as exc:
+                except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
                     raise ConfigError(f"{source}: task_defaults.{key}: {value!r} may only use the "
                                       f"placeholder {{name}} ({type(exc).__name__}: {exc})") from None
             entry[key] = copy.deepcopy(value)
