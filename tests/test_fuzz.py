@@ -211,7 +211,7 @@ def test_fuzz_config_loader_on_any_override(scratch, overrides):
     "tasks: &t [*t]\n",
     "trainer: {weighting_options: &w {x: *w}}\n",
     "model: " + "[" * 400 + "]" * 400 + "\n",
-    "task_defaults: {train: '{name.upper}'}\ntasks: [a]\n",
+    "task_defaults: {train: '{name.nope}'}\ntasks: [a]\n",
     "task_defaults: {train: '{name[0]}'}\ntasks: [{name: 7}]\n",
     "seed: " + "9" * 500 + "\n",
 ])
