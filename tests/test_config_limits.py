@@ -271,3 +271,11 @@ def test_each_setting_is_checked_at_its_bounds(raw, key):
             load_config(raw=raw, overrides=[*base, _override(key, value)])
         except ConfigError as exc:                 # another check (the architecture's tasks) may refuse
             assert "must be" not in str(exc) or shown not in str(exc), (value, str(exc))
+
+
+def test_a_task_defaults_error_names_the_file_once(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("task_defaults: {train: '{name.nope}'}\ntasks: [a]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: task_defaults.train: ") and str(info.value).count(str(path)) == 1

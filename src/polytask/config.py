@@ -546,8 +546,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
     raw = apply_overrides(raw, overrides or [])
+    expanded = _expand_tasks(raw, source)           # outside the try: its errors name the source already
     try:
-        cfg = from_dict(ExperimentConfig, _expand_tasks(raw, source))
+        cfg = from_dict(ExperimentConfig, expanded)
         _check_task_options(raw, cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
