@@ -39,10 +39,12 @@ def cmd_transfer(args) -> int:
 def cmd_serve(args) -> int:
     from .runner import load_run
     from .serving import make_server
+    print(f"[polytask] loading {args.run_dir} ...", file=sys.stderr, flush=True)
     server = make_server(load_run(args.run_dir), args.host, args.port)
     host, port = server.server_address[:2]
-    print(f"[polytask] serving {args.run_dir} on http://{host}:{port} (GET /tasks, POST /predict)",
-          file=sys.stderr)
+    # said once the socket listens: a script may wait for this line (or poll GET /health)
+    print(f"[polytask] ready: serving {args.run_dir} on http://{host}:{port} (GET /health, GET /tasks, "
+          "POST /predict)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -68,6 +70,10 @@ def cmd_inspect(args) -> int:
 
 def cmd_report(args) -> int:
     from .evaluation.report import build_report
+    from .runner import missing_run
+    for run_dir in [*args.run_dirs, *([args.baseline] if args.baseline else [])]:
+        if not Path(run_dir).is_dir():
+            raise missing_run(run_dir)
     out = Path(args.output)
     build_report([Path(d) for d in args.run_dirs], out, Path(args.baseline) if args.baseline else None)
     print(f"[polytask] wrote {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)

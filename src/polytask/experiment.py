@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,13 +14,37 @@ from .models import build_model
 from .tasks import Task, load_task, resolve_path, spec_from_info
 
 
+def default_data_dir() -> Path:
+    """The user cache's data directory (``$XDG_CACHE_HOME/polytask/data``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polytask" / "data"
+
+
 def resolve_data_dir(cli_value: Optional[str], cfg: Optional[ExperimentConfig] = None) -> Optional[Path]:
     """``--data-dir``, then the config's ``data_dir``, then ``$POLYTASK_DATA``, then the user cache."""
     for value in (cli_value, cfg.data_dir if cfg else None, os.environ.get("POLYTASK_DATA")):
         if value:
             return Path(value).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polytask" / "data"
-    return cache
+    return default_data_dir()
+
+
+def fetch_missing_data(cfg: ExperimentConfig, data_dir: Path) -> None:
+    """Download into ``data_dir`` the known datasets (:data:`polytask.data.download.DATASETS`:
+    FDU-MTL) whose files the config reads and ``data_dir`` lacks, from their pinned source with
+    SHA-256 checks; said in one line first, with how to use a local copy instead."""
+    from .data.download import dataset_of, download
+    missing = {}
+    for task in cfg.tasks:
+        for rel in (task.train, task.dev, task.test, task.unlabeled):
+            if rel and not Path(rel).expanduser().is_absolute() and not (data_dir / rel).exists():
+                ds = dataset_of(rel)
+                if ds is not None:
+                    missing[ds.name] = ds
+    for ds in missing.values():
+        print(f"[polytask] {ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
+              f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
+              f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.",
+              file=sys.stderr, flush=True)
+        download(ds.name, data_dir)
 
 
 def load_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict[str, Task]:

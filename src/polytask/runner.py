@@ -14,11 +14,12 @@ import yaml
 
 from .config import ConfigError, ExperimentConfig, load_config, load_yaml
 from .data.readers import Example, tokenize
+from .errors import PolytaskError
 from .data.vocab import Vocab, load_vocab
 from .evaluation.evaluate import evaluate_metrics, primary
 from .evaluation.tables import format_metric_table
-from .experiment import (build_char_vocab, build_vocab, encode_split, load_tasks, make_model,
-                         resolve_data_dir, specs_from_info, task_info, task_specs)
+from .experiment import (build_char_vocab, build_vocab, default_data_dir, encode_split, fetch_missing_data,
+                         load_tasks, make_model, resolve_data_dir, specs_from_info, task_info, task_specs)
 from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
@@ -40,6 +41,8 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
+    if data_dir == default_data_dir():               # no data directory given: fetch FDU-MTL on first use
+        fetch_missing_data(cfg, data_dir)
     run_dir = Path(cfg.output_dir)
     tasks = load_tasks(cfg, data_dir)
     source = transfer_from if transfer_from is not None else run_dir
@@ -130,6 +133,10 @@ def transfer_config(run_dir: str | Path, task_config: str | Path,
     return load_config(raw=raw, overrides=overrides)
 
 
+class RunError(PolytaskError, ValueError):
+    """A run directory that cannot do what was asked (a task it lacks, nothing to inspect)."""
+
+
 STRUCTURE_KEYS = ("cross_stitch_alpha", "sluice_alpha", "sluice_beta", "task_covariance")
 
 
@@ -152,8 +159,9 @@ def learned_structure(model: torch.nn.Module, items: dict, device) -> dict:
 
 
 def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
-    """Per-example inspection values (fusion gates, mixing weights, ...) with the tokens."""
-    info = run.task_info[task]
+    """Per-example inspection values (fusion gates, mixing weights, ...) with the tokens. An
+    architecture that exposes none is an error saying so (not a list of empty records)."""
+    info = _task_info(run, task)
     kind = get_kind(info["type"])
     tcfg = next(t for t in run.cfg.tasks if t.name == task)
     out = []
@@ -166,7 +174,18 @@ def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
         out.append({"text": text, "tokens": tokens[: run.cfg.data.max_length],
                     "inspect": {k: v[0].cpu().tolist() if v.dim() > 2 else v.cpu().tolist()
                                 for k, v in result.inspected().items()}})
+    if out and not any(record["inspect"] for record in out):
+        raise RunError(f"{run.cfg.model.architecture} exposes nothing to inspect per example: it has no gates, "
+                       "mixing weights or attention of its own (the shared-memory architectures show their fusion "
+                       "gates, transformer_* their task attention; cross_stitch, sluice and regularized_heads write "
+                       "their learned structure to structure.json in the run directory)")
     return out
+
+
+def _task_info(run: LoadedRun, task: str) -> dict:
+    if task not in run.task_info:
+        raise KeyError(f"unknown task {task!r}: this run has the tasks {', '.join(run.task_info)} (--task NAME)")
+    return run.task_info[task]
 
 
 def _avg(scores: dict[str, float]) -> Optional[float]:
@@ -183,9 +202,28 @@ class LoadedRun:
     chars: Optional[Vocab] = None
 
 
+def missing_run(run_dir: str | Path, configs: Path = Path("configs")) -> FileNotFoundError:
+    """The error for a run directory that does not exist, saying what to run: the config under
+    ``configs`` whose ``output_dir`` it is, when there is one."""
+    wanted = Path(run_dir).expanduser().resolve()
+    for path in sorted(configs.glob("**/*.yaml")) if configs.is_dir() else []:
+        try:
+            raw = load_yaml(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            continue
+        if isinstance(raw, dict) and isinstance(raw.get("output_dir"), str) \
+                and Path(raw["output_dir"]).expanduser().resolve() == wanted:
+            return FileNotFoundError(f"{run_dir}: no such run directory; train it first: polytask train {path} "
+                                     "(with the --data-dir of your other runs)")
+    return FileNotFoundError(f"{run_dir}: no such run directory; train it first: "
+                             f"polytask train CONFIG --output-dir {run_dir}")
+
+
 def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") -> LoadedRun:
     """Rebuild a trained model from its run directory (config, vocab, tasks, safetensors)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise missing_run(run_dir)
     for name in ("config.yaml", "vocab.json", "tasks.json"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: not a polytask run directory (no {name})")
@@ -222,9 +260,7 @@ def predict(run: LoadedRun, task: str, inputs: Iterable) -> list[dict]:
     """Predictions of the trained ``task`` for raw inputs, as its kind reads them (texts; pairs;
     sentences or token lists for tagging; (context, question) for qa) and writes them (label and
     probabilities; score; tokens and tags; answer)."""
-    if task not in run.task_info:
-        raise KeyError(f"unknown task {task!r} (tasks: {', '.join(run.task_info)})")
-    info = run.task_info[task]
+    info = _task_info(run, task)
     kind = get_kind(info["type"])
     tcfg = next(t for t in run.cfg.tasks if t.name == task)
     examples = kind.parse_inputs(list(inputs), tcfg)

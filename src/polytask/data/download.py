@@ -44,6 +44,7 @@ class Dataset:
         base_url: Pinned location; a file's URL is ``base_url + "/" + file name``.
         sha256: Expected SHA-256 (hex) per file name.
         source: Human-readable origin, for messages.
+        size: Its size, for messages ("41 MB").
     """
 
     name: str
@@ -51,6 +52,7 @@ class Dataset:
     base_url: str
     sha256: dict[str, str]
     source: str
+    size: str = ""
 
 
 FDU_MTL_COMMIT = "cf5bf60779ef1d41dba6b0b5d5e0cf27c17b69a1"
@@ -112,8 +114,18 @@ DATASETS = {
         name="fdu-mtl", subdir="fdu-mtl",
         base_url=f"https://raw.githubusercontent.com/ShiinaHiiragi/multi-task-dataset/{FDU_MTL_COMMIT}",
         sha256=FDU_MTL_SHA256,
-        source=f"github.com/ShiinaHiiragi/multi-task-dataset @ {FDU_MTL_COMMIT}"),
+        source=f"github.com/ShiinaHiiragi/multi-task-dataset @ {FDU_MTL_COMMIT}", size="41 MB"),
 }
+
+
+def dataset_of(path: str) -> Optional[Dataset]:
+    """The downloadable dataset a data path (relative to the data directory, as a config gives it:
+    ``fdu-mtl/books.task.train``) is a file of, or None."""
+    parts = Path(path).parts
+    for ds in DATASETS.values():
+        if len(parts) == 2 and parts[0] == ds.subdir and parts[1] in ds.sha256:
+            return ds
+    return None
 
 
 def sha256_of(path: Path) -> str:
