@@ -226,7 +226,7 @@ def test_label_typo_without_labels_warns_with_the_counts(tmp_path, capsys, fdu_c
     warning = [line for line in err.splitlines() if line.startswith("polytask: warning: ")]
     assert len(warning) == 1, err
     assert warning[0].startswith(f"polytask: warning: {train}: task 'a' gives no labels:")
-    assert "'l' once (first in the example at line 4) may be a typo" in warning[0]
+    assert "'l' (seen once, in the example at line 4) may be a typo" in warning[0]
     assert "Labels found: '1' 25, '0' 24, 'l' 1." in warning[0]   # 50 train lines: the last 10 are dev
 
 
@@ -251,5 +251,16 @@ def test_rare_tag_without_labels_warns(tmp_path):
     path.write_text("".join(f"w{i} NN\nx DT\n\n" for i in range(10)) + "y B-XX\n\n")
     task = TaskConfig(name="chunk", type="tagging", format="conll", train=str(path))
     task.dev_split.policy = "none"
-    with pytest.warns(DataWarning, match=r"'B-XX' once \(first in the example at line 31\)"):
+    with pytest.warns(DataWarning, match=r"'B-XX' \(seen once, in the example at line 31\)"):
+        load_task(task, None)
+
+
+def test_a_label_seen_twice_gives_no_warning(tmp_path):
+    # CoNLL-2000's rarest chunk tags (I-PRT, B-UCP) are seen twice in its train file
+    path = tmp_path / "x.conll"
+    path.write_text("".join(f"w{i} NN\nx DT\n\n" for i in range(10)) + "y B-XX\n\nz B-XX\n\n")
+    task = TaskConfig(name="chunk", type="tagging", format="conll", train=str(path))
+    task.dev_split.policy = "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
         load_task(task, None)
