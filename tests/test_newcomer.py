@@ -54,6 +54,8 @@ def test_inspect_on_hard_sharing_says_it_exposes_nothing(tiny_run, capsys, tmp_p
     texts.write_text("good film\nbad plot\n")
     rc, out, err = run_cli(["inspect", tiny_run, "--task", "a", "--input", texts], capsys)
     assert rc == 2 and out == ""
+    rc, _, _ = run_cli(["inspect", tiny_run, "--task", "a", "--input", texts, "--output", tmp_path / "o.jsonl"], capsys)
+    assert rc == 2 and not (tmp_path / "o.jsonl").exists()
     assert err.startswith("polytask: error: hard_sharing exposes nothing to inspect per example")
     assert "structure.json" in err and err.count("\n") == 1
 

@@ -60,8 +60,9 @@ def cmd_inspect(args) -> int:
     source = open(args.input, encoding="utf-8") if args.input else sys.stdin
     with source:
         texts = [line.rstrip("\n") for line in source if line.strip()][: args.limit]
+    records = inspect_examples(run, args.task, texts)       # before opening --output: an error leaves no file
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    for record in inspect_examples(run, args.task, texts):
+    for record in records:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     if args.output:
         out.close()
