@@ -1,6 +1,6 @@
 """The package's import graph flows one way (design.md, "Contracts, second version"):
 cli -> serving -> runner -> tasks/experiment -> training -> evaluation loop -> models -> kinds ->
-modules/data/ops/metrics -> config. An import against that direction is a design bug."""
+modules/data/ops/metrics -> config -> errors. An import against that direction is a design bug."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "polytask"
 
-LAYERS = {"config": 0, "catalog": 0, "data": 1, "modules": 1, "ops": 1, "evaluation": 1, "kinds": 2,
+LAYERS = {"errors": 0, "config": 0, "catalog": 0, "data": 1, "modules": 1, "ops": 1, "evaluation": 1, "kinds": 2,
           "models": 3, "evaluation.evaluate": 4, "training": 5, "tasks": 6, "experiment": 6, "data_check": 7,
           "runner": 7, "serving": 8, "cli": 9}
 

@@ -210,7 +210,7 @@ def test_fuzz_config_loader_on_any_override(scratch, overrides):
 @pytest.mark.parametrize("text", [
     "tasks: &t [*t]\n",
     "trainer: {weighting_options: &w {x: *w}}\n",
-    "model: " + "[" * 400 + "]" * 400 + "\n",
+    "model: " + "[" * 2000 + "]" * 2000 + "\n",
     "task_defaults: {train: '{name.nope}'}\ntasks: [a]\n",
     "task_defaults: {train: '{name[0]}'}\ntasks: [{name: 7}]\n",
     "seed: " + "9" * 500 + "\n",

@@ -212,7 +212,7 @@ class ExperimentConfig:
 # finite (.inf and .nan are refused). ``*`` stands for any list index or mapping key. Each
 # architecture's config class gives the range of the settings it adds in its ``limits``.
 LIMITS: dict[str, str] = {
-    "seed": ">= 0",
+    "seed": "[0, 18446744073709551616)",    # torch.manual_seed takes 64 bits
     "tasks.*.dev_split.size": ">= 1",
     "tasks.*.text_column": "any",          # a column number counts from the end when negative
     "tasks.*.text_b_column": "any",
