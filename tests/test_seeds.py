@@ -20,20 +20,8 @@ from polytask.cli import main
 from polytask.config import ConfigError, load_config
 from polytask.runner import train
 from polytask.sweep import load_sweep, parse_seeds, train_seeds
-from polytask.training.callbacks import Callback
 
-from conftest import make_raw_config, write_yaml
-
-
-class InterruptAt(Callback):
-    """Ctrl-C after optimizer step ``step`` (the trainer saves ``last/`` and re-raises)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, trainer) -> None:
-        if trainer.step == self.step:
-            raise KeyboardInterrupt
+from conftest import InterruptAt, make_raw_config, write_yaml
 
 
 def test_parse_seeds():
