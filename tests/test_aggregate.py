@@ -100,3 +100,22 @@ def test_report_of_seed_systems(tmp_path: Path):
     assert (row["task"], row["metric"], float(row["value"])) == ("a", "accuracy", 72.0)
     assert row["run_dir"] == str(tmp_path / "single" / "seed-2")
     assert json.loads((out / "runs.json").read_text())[0]["system"] == "good"
+
+
+def test_report_says_when_the_seeds_alone_do_not_separate_two_systems(tmp_path: Path):
+    """Seeds that err on nested sets of examples: over the 1000 pooled test examples A is clearly
+    better, but three seeds a side (90 ± 2 vs 87 ± 2) do not separate them."""
+    from scipy.stats import ttest_ind
+
+    from polytask.evaluation.report import build_report
+    gold = [i % 2 for i in range(1000)]
+    for seed, (a, b) in {1: (900, 870), 2: (880, 890), 3: (920, 850)}.items():
+        fake_seed(tmp_path / "a", seed, "hard_sharing", {"a": {"accuracy": a / 10}}, 80.0, _predictions(gold, a))
+        fake_seed(tmp_path / "b", seed, "hard_sharing", {"a": {"accuracy": b / 10}}, 80.0, _predictions(gold, b))
+    build_report([tmp_path / "a", tmp_path / "b"], tmp_path / "report", n_resamples=999)
+    (pair,) = json.loads((tmp_path / "report" / "significance.json").read_text())
+    assert pair["examples"]["p_value"] == pytest.approx(2 / 1000) and pair["examples"]["swappable"] == 70
+    assert pair["seeds"]["p_value"] == pytest.approx(ttest_ind([90, 88, 92], [87, 89, 85], equal_var=False).pvalue)
+    assert pair["seeds"]["p_value"] > 0.05 and pair["within_seed_spread"]
+    assert ("→ significant at α = 0.05, but the seeds alone do not separate them"
+            in (tmp_path / "report" / "report.md").read_text())

@@ -84,11 +84,28 @@ def test_exact_case_equals_the_two_sided_sign_test(discordant, p):
     gold = [1, 0] * 5
     b = [1 - g if i < discordant else g for i, g in enumerate(gold)]
     result = paired_test(_system(gold, gold), _system(gold, b))
-    assert result["exact"] and result["examples"] == 10
+    assert result["exact"] and result["examples"] == 10 and result["swappable"] == discordant
     assert result["delta"] == pytest.approx(100.0 * discordant / 10)
     assert result["p_value"] == pytest.approx(p)
     assert verdict(result["p_value"], 0.05) == ("significant at α = 0.05" if p < 0.05 else
                                                 "not distinguishable at this sample size")
+
+
+def test_same_p_value_as_scipy_on_the_per_example_differences():
+    """Accuracy pooled over two seeds is the mean over examples of each example's seed-mean
+    correctness, so the test equals scipy's paired test on those values directly, examples that
+    neither seed pair tells apart included (12 examples: exact)."""
+    from scipy.stats import permutation_test
+    rng = random.Random(3)
+    gold = [rng.randrange(2) for _ in range(12)]
+    a_seeds = [[g if rng.random() < 0.8 else 1 - g for g in gold] for _ in range(2)]
+    b_seeds = [[g if rng.random() < 0.5 else 1 - g for g in gold] for _ in range(2)]
+    ours = paired_test(_system(gold, *a_seeds), _system(gold, *b_seeds))
+    right = lambda seeds: [sum(s[i] == gold[i] for s in seeds) / 2 for i in range(12)]  # noqa: E731
+    reference = permutation_test((right(a_seeds), right(b_seeds)), lambda x, y, axis: 100 * (x - y).mean(axis),
+                                 permutation_type="samples", vectorized=True, n_resamples=10 ** 6)
+    assert ours["swappable"] < 12 and ours["delta"] == pytest.approx(reference.statistic)
+    assert ours["p_value"] == pytest.approx(reference.pvalue)
 
 
 def test_a_clearly_better_system_over_two_tasks_and_seeds():

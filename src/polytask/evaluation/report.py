@@ -165,6 +165,9 @@ def compare(a: dict, b: dict, alpha: float, n_resamples: int) -> dict:
         out["examples"] = {"skipped": str(exc)}
         p, by = out["seeds"]["p_value"], "seeds"
     out["verdict"], out["verdict_by"] = verdict(p, alpha), by if p is not None else None
+    # the example-level test does not see training randomness; say when the seeds alone disagree
+    out["within_seed_spread"] = (by == "examples" and p is not None and p < alpha
+                                 and out["seeds"]["p_value"] is not None and out["seeds"]["p_value"] >= alpha)
     return out
 
 
@@ -183,7 +186,8 @@ def comparison_line(c: dict) -> str:
     else:
         example_part = (f"paired approximate randomisation over {ex['examples']} test examples "
                         f"(predictions pooled over seeds, {ex['resamples']} shuffles): {p_text(ex['p_value'])}")
-    return f"- {head} ({seed_part}); {example_part} → {c['verdict']}"
+    caveat = ", but the seeds alone do not separate them" if c.get("within_seed_spread") else ""
+    return f"- {head} ({seed_part}); {example_part} → {c['verdict']}{caveat}"
 
 
 def write_run_tables(rows: list[dict], out: Path) -> None:

@@ -172,17 +172,19 @@ def _pooled_counts(task: TaskPredictions, metric: str) -> Optional[np.ndarray]:
     return None if per_seed[0] is None else np.mean(per_seed, axis=0)
 
 
-def _count_statistic(parts: list[tuple[str, int, np.ndarray, np.ndarray]], n: int) -> Callable:
-    """Δ of the test averages for an assignment of examples to systems. ``x`` holds, per example
+def _count_statistic(parts: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]], n: int) -> Callable:
+    """Δ of the test averages for an assignment of examples to systems. ``x`` holds, per shuffled
     position i, i (system A's predictions) or i + n (B's); ``parts``: (metric, labels, A counts,
-    B counts) per task, tasks in position order."""
-    def score(owner_b: np.ndarray) -> np.ndarray:              # (..., N) 1.0 where B's counts count
+    B counts, the examples at the shuffled positions) per task, tasks in position order. Examples
+    whose counts are the same for both systems are left out of the positions: swapping them changes
+    nothing, so the null distribution is the same with or without them."""
+    def score(owner_b: np.ndarray) -> np.ndarray:              # (..., n) 1.0 where B's counts count
         scores, start = [], 0
-        for metric, n_labels, a, b in parts:
-            block = owner_b[..., start:start + len(a)]
-            totals = a.sum(0) + block @ (b - a)               # (..., C)
+        for metric, n_labels, a, b, shuffled in parts:
+            block = owner_b[..., start:start + len(shuffled)]
+            totals = a.sum(0) + block @ (b[shuffled] - a[shuffled])          # (..., C)
             scores.append(metric_from_counts(metric, totals, n_labels))
-            start += len(a)
+            start += len(shuffled)
         return np.mean(scores, axis=0)
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -215,7 +217,9 @@ def _scored_statistic(tasks: list[tuple[str, str, TaskPredictions, TaskPredictio
 def paired_test(a: dict[str, TaskPredictions], b: dict[str, TaskPredictions], n_resamples: int = 10000,
                 seed: int = 0) -> dict:
     """Approximate randomisation over the examples of the tasks both systems share (see the module
-    docstring): ``{"delta", "p_value", "tasks", "metrics", "examples", "resamples", "seeds"}``."""
+    docstring): ``{"delta", "p_value", "exact", "tasks", "metrics", "examples", "swappable",
+    "resamples", "seeds"}`` (``swappable``: the examples whose counts differ between the systems,
+    the only ones a swap can change)."""
     from scipy.stats import permutation_test
     tasks = [t for t in a if t in b]
     if not tasks:
@@ -227,19 +231,25 @@ def paired_test(a: dict[str, TaskPredictions], b: dict[str, TaskPredictions], n_
     n = sum(len(a[t].gold) for t in tasks)
     counts = {t: (_pooled_counts(a[t], metrics[t]), _pooled_counts(b[t], metrics[t])) for t in tasks}
     if all(ca is not None for ca, _ in counts.values()):
-        parts = [(metrics[t], len(a[t].info.get("labels") or []), *counts[t]) for t in tasks]
-        statistic, vectorized = _count_statistic(parts, n), True
-        batch = max(1, min(n_resamples, 2_000_000 // max(n, 1)))
+        shuffled = {t: np.flatnonzero(np.any(cb != ca, axis=1)) for t, (ca, cb) in counts.items()}
+        parts = [(metrics[t], len(a[t].info.get("labels") or []), *counts[t], shuffled[t]) for t in tasks]
+        m = sum(len(i) for i in shuffled.values())
+        statistic, vectorized = _count_statistic(parts, m), True
+        batch = max(1, min(n_resamples, 2_000_000 // max(m, 1)))
     else:
+        m = n
         statistic = _scored_statistic([(t, metrics[t], a[t], b[t]) for t in tasks], n)
         vectorized, batch = False, None
-    positions = np.arange(n)
-    result = permutation_test((positions, positions + n), statistic, permutation_type="samples",
+    out = {"tasks": tasks, "metrics": metrics, "examples": n, "swappable": m, "resamples": n_resamples,
+           "seeds": [len(a[tasks[0]].predictions), len(b[tasks[0]].predictions)]}
+    if m == 0:               # the same predictions (or counts) everywhere: nothing can tell them apart
+        return {"delta": 0.0, "p_value": 1.0, "exact": True, **out}
+    positions = np.arange(m)
+    result = permutation_test((positions, positions + m), statistic, permutation_type="samples",
                               vectorized=vectorized, n_resamples=n_resamples, batch=batch,
                               alternative="two-sided", rng=np.random.default_rng(seed))
-    return {"delta": float(result.statistic), "p_value": float(result.pvalue), "tasks": tasks, "metrics": metrics, "examples": n,
-            "resamples": n_resamples, "exact": len(result.null_distribution) == 2 ** n,
-            "seeds": [len(a[tasks[0]].predictions), len(b[tasks[0]].predictions)]}
+    return {"delta": float(result.statistic), "p_value": float(result.pvalue),
+            "exact": len(result.null_distribution) == 2 ** m, **out}
 
 
 def seed_test(a: list[float], b: list[float]) -> dict:
