@@ -39,9 +39,9 @@ def cmd_sweep(args) -> int:
 
 def cmd_tune(args) -> int:
     import torch
-    from .tune import _optuna, format_trials, tune
+    from .tune import format_trials, require_optuna, tune
     try:
-        _optuna()
+        require_optuna()
     except ImportError as exc:
         print(f"polytask: error: {exc}", file=sys.stderr)
         return 2

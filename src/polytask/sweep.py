@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,8 @@ def run_jobs(jobs: list[SeedJob], parallel: int = 1, threads: int = 1, data_dir:
     queue = [j for j in jobs if j.action != "done"]
     running: dict[subprocess.Popen, tuple[SeedJob, float]] = {}
     env = _environment(threads)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    main_thread = threading.current_thread() is threading.main_thread()   # signals are for the main thread
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
         while queue or running:
             while queue and len(running) < parallel:
@@ -147,7 +149,8 @@ def run_jobs(jobs: list[SeedJob], parallel: int = 1, threads: int = 1, data_dir:
             say(f"[polytask] {job.run_dir}: stopped at a checkpoint; run the same command again to resume")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return status
 
 

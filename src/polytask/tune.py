@@ -39,7 +39,7 @@ from .training.callbacks import Callback
 HEARTBEAT_S, GRACE_S = 60, 180
 
 
-def _optuna():
+def require_optuna():
     try:
         import optuna
     except ImportError:
@@ -72,7 +72,7 @@ def override_text(key: str, value: Any) -> str:
 
 def parse_space(raw: Any, source: str = "<space>") -> dict:
     """``{key: optuna distribution}`` from a space mapping; errors name the key."""
-    optuna = _optuna()
+    optuna = require_optuna()
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{source}: expected a mapping of dotted config keys to distributions")
     space = {}
@@ -126,7 +126,7 @@ def _extremes(distribution) -> list:
 
 def suggest(trial, key: str, distribution) -> Any:
     """The trial's value for ``key`` (the fixed one of a queued trial)."""
-    optuna = _optuna()
+    optuna = require_optuna()
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return trial.suggest_categorical(key, distribution.choices)
     if isinstance(distribution, optuna.distributions.IntDistribution):
@@ -185,7 +185,7 @@ class OptunaPruning(Callback):
     def on_checkpoint(self, trainer) -> None:
         if self.pruned_at is not None:
             step, dev = self.pruned_at
-            raise _optuna().TrialPruned(f"pruned at step {step}: mean dev {dev:.2f}")
+            raise require_optuna().TrialPruned(f"pruned at step {step}: mean dev {dev:.2f}")
 
     def _report(self, value: float, step: int) -> None:
         if value is not None and not math.isnan(value):
@@ -198,18 +198,26 @@ def default_storage(output_dir: Path) -> str:
     return f"sqlite:///{(Path(output_dir) / 'study.db').resolve()}"
 
 
+def _retry_callback():
+    """Optuna's callback that queues a failed trial again with its values and user attributes
+    (our ``run_dir``), its number in ``retry_history`` (marked experimental by Optuna)."""
+    optuna = require_optuna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback()
+
+
 def _retry_interrupted(study) -> list[int]:
     """Queue again, with the same values and run directory, every trial stopped by Ctrl-C that
     has not been queued again yet; returns their numbers."""
-    optuna = _optuna()
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    optuna = require_optuna()
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     queued = []
     for trial in trials:
         if (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted")
                 and trial.number not in retried):
-            RetryHeartbeatStaleTrialCallback()(study, trial)
+            _retry_callback()(study, trial)
             queued.append(trial.number)
     return queued
 
@@ -233,8 +241,8 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
     Returns ``tune.json``'s content: the best trial's number, value, parameters and run directory,
     and every trial's state, value, parameters, run directory and last reported step.
     """
-    optuna = _optuna()
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    optuna = require_optuna()
+    from optuna.storages import RDBStorage
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     overrides = list(overrides or [])
     base = load_config(config, overrides)
@@ -242,9 +250,10 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
     out = Path(base.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    store = RDBStorage(storage or default_storage(out), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+    with warnings.catch_warnings():          # Optuna marks its heartbeat experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        store = RDBStorage(storage or default_storage(out), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                           heartbeat_stale_trial_callback=_retry_callback())
     name = study_name or out.name
     try:
         earlier = len(optuna.load_study(study_name=name, storage=store).trials)
@@ -294,7 +303,7 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
 
 
 def study_summary(study) -> dict:
-    optuna = _optuna()
+    optuna = require_optuna()
     trials = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
                "run_dir": t.user_attrs.get("run_dir"),
                "last_step": max(t.intermediate_values, default=None)} for t in study.get_trials(deepcopy=False)]
