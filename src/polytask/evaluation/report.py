@@ -18,6 +18,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
+from .aggregate import format_stat, mean_std, seed_runs, split_metrics
 from .tables import format_table
 
 
@@ -89,10 +92,11 @@ def plot_gradient_cosines(run: dict, out: Path) -> Optional[Path]:
 def read_system(path: Path) -> dict:
     """A run directory, or a directory of seed runs: ``{"name", "dir", "runs", "seeds"}`` with only
     the finished runs (those with ``results.json``) in ``runs``, ``seeds`` beside them."""
-    from .aggregate import seed_runs
     path = Path(path)
     if (path / "metrics.jsonl").is_file():
-        runs, seeds = [read_run(path)], [None]
+        config = path / "config.yaml"
+        runs, seeds = [read_run(path)], [(yaml.safe_load(config.read_text()) or {}).get("seed")
+                                         if config.is_file() else None]
     else:
         dirs = seed_runs(path)
         if not dirs:
@@ -105,17 +109,14 @@ def read_system(path: Path) -> dict:
     finished = [(s, r) for s, r in zip(seeds, runs) if r["results"]]
     if not finished:
         finished = [(seeds[0], runs[0])]                   # an unfinished run still shows its curve
-    seeds = [s if s is not None else r["results"].get("seed") for s, r in finished]
-    return {"name": path.name, "dir": str(path), "runs": [r for _, r in finished], "seeds": seeds}
+    return {"name": path.name, "dir": str(path), "runs": [r for _, r in finished], "seeds": [s for s, _ in finished]}
 
 
 def _stats(values: list) -> dict:
-    from .aggregate import mean_std
     return mean_std([v for v in values if v is not None])
 
 
 def _cell(stat: dict) -> str:
-    from .aggregate import format_stat
     return format_stat(stat)
 
 
@@ -138,7 +139,6 @@ def mean_curve(system: dict) -> list[dict]:
 
 def run_rows(systems: list[dict]) -> list[dict]:
     """One row per (system, run, split, task, metric): every run's scores."""
-    from .aggregate import split_metrics
     rows = []
     for system in systems:
         for seed, run in zip(system["seeds"], system["runs"]):
@@ -165,6 +165,9 @@ def compare(a: dict, b: dict, alpha: float, n_resamples: int) -> dict:
         out["examples"] = {"skipped": str(exc)}
         p, by = out["seeds"]["p_value"], "seeds"
     out["verdict"], out["verdict_by"] = verdict(p, alpha), by if p is not None else None
+    if set(sa["test"]) != set(sb["test"]):
+        out["note"] = (f"the systems share {len(set(sa['test']) & set(sb['test']))} of their tasks: the "
+                       "example-level test compares those, the test averages cover each system's own")
     # the example-level test does not see training randomness; say when the seeds alone disagree
     out["within_seed_spread"] = (by == "examples" and p is not None and p < alpha
                                  and out["seeds"]["p_value"] is not None and out["seeds"]["p_value"] >= alpha)
@@ -187,6 +190,7 @@ def comparison_line(c: dict) -> str:
         example_part = (f"paired approximate randomisation over {ex['examples']} test examples "
                         f"(predictions pooled over seeds, {ex['resamples']} shuffles): {p_text(ex['p_value'])}")
     caveat = ", but the seeds alone do not separate them" if c.get("within_seed_spread") else ""
+    caveat += f" ({c['note']})" if c.get("note") else ""
     return f"- {head} ({seed_part}); {example_part} → {c['verdict']}{caveat}"
 
 
