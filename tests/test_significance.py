@@ -76,7 +76,7 @@ def test_identical_systems_are_not_distinguishable():
     assert verdict(result["p_value"], 0.05) == "not distinguishable at this sample size"
 
 
-@pytest.mark.parametrize("discordant,p", [(5, 2 / 2 ** 5), (7, 2 / 2 ** 7)])
+@pytest.mark.parametrize("discordant,p", [(1, 1.0), (5, 2 / 2 ** 5), (7, 2 / 2 ** 7)])
 def test_exact_case_equals_the_two_sided_sign_test(discordant, p):
     """Ten examples: A is right on all, B wrong on ``discordant`` of them. 2^10 shuffles are few
     enough for scipy to enumerate: |Δ| reaches the observed value only when every discordant

@@ -242,9 +242,10 @@ def paired_test(a: dict[str, TaskPredictions], b: dict[str, TaskPredictions], n_
         vectorized, batch = False, None
     out = {"tasks": tasks, "metrics": metrics, "examples": n, "swappable": m, "resamples": n_resamples,
            "seeds": [len(a[tasks[0]].predictions), len(b[tasks[0]].predictions)]}
-    if m == 0:               # the same predictions (or counts) everywhere: nothing can tell them apart
-        return {"delta": 0.0, "p_value": 1.0, "exact": True, **out}
     positions = np.arange(m)
+    if m < 2:    # at most one example to swap: the null distribution is ±Δ, so p = 1 (scipy needs two)
+        delta = float(statistic(positions[None], positions[None] + m)[0]) if m else 0.0
+        return {"delta": delta, "p_value": 1.0, "exact": True, **out}
     result = permutation_test((positions, positions + m), statistic, permutation_type="samples",
                               vectorized=vectorized, n_resamples=n_resamples, batch=batch,
                               alternative="two-sided", rng=np.random.default_rng(seed))
