@@ -16,6 +16,8 @@ import pytest
 import torch
 import yaml
 
+from polytask.training.callbacks import Callback
+
 torch.set_num_threads(1)
 
 FILLER = ["the", "movie", "was", "a", "plot", "and", "actors", "very", "quite", "story", "film",
@@ -152,3 +154,15 @@ def classes(name: str, n: int, pair: bool = False):
     from polytask.kinds import TaskSpec
     return TaskSpec(name, "pair_classification" if pair else "classification", tuple(str(i) for i in range(n)),
                     pair=pair)
+
+
+class InterruptAt(Callback):
+    """A trainer callback that acts as Ctrl-C after optimizer step ``step`` (the trainer saves
+    ``last/`` and re-raises the KeyboardInterrupt)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.step == self.step:
+            raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""``polytask`` command line: train | evaluate | predict | data {check, vectors, download}."""
+"""``polytask`` command line: train | sweep | tune | evaluate | predict | report | data {check, vectors, download}."""
 from __future__ import annotations
 
 import argparse
@@ -21,9 +21,38 @@ def _config(args) -> "ExperimentConfig":  # noqa: F821
 
 
 def cmd_train(args) -> int:
-    from .runner import train
     cfg = _config(args)
-    train(cfg, Path(args.data_dir) if args.data_dir else None, resume=args.resume, quiet=args.quiet)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.seeds:
+        from .sweep import parse_seeds, train_seeds
+        _, complete = train_seeds(cfg, parse_seeds(args.seeds), args.jobs, args.threads, data_dir, args.quiet)
+        return 0 if complete else 1
+    from .runner import train
+    train(cfg, data_dir, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import load_sweep, parse_seeds, run_sweep
+    spec = load_sweep(Path(args.sweep), parse_seeds(args.seeds) if args.seeds else None, args.overrides)
+    _, complete = run_sweep(spec, args.jobs, args.threads, Path(args.data_dir) if args.data_dir else None,
+                            args.quiet)
+    return 0 if complete else 1
+
+
+def cmd_tune(args) -> int:
+    import torch
+    from .tune import format_trials, require_optuna, tune
+    try:
+        require_optuna()
+    except ImportError as exc:
+        print(f"polytask: error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    summary = tune(Path(args.config), Path(args.space), args.trials, list(args.overrides), args.storage,
+                   args.study, Path(args.data_dir) if args.data_dir else None, args.seed)
+    print(format_trials(summary))
     return 0
 
 
@@ -76,7 +105,8 @@ def cmd_report(args) -> int:
         if not Path(run_dir).is_dir():
             raise missing_run(run_dir)
     out = Path(args.output)
-    build_report([Path(d) for d in args.run_dirs], out, Path(args.baseline) if args.baseline else None)
+    build_report([Path(d) for d in args.run_dirs], out, Path(args.baseline) if args.baseline else None,
+                 alpha=args.alpha, n_resamples=args.resamples)
     print(f"[polytask] wrote {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)
     return 0
 
@@ -197,7 +227,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
+    p.add_argument("--seeds", help="e.g. 1,2,3: one run per seed in OUTPUT_DIR/seed-N, then their mean ± std "
+                                   "(finished seeds are skipped, interrupted ones resumed)")
+    p.add_argument("--jobs", type=int, default=1, help="with --seeds: runs trained at once (processes)")
+    p.add_argument("--threads", type=int, default=1, help="with --seeds: torch threads per run")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", parents=[debug], help="train several systems (config + overrides) over several seeds")
+    p.add_argument("sweep", help="sweep YAML: seeds, output_dir, systems: {name: {config, overrides}}")
+    p.add_argument("overrides", nargs="*", help="dotted overrides applied to every system")
+    p.add_argument("--seeds", help="instead of the sweep file's seeds, e.g. 1,2,3")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--data-dir")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("tune", parents=[debug], help="hyper-parameter search with Optuna (TPE, median pruning)")
+    with_config(p)
+    p.add_argument("--space", required=True, help="YAML: dotted config key -> {low, high[, log][, step]} "
+                                                   "or {choices: [...]}")
+    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    p.add_argument("--storage", help="Optuna database URL (default: sqlite file OUTPUT_DIR/study.db)")
+    p.add_argument("--study", help="study name (default: the name of OUTPUT_DIR)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the config's seed)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("transfer", parents=[debug], help="train new tasks on a trained run's frozen shared parameters")
     p.add_argument("run_dir", help="the trained run directory")
@@ -239,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--output", default="report", help="directory for report.md/.html/.json and plots")
     p.add_argument("--baseline", help="single-task run for Δm (default: a single_task run among them)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests")
+    p.add_argument("--resamples", type=int, default=10000, help="shuffles of the approximate randomisation test")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", parents=[debug], help="serve predictions of a trained run over HTTP (JSON)")

@@ -16,23 +16,28 @@ from .config import ConfigError, ExperimentConfig, load_config, load_yaml
 from .data.readers import Example, tokenize
 from .errors import PolytaskError
 from .data.vocab import Vocab, load_vocab
-from .evaluation.evaluate import evaluate_metrics, primary
+from .evaluation.evaluate import evaluate_metrics, evaluate_with_predictions, primary
+from .evaluation.predictions import write_predictions
 from .evaluation.tables import format_metric_table
 from .experiment import (build_char_vocab, build_vocab, default_data_dir, encode_split, fetch_missing_data,
                          load_tasks, make_model, resolve_data_dir, specs_from_info, task_info, task_specs)
 from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
-from .training.trainer import Trainer, resolve_device
+from .training.callbacks import Callback
+from .training.trainer import Trainer, default_callbacks, resolve_device
 
 
 def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool = False,
-          quiet: bool = False, transfer_from: Optional[Path] = None) -> dict:
-    """Train ``cfg``; returns (and writes to ``results.json``) dev/test accuracy per task.
+          quiet: bool = False, transfer_from: Optional[Path] = None,
+          callbacks: Optional[list[Callback]] = None) -> dict:
+    """Train ``cfg``; returns (and writes to ``results.json``) dev/test accuracy per task, and
+    writes each test example's gold value and prediction to ``predictions/test.jsonl``.
 
     With ``transfer_from`` (a trained run directory) the vocabulary and every shared parameter
     (``model.shared_parameters()``: embeddings, shared encoder, Meta-LSTM, ...) are taken from that
-    run and frozen; only the new tasks' own parameters train.
+    run and frozen; only the new tasks' own parameters train. ``callbacks`` are called after the
+    run's own (:func:`~polytask.training.trainer.default_callbacks`), e.g. a search's pruning.
     """
     wall0 = time.perf_counter()
     if transfer_from is not None and not cfg.model.transferable:
@@ -61,14 +66,18 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
                           for n, t in tasks.items()}
     train_items, dev_items, test_items = split("train"), split("dev"), split("test")
     info = task_info(tasks)
-    trainer = Trainer(cfg, model, train_items, dev_items, vocab, info, run_dir,
-                      progress=cfg.trainer.progress and not quiet, char_vocab=chars)
+    progress = cfg.trainer.progress and not quiet
+    trainer = Trainer(cfg, model, train_items, dev_items, vocab, info, run_dir, progress=progress,
+                      char_vocab=chars, callbacks=default_callbacks(cfg, model, list(train_items), run_dir,
+                                                                    progress) + list(callbacks or []))
     trainer.setup(resume=resume)
     summary = trainer.train()
     trainer.load_best()
     itos = getattr(vocab, "itos", None)
     dev_metrics = evaluate_metrics(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
-    test_metrics = evaluate_metrics(model, test_items, cfg.data.eval_batch_size, trainer.device, info, itos)
+    test_metrics, test_pairs = evaluate_with_predictions(model, test_items, cfg.data.eval_batch_size,
+                                                         trainer.device, info, itos)
+    write_predictions(run_dir, "test", test_pairs)
     dev, test = primary(dev_metrics), primary(test_metrics)
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
                "dev_metrics": dev_metrics, "test_metrics": test_metrics,

@@ -21,15 +21,20 @@ def task_metrics(info: dict) -> tuple[str, ...]:
     return (_OLD_METRIC.get((info["type"], old), old),)
 
 
+def predict_task(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
+                 device: torch.device, info: dict, itos: Optional[list[str]] = None) -> list:
+    """The kind's predictions for ``items``, in their order."""
+    kind = get_kind(info["type"])
+    if info["type"] == "qa":
+        return kind.predict(model, task, items, batch_size, device, itos=itos)
+    return kind.predict(model, task, items, batch_size, device)
+
+
 def evaluate_task(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
                   device: torch.device, info: dict, itos: Optional[list[str]] = None) -> dict[str, float]:
     """Every metric of ``task`` on ``items`` (percent), as its kind predicts and scores."""
-    kind = get_kind(info["type"])
-    if info["type"] == "qa":
-        predictions = kind.predict(model, task, items, batch_size, device, itos=itos)
-    else:
-        predictions = kind.predict(model, task, items, batch_size, device)
-    return kind.score(predictions, items, task_metrics(info), info)
+    predictions = predict_task(model, task, items, batch_size, device, info, itos)
+    return get_kind(info["type"]).score(predictions, items, task_metrics(info), info)
 
 
 def evaluate_metrics(model: torch.nn.Module, splits: dict[str, list[Encoded]], batch_size: int,
@@ -38,6 +43,22 @@ def evaluate_metrics(model: torch.nn.Module, splits: dict[str, list[Encoded]], b
     """``{task: {metric: value}}`` for every task with data in ``splits``."""
     return {task: evaluate_task(model, task, items, batch_size, device, info[task], itos)
             for task, items in splits.items() if items}
+
+
+def evaluate_with_predictions(model: torch.nn.Module, splits: dict[str, list[Encoded]], batch_size: int,
+                              device: torch.device, info: dict[str, dict], itos: Optional[list[str]] = None,
+                              ) -> tuple[dict[str, dict[str, float]], dict[str, tuple[list, list]]]:
+    """What :func:`evaluate_metrics` gives, and each task's ``(gold, predictions)`` from the same
+    pass, in the kind's own form (for ``predictions/test.jsonl``)."""
+    scores, pairs = {}, {}
+    for task, items in splits.items():
+        if not items:
+            continue
+        kind = get_kind(info[task]["type"])
+        predictions = predict_task(model, task, items, batch_size, device, info[task], itos)
+        scores[task] = kind.score(predictions, items, task_metrics(info[task]), info[task])
+        pairs[task] = (kind.gold(items), predictions)
+    return scores, pairs
 
 
 def primary(scores: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -193,7 +193,12 @@ class TaskKind(ABC):
     def score(self, predictions: list, items: list[Encoded], metrics: tuple[str, ...],
               info: dict) -> dict[str, float]:
         """Each of ``metrics`` (0-100 scale, as GLUE averages them) on ``predictions``."""
-        gold = self.gold(items)
+        return self.score_against(self.gold(items), predictions, metrics, info)
+
+    def score_against(self, gold: list, predictions: list, metrics: tuple[str, ...],
+                      info: dict) -> dict[str, float]:
+        """Each of ``metrics`` of ``predictions`` against ``gold``, both in the form :meth:`gold`
+        and :meth:`predict` give (what ``predictions/test.jsonl`` of a run records)."""
         return {name: compute(name, gold, predictions, info) for name in metrics}
 
     @abstractmethod

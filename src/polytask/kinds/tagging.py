@@ -98,9 +98,10 @@ class TaggingKind(TaskKind):
     def gold(self, items: list[Encoded]) -> list:
         return [list(it.tags) for it in items]
 
-    def score(self, predictions: list, items: list[Encoded], metrics: tuple[str, ...], info: dict) -> dict[str, float]:
+    def score_against(self, gold: list, predictions: list, metrics: tuple[str, ...],
+                      info: dict) -> dict[str, float]:
         labels = info["labels"]
-        gold = [[labels[t] for t in tags] for tags in self.gold(items)]
+        gold = [[labels[t] for t in tags] for tags in gold]
         guess = [[labels[t] for t in tags] for tags in predictions]
         flat_gold = [t for tags in gold for t in tags]
         flat_guess = [t for tags in guess for t in tags]
