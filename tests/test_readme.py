@@ -44,6 +44,17 @@ NOT_RUN = {
     'python3 -m pytest tests -q -m "not slow"': "this suite itself",
     "python benchmarks/fdu_mtl.py --data-dir ../shared/data":
         "a benchmark of hours; tests/test_benchmark_scripts.py runs it on the real data",
+    **{command: "three seeds of 16 domains each; tests/test_seeds.py trains seeds, resumes them and reports "
+                "their significance on toy data" for command in (
+        "polytask train configs/fdu-mtl/hard-sharing.yaml --data-dir ../shared/data --seeds 1,2,3 --jobs 2 "
+        "--output-dir runs/seeds/hard-sharing",
+        "polytask train configs/fdu-mtl/single-task.yaml --data-dir ../shared/data --seeds 1,2,3 --jobs 2 "
+        "--output-dir runs/seeds/single-task",
+        "polytask report runs/seeds/hard-sharing runs/seeds/single-task --output report-seeds/",
+        "polytask sweep sweep.yaml")},
+    **{command: "a 20-trial search on 16 domains; tests/test_tune.py runs and resumes a 3-trial study on toy data"
+       for command in ("polytask tune configs/fdu-mtl/hard-sharing.yaml --space space.yaml --trials 20 "
+                       "--data-dir ../shared/data output_dir=runs/tune/fs-mtl trainer.max_steps=3000",)},
 }
 
 # placeholders in the README's prose, filled in
