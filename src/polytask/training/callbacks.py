@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .checkpoint import writing
+
 
 class Callback:
     """The hooks, in the order a run calls them; each does nothing unless overridden.
@@ -67,15 +69,15 @@ class MetricsLog(Callback):
         self.path = Path(path)
 
     def on_setup(self, trainer, resume: bool) -> None:
-        if trainer.step == 0:
-            self.path.write_text("", encoding="utf-8")
-        elif self.path.is_file():
+        kept = []
+        if trainer.step > 0 and self.path.is_file():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                     if line and json.loads(line).get("step", 0) <= trainer.step]
+        with writing(self.path, "the metrics log"):
             self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def on_log(self, trainer, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
+        with writing(self.path, "the metrics log"), self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
 

@@ -37,18 +37,20 @@ class Checkpointing(Callback):
             changed = self._changed_settings(trainer.cfg)
             self.restore(trainer)
             if changed:                      # the weights fit: the run goes on under the new settings
-                save_config(trainer.cfg, self.run_dir / "config.yaml")
+                with ckpt.writing(self.run_dir / "config.yaml", "the run's config"):
+                    save_config(trainer.cfg, self.run_dir / "config.yaml")
             return
         if resume:
             print(f"[polytask] no checkpoint in {self.last}; starting from step 0", file=sys.stderr)
         elif self.last.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another output_dir")
-        save_config(trainer.cfg, self.run_dir / "config.yaml")
-        trainer.vocab.save(self.run_dir / "vocab.json")
-        if trainer.char_vocab is not None:
-            trainer.char_vocab.save(self.run_dir / "chars.json")
-        ckpt.write_json(self.run_dir / "tasks.json", trainer.task_info)
+        with ckpt.writing(self.run_dir, "the run's config and vocabularies"):
+            save_config(trainer.cfg, self.run_dir / "config.yaml")
+            trainer.vocab.save(self.run_dir / "vocab.json")
+            if trainer.char_vocab is not None:
+                trainer.char_vocab.save(self.run_dir / "chars.json")
+            ckpt.write_json(self.run_dir / "tasks.json", trainer.task_info)
         torch.manual_seed(trainer.cfg.seed)
 
     def on_checkpoint(self, trainer) -> None:
@@ -66,15 +68,20 @@ class Checkpointing(Callback):
         def write(tmp: Path) -> None:
             ckpt.save_weights(trainer.model.state_dict(), tmp / "model.safetensors")
             ckpt.save_trainer_state(tmp / "trainer.pt", trainer.tensor_state_dict())
-            ckpt.write_json(tmp / "state.json", state)
+            ckpt.write_json(tmp / "state.json", state, "the training state")
 
-        ckpt.atomic_dir_write(self.last, write)
+        ckpt.atomic_dir_write(self.last, write, "last/")
 
     def restore(self, trainer) -> None:
         """Load ``last/`` into the model, the trainer and every callback."""
         state = ckpt.read_json(self.last / "state.json")
         ckpt.load_weights(trainer.model, self.last / "model.safetensors")
-        trainer.load_state_dict(state, ckpt.load_trainer_state(self.last / "trainer.pt"))
+        tensors = ckpt.load_trainer_state(self.last / "trainer.pt")
+        try:
+            trainer.load_state_dict(state, tensors)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ckpt.CheckpointError(f"{self.last}: the saved trainer state does not fit this run "
+                                       f"({type(exc).__name__}: {exc})", self.last) from exc
         trainer.callbacks.load_state_dict(state)
         print(f"[polytask] resumed {self.run_dir} at step {trainer.step}", file=sys.stderr)
 

@@ -49,8 +49,8 @@ class Selection(Callback, ABC):
     def save_best(self, weights: dict[str, torch.Tensor], info: dict) -> None:
         def write(tmp: Path) -> None:
             ckpt.save_weights(weights, tmp / "model.safetensors")
-            ckpt.write_json(tmp / "state.json", info)
-        ckpt.atomic_dir_write(self.best_dir, write)
+            ckpt.write_json(tmp / "state.json", info, "the selection's state")
+        ckpt.atomic_dir_write(self.best_dir, write, "best/")
 
     def state_dict(self) -> dict:
         return {"best": {**self.best, "mean": None if self.best["mean"] == -math.inf else self.best["mean"]},

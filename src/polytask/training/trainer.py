@@ -124,7 +124,8 @@ class Trainer:
 
     def setup(self, resume: bool = False) -> None:
         """Prepare the run directory; with ``resume`` continue the run saved in it."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with ckpt.writing(self.run_dir, "the run directory"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.callbacks.on_setup(self, resume)
 
     def train(self) -> dict:
