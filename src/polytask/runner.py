@@ -25,6 +25,7 @@ from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
 from .training.callbacks import Callback
+from .training.lock import RunLock
 from .training.trainer import Trainer, default_callbacks, resolve_device
 
 
@@ -38,11 +39,20 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
     (``model.shared_parameters()``: embeddings, shared encoder, Meta-LSTM, ...) are taken from that
     run and frozen; only the new tasks' own parameters train. ``callbacks`` are called after the
     run's own (:func:`~polytask.training.trainer.default_callbacks`), e.g. a search's pruning.
+
+    The run holds the lock of its directory (:class:`~polytask.training.lock.RunLock`) from the
+    start to the end: a second run there fails at once, naming this one's process.
     """
     wall0 = time.perf_counter()
     if transfer_from is not None and not cfg.model.transferable:
         raise ValueError(f"{transfer_from}: a {cfg.model.architecture} run cannot be transferred: its layers are a "
                          "tree of branches grown for its own tasks, and a new task has no branch in it")
+    with RunLock(cfg.output_dir):
+        return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0)
+
+
+def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet: bool,
+           transfer_from: Optional[Path], callbacks: Optional[list[Callback]], wall0: float) -> dict:
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)

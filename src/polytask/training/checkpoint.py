@@ -10,6 +10,7 @@ Layout of a run directory::
     best/model.safetensors, best/state.json      weights of the best dev step(s)
     last/model.safetensors, last/trainer.pt, last/state.json   everything needed to resume
     results.json         final dev/test metrics
+    run.lock             the PID of the process that trains in it (:mod:`.lock`)
 
 Nothing is unpickled: weights are safetensors and the optimizer state is read with
 ``torch.load(weights_only=True)``. A write that fails (disk full, read-only, permission) is one
