@@ -118,3 +118,109 @@ def test_train_into_existing_run_without_resume_fails(tmp_path: Path):
     train(load_config(cfg, ["trainer.max_steps=10"]), quiet=True)
     with pytest.raises(FileExistsError, match="--resume"):
         train(load_config(cfg, ["trainer.max_steps=10"]), quiet=True)
+
+
+# ----------------------------------------------------------------------------- signals
+# SIGTERM and SIGINT stop the run at the end of the step they land in (its checkpoint is that
+# step's exact state); SIGKILL leaves the last evaluation's checkpoint. Either way --resume ends
+# with the same metrics and bit-identical weights as an uninterrupted run with the same seed.
+
+from conftest import make_raw_config, write_fdu_dataset  # noqa: E402
+from run_hooks import SignalAt, train_with  # noqa: E402
+
+STEP_POINTS = [("after_draw", 7), ("after_backward", 7), ("after_optimizer_step", 7),
+               ("mid_evaluation", 10), ("mid_checkpoint", 10)]
+
+
+def signal_config(root: Path, out: str) -> dict:
+    raw = make_raw_config(root / "data", root / out, max_steps=20, eval_every=10)
+    raw["model"]["dropout"] = 0.2                    # the torch RNG matters
+    raw["trainer"]["weighting"] = "rlw"              # so does the weighting's own state
+    return raw
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted run, the reference of every signal test: (root, results)."""
+    root = tmp_path_factory.mktemp("signals")
+    write_fdu_dataset(root)
+    return root, train(load_config(raw=signal_config(root, "reference")), quiet=True)
+
+
+def assert_same_run(root: Path, reference: dict, run: str, resumed: dict) -> None:
+    for key in ("dev", "test", "steps", "best_dev_mean", "best_step"):
+        assert resumed[key] == reference[key], key
+    for weights in ("best", "last"):
+        ref_w = read_weights(root / "reference" / weights / "model.safetensors")
+        res_w = read_weights(root / run / weights / "model.safetensors")
+        assert ref_w.keys() == res_w.keys()
+        for name in ref_w:
+            assert ref_w[name].equal(res_w[name]), (weights, name)
+    drop = lambda rec: {k: v for k, v in json.loads(rec).items() if k != "tokens_per_s"}  # noqa: E731
+    ref_log = (root / "reference" / "metrics.jsonl").read_text().splitlines()
+    res_log = (root / run / "metrics.jsonl").read_text().splitlines()
+    assert [drop(r) for r in res_log] == [drop(r) for r in ref_log]
+
+
+def interrupt_and_resume(uninterrupted, signum: int, point: str, step: int, times: int = 1) -> int:
+    root, reference = uninterrupted
+    run = f"{signal.Signals(signum).name}-{point}-{times}"
+    raw = signal_config(root, run)
+    with pytest.raises(KeyboardInterrupt):
+        train_with(raw, SignalAt(signum, step, point, times))
+    saved = json.loads((root / run / "last" / "state.json").read_text())["step"]
+    assert not list((root / run).glob("*.tmp"))
+    resumed = train(load_config(raw=raw), resume=True, quiet=True)
+    assert_same_run(root, reference, run, resumed)
+    return saved
+
+
+@pytest.mark.parametrize("point,step", STEP_POINTS)
+def test_sigterm_then_resume_is_exact_wherever_the_signal_lands(uninterrupted, point, step):
+    assert interrupt_and_resume(uninterrupted, signal.SIGTERM, point, step) == step
+
+
+@pytest.mark.parametrize("point,step", STEP_POINTS)
+def test_sigint_then_resume_is_exact_wherever_the_signal_lands(uninterrupted, point, step):
+    assert interrupt_and_resume(uninterrupted, signal.SIGINT, point, step) == step
+
+
+def test_a_second_sigint_stops_at_once_and_resume_is_still_exact(uninterrupted):
+    """Ctrl-C twice: no wait for the step to end and no checkpoint; last/ keeps step 10's."""
+    assert interrupt_and_resume(uninterrupted, signal.SIGINT, "after_draw", 13, times=2) == 10
+
+
+@pytest.mark.parametrize("point,step", [("after_backward", 13), ("mid_checkpoint", 20)])
+def test_sigkill_then_resume_is_exact_wherever_the_signal_lands(uninterrupted, point, step):
+    root, reference = uninterrupted
+    run = f"SIGKILL-{point}"
+    raw = signal_config(root, run)
+    config = root / f"{run}.json"
+    config.write_text(json.dumps(raw))
+    hooks = Path(__file__).with_name("run_hooks.py")
+    proc = subprocess.run([sys.executable, str(hooks), str(config), "SIGKILL", str(step), point],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert json.loads((root / run / "last" / "state.json").read_text())["step"] == 10
+    resumed = train(load_config(raw=raw), resume=True, quiet=True)
+    assert_same_run(root, reference, run, resumed)
+
+
+@pytest.mark.parametrize("signame,status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_the_cli_exits_with_128_plus_the_signal_after_saving(uninterrupted, monkeypatch, capsys, signame, status):
+    import polytask.runner as runner
+    from polytask.cli import main
+    from polytask.training.trainer import Trainer
+    root, _ = uninterrupted
+    raw = signal_config(root, f"cli-{signame}")
+
+    class Signalled(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.callbacks.callbacks.append(SignalAt(getattr(signal, signame), 3, "after_backward"))
+
+    monkeypatch.setattr(runner, "Trainer", Signalled)
+    config = root / f"cli-{signame}.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(config), "--quiet"]) == status
+    assert "interrupted at step 3; checkpoint saved" in capsys.readouterr().err

@@ -43,7 +43,8 @@ class Callback:
         """A point to save at: after each evaluation's record is logged."""
 
     def on_interrupt(self, trainer) -> None:
-        """Ctrl-C or SIGTERM stopped the loop; the trainer re-raises after this hook."""
+        """Ctrl-C or SIGTERM stopped the loop at the end of a step; the trainer re-raises after
+        this hook."""
 
     def on_train_end(self, trainer, summary: dict) -> None:
         """The loop has ended; a callback may add fields to the run's ``summary``."""

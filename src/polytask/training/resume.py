@@ -13,7 +13,8 @@ from .callbacks import Callback
 
 
 class Checkpointing(Callback):
-    """Saves ``last/`` at every checkpoint point (each evaluation, and an interrupt), and on
+    """Saves ``last/`` at every checkpoint point (each evaluation, and the end of the step an
+    interrupt landed in), and on
     ``resume`` restores the run from it, so the resumed run ends exactly as an uninterrupted one.
 
     ``last/`` holds the model weights (``model.safetensors``), the trainer's tensors (``trainer.pt``:
@@ -57,7 +58,8 @@ class Checkpointing(Callback):
         self.save(trainer)
 
     def on_interrupt(self, trainer) -> None:
-        self.save(trainer)
+        if trainer.checkpoint_step != trainer.step:         # not saved at this step's evaluation
+            self.save(trainer)
         print(f"\n[polytask] interrupted at step {trainer.step}; checkpoint saved. Continue with "
               f"--resume (output_dir {self.run_dir}).", file=sys.stderr)
 

@@ -9,13 +9,16 @@ structure adaptation (:mod:`.gradients`). :func:`default_callbacks` picks them f
 Training is step-based: each step draws a task from the schedule, then the next batch of that
 task. Everything that decides what happens next (model, optimizer, LR schedule, task schedule,
 batch iterators, torch RNG, the callbacks' state) is saved in ``last/`` at every evaluation, so
-``resume=True`` continues exactly where the run stopped.
+``resume=True`` continues exactly where the run stopped. SIGINT (Ctrl-C) and SIGTERM stop the loop
+at the end of the step they land in, and ``last/`` is saved there; a second one stops at once,
+leaving ``last/`` at the checkpoint before (as SIGKILL does).
 """
 from __future__ import annotations
 
-import contextlib
 import resource
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -114,6 +117,7 @@ class Trainer:
         self.tokens = 0
         self.train_seconds = 0.0
         self.running_losses: dict[str, list[float]] = {}   # per task, since the last evaluation
+        self.checkpoint_step: Optional[int] = None   # the step last/ holds (None: none written yet)
         self.finished: list[str] = []        # tasks that draw no more batches (callbacks add them)
         self.should_stop = False             # set by the loop at max_steps, or by a callback
         self.earlier_wall_seconds = 0.0      # wall time of the processes before a --resume
@@ -133,7 +137,7 @@ class Trainer:
         t = self.cfg.trainer
         self.should_stop = self.step >= t.max_steps
         self.callbacks.on_train_start(self)
-        with _sigterm_as_interrupt():
+        with _StopAtStepEnd() as signals:
             try:
                 while not self.should_stop:
                     t0 = time.perf_counter()
@@ -143,8 +147,17 @@ class Trainer:
                     if self.step % t.eval_every == 0 or self.step >= t.max_steps:
                         self.evaluate(weights)
                         self.callbacks.on_checkpoint(self)
-            except KeyboardInterrupt:
+                        self.checkpoint_step = self.step
+                    if signals.received is not None:
+                        raise TrainingInterrupted(signals.received)
+            except TrainingInterrupted:        # at the end of a step: its state is exact
                 self.callbacks.on_interrupt(self)
+                raise
+            except KeyboardInterrupt:          # a second signal, mid-step: nothing is saved
+                since = "step 0: no checkpoint was written yet" if self.checkpoint_step is None \
+                    else f"the checkpoint of step {self.checkpoint_step}"
+                print(f"\n[polytask] stopped at once, without saving; --resume continues from {since}",
+                      file=sys.stderr)
                 raise
         return self.summary()
 
@@ -224,12 +237,13 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """The loop's place, JSON-serialisable (``last/state.json``): step, task schedule, batch
-        iterators, finished tasks, counters and the weighting's own state."""
+        iterators, finished tasks, counters, the losses since the last evaluation and the
+        weighting's own state."""
         return {"step": self.step, "schedule": self.schedule.state_dict(),
                 "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                 "finished": self.finished, "tokens": self.tokens, "train_seconds": self.train_seconds,
                 "wall_seconds": self.wall_seconds(), "peak_rss_mb": self.peak_rss_mb(),
-                "weighting": self.weighting.extra_state()}
+                "weighting": self.weighting.extra_state(), "running_losses": self.running_losses}
 
     def tensor_state_dict(self) -> dict:
         """The loop's tensors (``last/trainer.pt``): optimizer, weighting parameters, LR schedule,
@@ -248,7 +262,9 @@ class Trainer:
         for task, s in state["iterators"].items():
             self.iterators[task].load_state_dict(s)
         self.step, self.finished, self.tokens = state["step"], state["finished"], state["tokens"]
+        self.checkpoint_step = self.step
         self.train_seconds = state["train_seconds"]
+        self.running_losses = {task: list(v) for task, v in state.get("running_losses", {}).items()}
         self.earlier_wall_seconds = state.get("wall_seconds", 0.0)
         self.earlier_peak_rss_mb = state.get("peak_rss_mb")    # absent in checkpoints of older code
 
@@ -262,16 +278,35 @@ class Trainer:
         return None if self.earlier_peak_rss_mb is None else max(self.earlier_peak_rss_mb, peak_rss_mb())
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Within, SIGTERM raises KeyboardInterrupt, so a stopped job saves its checkpoint as Ctrl-C does."""
-    previous_handler = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the loop at the end of a step; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _StopAtStepEnd:
+    """Within, SIGINT and SIGTERM do not interrupt the step they land in: the handler notes the
+    signal (``received``) and the loop stops at the end of the step, where its state is exact. A
+    second signal raises KeyboardInterrupt at once. Signal handlers belong to the main thread;
+    elsewhere the signals keep their handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "_StopAtStepEnd":
+        self.received: Optional[int] = None
+        self.previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
