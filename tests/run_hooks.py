@@ -1,5 +1,5 @@
 """Hooks into a running trainer for the tests of interrupted and failing runs: extra callbacks, a
-signal raised at a chosen point of a chosen step.
+signal raised at a chosen point of a chosen step, a loss, gradient or weight made NaN.
 
 Imported by the tests and by the subprocesses some of them start (SIGKILL cannot be caught, so a
 run killed by it must live in a process of its own):
@@ -9,6 +9,7 @@ run killed by it must live in a process of its own):
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -102,6 +103,45 @@ class SignalAt(Callback):
                     self._fire()
                 return tensors()
             trainer.tensor_state_dict = fire_then_tensors
+
+
+class PoisonLoss(Callback):
+    """From step ``step`` on (1-based), the loss of ``task`` is NaN (``what="loss"``) or finite with
+    a NaN gradient (``what="gradient"``); ``only_once`` poisons just the first such batch."""
+
+    def __init__(self, task: str, step: int, what: str = "loss", only_once: bool = False):
+        self.task, self.step, self.what, self.only_once = task, step, what, only_once
+        self.poisoned: list[int] = []          # the steps whose batch was poisoned
+
+    def on_train_start(self, trainer) -> None:
+        forward = trainer.model.forward
+
+        def poisoned_forward(batch):
+            out = forward(batch)
+            step = trainer.step + 1
+            if (trainer.model.training and batch.task == self.task and step >= self.step
+                    and not (self.only_once and self.poisoned)):
+                self.poisoned.append(step)
+                if self.what == "loss":
+                    out.loss = out.loss * math.nan
+                else:                      # d/dz sqrt(z) at 0 is inf; 0 * inf is NaN; the value stays
+                    z = sum((p * 0).sum() for p in trainer.model.parameters() if p.requires_grad)
+                    out.loss = out.loss + 0.0 * torch.sqrt(z)
+            return out
+        trainer.model.forward = poisoned_forward
+
+
+class PoisonWeights(Callback):
+    """After step ``step``, every weight of the model is NaN."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.step == self.step:
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.fill_(math.nan)
 
 
 if __name__ == "__main__":

@@ -160,12 +160,17 @@ def cmd_predict(args) -> int:
                 continue
             texts.append(tuple(line.split("\t", 1)) if two_texts else line)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    failed = 0
     for text, pred in zip(texts, predict(run, args.task, texts)):
+        failed += "error" in pred                   # e.g. a non-finite output: never written as NaN
         record = {"text": list(text) if two_texts else text,
-                  **{k: pred[k] for k in ("label", "probability", "score", "answer") if k in pred}}
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                  **{k: pred[k] for k in ("label", "probability", "score", "answer", "error") if k in pred}}
+        out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
     if args.output:
         out.close()
+    if failed:
+        from .runner import RunError
+        raise RunError(f"{failed} of {len(texts)} inputs got no prediction (their lines say why, under \"error\")")
     return 0
 
 

@@ -188,6 +188,7 @@ class TrainerConfig:
     device: str = "cpu"
     num_threads: Optional[int] = None
     progress: bool = True
+    on_nonfinite: Literal["stop", "skip_batch"] = "stop"   # a NaN/Inf loss or gradient norm: stop the run, or skip that batch
 
 
 @dataclass

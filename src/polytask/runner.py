@@ -4,6 +4,7 @@ The CLI is a thin layer over these functions; tests and notebooks call them dire
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,10 +291,28 @@ def predict(run: LoadedRun, task: str, inputs: Iterable) -> list[dict]:
     items = kind.encode(examples, run.vocab, info["labels"], run.cfg.data.max_length, run.chars)
     bs, dev = run.cfg.data.eval_batch_size, run.device
     if info["type"] in ("classification", "pair_classification"):
-        return kind.records(kind.probabilities(run.model, task, items, bs, dev), info)
+        return _finite(kind.records(kind.probabilities(run.model, task, items, bs, dev), info))
     if info["type"] == "qa":
-        return kind.records(kind.predict(run.model, task, items, bs, dev, itos=run.vocab.itos), info)
-    return kind.records(kind.predict(run.model, task, items, bs, dev), info)
+        return _finite(kind.records(kind.predict(run.model, task, items, bs, dev, itos=run.vocab.itos), info))
+    return _finite(kind.records(kind.predict(run.model, task, items, bs, dev), info))
+
+
+NOT_FINITE = ("the model's output for this input is not finite (NaN or Inf): its weights are probably "
+              "not finite; retrain, or use a checkpoint from before the loss diverged")
+
+
+def _finite(records: list[dict]) -> list[dict]:
+    """Each record as it is, or ``{"error": ...}`` where a number in it is NaN or infinite (which
+    JSON cannot carry, and no caller should take for a prediction)."""
+    def finite(value) -> bool:
+        if isinstance(value, float):
+            return math.isfinite(value)
+        if isinstance(value, dict):
+            return all(finite(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return all(finite(v) for v in value)
+        return True
+    return [record if finite(record) else {"error": NOT_FINITE} for record in records]
 
 
 def _predict_tagging(run: LoadedRun, task: str, tcfg, examples: list[Example]) -> list[dict]:

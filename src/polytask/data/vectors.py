@@ -11,6 +11,9 @@ from .readers import DataError
 from .vocab import Vocab
 
 
+_NOT_FINITE = "holds a value that is not finite (nan or inf); a model initialised from it would train to NaN"
+
+
 def _is_binary(path: Path) -> bool:
     if path.suffix == ".bin":
         return True
@@ -28,7 +31,8 @@ def read_vectors(path: str | Path, wanted: Optional[set[str]] = None) -> tuple[d
 
     Text files: one ``word v1 ... vD`` per line, with or without the word2vec ``N D`` header
     (GloVe has none). Binary files: the word2vec C format (``N D\\n`` then ``word<space>``
-    followed by D little-endian float32 per word).
+    followed by D little-endian float32 per word). A vector that is read (a ``wanted`` word's, or
+    every one) with a NaN or infinite value is refused naming the line (text) or vector number.
     """
     path = Path(path)
     if not path.is_file():
@@ -55,6 +59,8 @@ def read_vectors(path: str | Path, wanted: Optional[set[str]] = None) -> tuple[d
                     vectors[word] = np.asarray(parts[1:], dtype=np.float32)
                 except ValueError:
                     raise DataError(path, "a value is not a number", number) from None
+                if not np.isfinite(vectors[word]).all():
+                    raise DataError(path, f"the vector of {word!r} {_NOT_FINITE}", number)
     if dim is None:
         raise DataError(path, "no vectors found")
     return vectors, dim
@@ -69,7 +75,7 @@ def _read_binary(path: Path, wanted: Optional[set[str]]) -> tuple[dict[str, np.n
         raise DataError(path, "binary vectors need a 'N D' header line", 1) from None
     pos, vectors = newline + 1, {}
     width = 4 * dim
-    for _ in range(count):
+    for index in range(count):
         while data[pos:pos + 1] in (b"\n", b" "):
             pos += 1
         space = data.index(b" ", pos)
@@ -79,6 +85,8 @@ def _read_binary(path: Path, wanted: Optional[set[str]]) -> tuple[dict[str, np.n
             raise DataError(path, f"file ends inside the vector of {word!r}")
         if wanted is None or word in wanted:
             vectors[word] = np.frombuffer(data, dtype="<f4", count=dim, offset=pos).copy()
+            if not np.isfinite(vectors[word]).all():
+                raise DataError(path, f"vector {index + 1} ({word!r}) {_NOT_FINITE}")
         pos += width
     return vectors, dim
 

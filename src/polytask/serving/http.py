@@ -25,7 +25,8 @@ def make_server(run: LoadedRun, host: str = "127.0.0.1", port: int = 8080) -> HT
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, payload: dict) -> None:
-            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            # a NaN is not JSON: predict() answers a non-finite output with an error for that input
+            body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

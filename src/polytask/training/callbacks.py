@@ -37,7 +37,8 @@ class Callback:
         ``trainer.should_stop`` and add fields to ``record`` before it is logged."""
 
     def on_log(self, trainer, record: dict) -> None:
-        """A record for the log: ``{"step", "event", ...}`` (``event`` is "eval" or "structure")."""
+        """A record for the log: ``{"step", "event", ...}``; ``event`` is "eval", "structure" or
+        "nonfinite" (a NaN/Inf loss, gradient norm or weights: ``what``, ``tasks``, ``action``)."""
 
     def on_checkpoint(self, trainer) -> None:
         """A point to save at: after each evaluation's record is logged."""
@@ -145,6 +146,8 @@ class ProgressBar(Callback):
         elif record["event"] == "eval" and self.bar is not None:
             best = record.get("best_dev_mean", float("nan"))
             self.bar.set_postfix(dev=f"{record['dev_mean']:.2f}", best=f"{best:.2f}")
+        elif record["event"] == "nonfinite" and record["action"] == "stop":
+            self._close()                    # the error message comes next, on a line of its own
 
     def on_interrupt(self, trainer) -> None:
         self._close()

@@ -10,6 +10,7 @@ import yaml
 from ..config import config_differences, save_config, to_dict
 from . import checkpoint as ckpt
 from .callbacks import Callback
+from .nonfinite import refuse_nonfinite
 
 
 class Checkpointing(Callback):
@@ -64,11 +65,13 @@ class Checkpointing(Callback):
               f"--resume (output_dir {self.run_dir}).", file=sys.stderr)
 
     def save(self, trainer) -> None:
-        """Write ``last/`` from the trainer and its callbacks."""
+        """Write ``last/`` from the trainer and its callbacks (never with non-finite weights)."""
         state = {**trainer.state_dict(), **trainer.callbacks.state_dict()}
+        weights = trainer.model.state_dict()
+        refuse_nonfinite(weights, str(self.last))
 
         def write(tmp: Path) -> None:
-            ckpt.save_weights(trainer.model.state_dict(), tmp / "model.safetensors")
+            ckpt.save_weights(weights, tmp / "model.safetensors")
             ckpt.save_trainer_state(tmp / "trainer.pt", trainer.tensor_state_dict())
             ckpt.write_json(tmp / "state.json", state, "the training state")
 

@@ -13,6 +13,7 @@ from torch import nn
 from ..config import ConfigError
 from . import checkpoint as ckpt
 from .callbacks import Callback
+from .nonfinite import refuse_nonfinite
 
 
 class Selection(Callback, ABC):
@@ -47,6 +48,10 @@ class Selection(Callback, ABC):
         summary["best_step"] = self.best.get("step")
 
     def save_best(self, weights: dict[str, torch.Tensor], info: dict) -> None:
+        """Write ``best/`` atomically; weights that are not finite are refused
+        (:class:`~polytask.training.nonfinite.NonFiniteError`) and ``best/`` stays as it was."""
+        refuse_nonfinite(weights, str(self.best_dir))
+
         def write(tmp: Path) -> None:
             ckpt.save_weights(weights, tmp / "model.safetensors")
             ckpt.write_json(tmp / "state.json", info, "the selection's state")

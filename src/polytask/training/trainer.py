@@ -12,9 +12,13 @@ batch iterators, torch RNG, the callbacks' state) is saved in ``last/`` at every
 ``resume=True`` continues exactly where the run stopped. SIGINT (Ctrl-C) and SIGTERM stop the loop
 at the end of the step they land in, and ``last/`` is saved there; a second one stops at once,
 leaving ``last/`` at the checkpoint before (as SIGKILL does).
+
+A loss or gradient norm that is NaN or infinite stops the run (``trainer.on_nonfinite: stop``)
+or skips its batch (``skip_batch``); weights that are not finite are never evaluated or saved.
 """
 from __future__ import annotations
 
+import math
 import resource
 import signal
 import sys
@@ -34,6 +38,7 @@ from ..evaluation.evaluate import evaluate_model
 from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList, MetricsLog, ProgressBar, TensorBoardLog
 from .gradients import GradientSimilarity, StructureAdaptation
+from .nonfinite import NonFiniteError, nonfinite_tensors
 from .optim import build_lr_schedule, build_optimizer, parameter_groups
 from .resume import Checkpointing
 from .schedules import build_schedule
@@ -117,7 +122,9 @@ class Trainer:
         self.tokens = 0
         self.train_seconds = 0.0
         self.running_losses: dict[str, list[float]] = {}   # per task, since the last evaluation
+        self.nonfinite_skipped = 0           # batches skipped for a non-finite loss, since the last evaluation
         self.checkpoint_step: Optional[int] = None   # the step last/ holds (None: none written yet)
+        self._weights: dict[str, float] = {}    # the weighting's task weights of the last step
         self.finished: list[str] = []        # tasks that draw no more batches (callbacks add them)
         self.should_stop = False             # set by the loop at max_steps, or by a callback
         self.earlier_wall_seconds = 0.0      # wall time of the processes before a --resume
@@ -163,11 +170,16 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over ``trainer.grad_accumulation`` draws of the task schedule (or of
-        every active task); returns the weighting's task weights of the last draw."""
+        every active task); returns the weighting's task weights of the last draw.
+
+        A loss, or the gradient norm computed for clipping, that is not finite stops the run
+        (:class:`NonFiniteError`) before the optimizer step, or with ``on_nonfinite: skip_batch``
+        drops the step's gradients and counts the step without an update."""
         t = self.cfg.trainer
         active = [task for task in self.tasks if task not in self.finished]
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        step_losses: list[tuple[str, float]] = []
         for _ in range(t.grad_accumulation):
             step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active, self.step)]
             losses = {}
@@ -176,28 +188,70 @@ class Trainer:
                 with self._autocast():
                     losses[task] = self.model(batch).loss.float() / t.grad_accumulation
                 self.tokens += batch.num_tokens()
+            values = {task: loss.item() * t.grad_accumulation for task, loss in losses.items()}
+            bad = {task: v for task, v in values.items() if not math.isfinite(v)}
+            if bad:
+                return self._nonfinite("loss", bad)
             # the weighting sees the true losses; only what it backpropagates is scaled
-            weights = self.weighting.backward(losses, self.model, scale=self.scaler.scale)
-            for task, loss in losses.items():
-                self.running_losses.setdefault(task, []).append(loss.item() * t.grad_accumulation)
+            self._weights = self.weighting.backward(losses, self.model, scale=self.scaler.scale)
+            step_losses += values.items()
         self.scaler.unscale_(self.optimizer)
         if t.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.params, t.clip_norm)
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.clip_norm))
+            # fp16 loss scaling meets infinities by design: the scaler skips those steps itself
+            if not math.isfinite(norm) and not self.scaler.is_enabled():
+                return self._nonfinite("gradient norm", {task: norm for task, _ in step_losses})
+        for task, value in step_losses:
+            self.running_losses.setdefault(task, []).append(value)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.lr_schedule.step()
         self.step += 1
-        return weights
+        return self._weights
+
+    def _nonfinite(self, what: str, values: dict[str, float]) -> dict[str, float]:
+        """Step ``self.step + 1`` met a non-finite ``what`` (per task): log it, then stop or skip."""
+        step, action = self.step + 1, self.cfg.trainer.on_nonfinite
+        tasks = [task for task in self.tasks if task in values]
+        self.log({"step": step, "event": "nonfinite", "what": what, "tasks": tasks, "action": action})
+        if action == "stop":
+            found = ", ".join(f"{task!r} ({values[task]})" for task in tasks)
+            raise NonFiniteError(f"step {step}: the {what} is not finite for {'task' if len(tasks) == 1 else 'tasks'} "
+                                 f"{found}; training stopped. {self._kept()}", step, tasks, what)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_skipped += 1
+        self.lr_schedule.step()
+        self.step += 1
+        return self._weights
+
+    def _kept(self) -> str:
+        """What a stopped run leaves, and how to go on."""
+        advice = ("Check the data and word vectors, lower trainer.lr, or set trainer.on_nonfinite=skip_batch "
+                  "to skip such batches")
+        if self.checkpoint_step is None:
+            return (f"No checkpoint was written yet (the first comes at step {self.cfg.trainer.eval_every}). "
+                    f"{advice}, then train again.")
+        return f"last/ (step {self.checkpoint_step}) and best/ keep the last finite state. {advice}, then --resume."
 
     def evaluate(self, weights: dict[str, float]) -> dict:
-        """Score every task on dev, let the callbacks judge the scores, log the record."""
+        """Score every task on dev, let the callbacks judge the scores, log the record. Weights
+        that are not finite are not scored (their constant predictions could look good): the run
+        stops with :class:`NonFiniteError`."""
+        bad = nonfinite_tensors({**self.model.state_dict(), **self.weighting.state_dict()})
+        if bad:
+            self.log({"step": self.step, "event": "nonfinite", "what": "weights", "tasks": [], "action": "stop"})
+            raise NonFiniteError(f"step {self.step}: the weights are not finite ({len(bad)} tensors: "
+                                 f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); training stopped "
+                                 f"before this evaluation. {self._kept()}", self.step, (), "weights")
         dev = evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device,
                              self.task_info, getattr(self.vocab, "itos", None))
         record = {"step": self.step, "event": "eval",
                   "train_loss": {k: sum(v) / len(v) for k, v in self.running_losses.items()},
                   "dev": dev, "weights": weights,
                   "dev_mean": sum(dev.values()) / len(dev) if dev else float("nan")}
-        self.running_losses = {}
+        if self.cfg.trainer.on_nonfinite == "skip_batch":
+            record["nonfinite_skipped"] = self.nonfinite_skipped
+        self.running_losses, self.nonfinite_skipped = {}, 0
         self.should_stop = self.step >= self.cfg.trainer.max_steps
         self.callbacks.on_evaluate(self, record)
         record.update({"lr": self.lr_schedule.get_last_lr()[0], "finished": list(self.finished),
@@ -243,7 +297,8 @@ class Trainer:
                 "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                 "finished": self.finished, "tokens": self.tokens, "train_seconds": self.train_seconds,
                 "wall_seconds": self.wall_seconds(), "peak_rss_mb": self.peak_rss_mb(),
-                "weighting": self.weighting.extra_state(), "running_losses": self.running_losses}
+                "weighting": self.weighting.extra_state(), "running_losses": self.running_losses,
+                "nonfinite_skipped": self.nonfinite_skipped}
 
     def tensor_state_dict(self) -> dict:
         """The loop's tensors (``last/trainer.pt``): optimizer, weighting parameters, LR schedule,
@@ -265,6 +320,7 @@ class Trainer:
         self.checkpoint_step = self.step
         self.train_seconds = state["train_seconds"]
         self.running_losses = {task: list(v) for task, v in state.get("running_losses", {}).items()}
+        self.nonfinite_skipped = state.get("nonfinite_skipped", 0)
         self.earlier_wall_seconds = state.get("wall_seconds", 0.0)
         self.earlier_peak_rss_mb = state.get("peak_rss_mb")    # absent in checkpoints of older code
 
