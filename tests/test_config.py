@@ -338,3 +338,11 @@ def test_config_differences_name_changed_keys_only():
     assert config_differences(saved, now, only={"model": {"dropout": 0.3}, "tasks": ["x"]}) == []
     assert config_differences(saved, now, only={"model": {"encoder": {"hidden_dim": 128}}}) == \
         ["model.encoder.hidden_dim: 64 -> 128"]
+
+
+def test_config_differences_compare_free_form_mappings_whole():
+    """weighting_options keys are the user's: one added or removed is a difference."""
+    saved = {"trainer": {"weighting_options": {}, "lr": 0.1}}
+    now = {"trainer": {"weighting_options": {"window": 3}, "lr": 0.1}}
+    assert config_differences(saved, now) == ["trainer.weighting_options: {} -> {'window': 3}"]
+    assert config_differences(now, saved) == ["trainer.weighting_options: {'window': 3} -> {}"]

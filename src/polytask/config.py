@@ -644,12 +644,15 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
 
 # Keys that say where and how a run executes, not what it trains: never a difference between runs.
 RUN_LOCAL_KEYS = ("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults")
+# Mappings whose keys are the user's, not fields of a config class: compared as whole values.
+FREE_FORM_KEYS = ("weighting_options", "answer_words")
 
 
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = RUN_LOCAL_KEYS,
                        only: Optional[dict] = None) -> list[str]:
     """The dotted keys set in both resolved configs whose values differ, as ``key: old -> new``
-    (keys only one side has, e.g. options added since a run was saved, are not differences). With
+    (keys only one side has, e.g. options added since a run was saved, are not differences; the
+    free-form mappings of :data:`FREE_FORM_KEYS` are compared whole). With
     ``only`` (a raw config: the YAML plus overrides, before defaults), just the keys it sets are
     compared, so a default that changed since the run was saved is not a difference either."""
     out: list[str] = []
@@ -657,7 +660,7 @@ def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = RUN
     def walk(a: Any, b: Any, mask: Any, path: str) -> None:
         if path in ignore:
             return
-        if isinstance(a, dict) and isinstance(b, dict):
+        if isinstance(a, dict) and isinstance(b, dict) and path.rsplit(".", 1)[-1] not in FREE_FORM_KEYS:
             for key in a:
                 if key in b and (mask is None or (isinstance(mask, dict) and key in mask)):
                     walk(a[key], b[key], None if mask is None else mask[key], f"{path}.{key}" if path else str(key))

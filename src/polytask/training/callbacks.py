@@ -37,8 +37,9 @@ class Callback:
         ``trainer.should_stop`` and add fields to ``record`` before it is logged."""
 
     def on_log(self, trainer, record: dict) -> None:
-        """A record for the log: ``{"step", "event", ...}``; ``event`` is "eval", "structure" or
-        "nonfinite" (a NaN/Inf loss, gradient norm or weights: ``what``, ``tasks``, ``action``)."""
+        """A record for the log: ``{"step", "event", ...}``; ``event`` is "eval", "structure",
+        "nonfinite" (a NaN/Inf loss, gradient norm or weights: ``what``, ``tasks``, ``action``) or
+        "resume" (the settings a resumed run changed, from this step: ``changed``)."""
 
     def on_checkpoint(self, trainer) -> None:
         """A point to save at: after each evaluation's record is logged."""

@@ -7,21 +7,57 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..config import config_differences, save_config, to_dict
+from ..config import ConfigError, config_differences, save_config, to_dict
 from . import checkpoint as ckpt
 from .callbacks import Callback
 from .nonfinite import refuse_nonfinite
 
+# The settings a resumed run may change: each takes effect from the step the run resumes at (the
+# learning rates reach the optimizer's parameter groups; the LR and task schedules, the weighting's
+# options, patience and max_steps are read from the new config). A change of any other setting
+# (the architecture, model sizes, tasks, vocabulary, seed, optimizer, weighting method, ...) is
+# refused: the saved weights and state were made with it.
+RESUMABLE = ("data_dir", "data.eval_batch_size",
+             "model.dropout", "model.word_dropout", "model.encoder.dropout",
+             "trainer.max_steps", "trainer.lr", "trainer.embedding_lr", "trainer.weight_decay",
+             "trainer.clip_norm", "trainer.lr_schedule", "trainer.warmup_steps", "trainer.schedule",
+             "trainer.temperature", "trainer.pretrain_tasks", "trainer.pretrain_steps", "trainer.step_mode",
+             "trainer.weighting_options", "trainer.eval_every", "trainer.grad_accumulation",
+             "trainer.precision", "trainer.gradient_similarity", "trainer.structure_batches",
+             "trainer.patience", "trainer.device", "trainer.on_nonfinite")
+
+
+def resume_changes(saved: dict, cfg) -> list[str]:
+    """The settings of ``cfg`` that differ from ``saved`` (the run's ``config.yaml``), as
+    ``key: old -> new``; raises :class:`ConfigError` naming the first that cannot change."""
+    changed = config_differences(saved, to_dict(cfg))
+    for change in changed:
+        key = change.split(": ", 1)[0]
+        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE):
+            raise ConfigError(f"{change}: this setting cannot change on --resume (the saved weights and "
+                              "state were made with it); resume with the run's own setting, or start a "
+                              "new run in another output_dir")
+    old_lr = saved.get("trainer", {}).get("embedding_lr")
+    if (old_lr is None) != (cfg.trainer.embedding_lr is None):
+        raise ConfigError(f"trainer.embedding_lr: {old_lr!r} -> {cfg.trainer.embedding_lr!r}: this setting "
+                          "cannot change on --resume between null and a number (it adds or removes an "
+                          "optimizer parameter group); change its value only")
+    return changed
+
 
 class Checkpointing(Callback):
     """Saves ``last/`` at every checkpoint point (each evaluation, and the end of the step an
-    interrupt landed in), and on
-    ``resume`` restores the run from it, so the resumed run ends exactly as an uninterrupted one.
+    interrupt landed in), and on ``resume`` restores the run from it, so the resumed run ends
+    exactly as an uninterrupted one.
 
     ``last/`` holds the model weights (``model.safetensors``), the trainer's tensors (``trainer.pt``:
     optimizer, weighting parameters, LR schedule, torch RNG) and ``state.json``: the trainer's
     counters and positions with every callback's :meth:`~Callback.state_dict` beside them. It is
     written through a temporary directory and a rename, so a kill mid-write leaves the previous one.
+
+    A resume may change the settings in :data:`RESUMABLE`; they take effect from the step it
+    resumes at, are printed and logged (a ``"resume"`` record), and ``config.yaml`` is rewritten
+    with them. Any other change is refused before anything is loaded (:func:`resume_changes`).
 
     A fresh run (no ``resume``, or nothing to resume) gets the files that :func:`polytask.runner.load_run`
     reads (``config.yaml``, ``vocab.json``, ``chars.json``, ``tasks.json``) and seeds torch from
@@ -32,15 +68,15 @@ class Checkpointing(Callback):
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.last = self.run_dir / "last"
+        self.changed: list[str] = []
 
     def on_setup(self, trainer, resume: bool) -> None:
         ckpt.recover_dir(self.last)
         if resume and (self.last / "state.json").is_file():
-            changed = self._changed_settings(trainer.cfg)
+            self.changed = self._changed_settings(trainer.cfg)
             self.restore(trainer)
-            if changed:                      # the weights fit: the run goes on under the new settings
-                with ckpt.writing(self.run_dir / "config.yaml", "the run's config"):
-                    save_config(trainer.cfg, self.run_dir / "config.yaml")
+            with ckpt.writing(self.run_dir / "config.yaml", "the run's config"):
+                save_config(trainer.cfg, self.run_dir / "config.yaml")    # what the run goes on with
             return
         if resume:
             print(f"[polytask] no checkpoint in {self.last}; starting from step 0", file=sys.stderr)
@@ -54,6 +90,10 @@ class Checkpointing(Callback):
                 trainer.char_vocab.save(self.run_dir / "chars.json")
             ckpt.write_json(self.run_dir / "tasks.json", trainer.task_info)
         torch.manual_seed(trainer.cfg.seed)
+
+    def on_train_start(self, trainer) -> None:
+        if self.changed:
+            trainer.log({"step": trainer.step, "event": "resume", "changed": self.changed})
 
     def on_checkpoint(self, trainer) -> None:
         self.save(trainer)
@@ -92,12 +132,12 @@ class Checkpointing(Callback):
 
     def _changed_settings(self, cfg) -> list[str]:
         """Say which settings differ from the ones the run was last trained with (a longer
-        ``trainer.max_steps`` is the usual, deliberate one)."""
+        ``trainer.max_steps`` is the usual, deliberate one); refuse those that cannot change."""
         saved = self.run_dir / "config.yaml"
         if not saved.is_file():
             return []
-        changed = config_differences(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, to_dict(cfg))
+        changed = resume_changes(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, cfg)
         if changed:
-            print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml: "
-                  + "; ".join(changed), file=sys.stderr)
+            print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml, "
+                  "in effect from the step it resumes at: " + "; ".join(changed), file=sys.stderr)
         return changed

@@ -293,7 +293,8 @@ class Trainer:
         """The loop's place, JSON-serialisable (``last/state.json``): step, task schedule, batch
         iterators, finished tasks, counters, the losses since the last evaluation and the
         weighting's own state."""
-        return {"step": self.step, "schedule": self.schedule.state_dict(),
+        return {"step": self.step, "schedule_name": self.cfg.trainer.schedule,
+                "schedule": self.schedule.state_dict(),
                 "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                 "finished": self.finished, "tokens": self.tokens, "train_seconds": self.train_seconds,
                 "wall_seconds": self.wall_seconds(), "peak_rss_mb": self.peak_rss_mb(),
@@ -307,13 +308,20 @@ class Trainer:
                 "lr_schedule": self.lr_schedule.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict, tensors: dict) -> None:
-        """Restore what :meth:`state_dict` and :meth:`tensor_state_dict` saved."""
+        """Restore what :meth:`state_dict` and :meth:`tensor_state_dict` saved.
+
+        The learning rates and weight decay come from this run's config, not from the saved
+        optimizer, so a resume with a new ``trainer.lr`` (or LR schedule) trains with it from the
+        step it resumes at; a task schedule of another kind starts from its own seed."""
+        configured = [(group["initial_lr"], group["weight_decay"]) for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(tensors["optimizer"])
         self.weighting.load_state_dict(tensors["weighting"])
         self.weighting.load_extra_state(state.get("weighting", {}))
         self.lr_schedule.load_state_dict(tensors["lr_schedule"])
+        self._use_configured_lr(configured)
         torch.set_rng_state(tensors["torch_rng"])
-        self.schedule.load_state_dict(state["schedule"])
+        if state.get("schedule_name", self.cfg.trainer.schedule) == self.cfg.trainer.schedule:
+            self.schedule.load_state_dict(state["schedule"])
         for task, s in state["iterators"].items():
             self.iterators[task].load_state_dict(s)
         self.step, self.finished, self.tokens = state["step"], state["finished"], state["tokens"]
@@ -323,6 +331,17 @@ class Trainer:
         self.nonfinite_skipped = state.get("nonfinite_skipped", 0)
         self.earlier_wall_seconds = state.get("wall_seconds", 0.0)
         self.earlier_peak_rss_mb = state.get("peak_rss_mb")    # absent in checkpoints of older code
+
+    def _use_configured_lr(self, configured: list[tuple[float, float]]) -> None:
+        """Set each parameter group's base LR and weight decay to ``configured`` and its current LR
+        to what the LR schedule gives at the restored step (``base × factor(step)``, the very
+        expression the schedule uses, so an unchanged LR is restored bit for bit)."""
+        schedule = self.lr_schedule
+        schedule.base_lrs = [lr for lr, _ in configured]
+        for group, factor, (lr, decay) in zip(self.optimizer.param_groups, schedule.lr_lambdas, configured):
+            group["initial_lr"], group["weight_decay"] = lr, decay
+            group["lr"] = lr * factor(schedule.last_epoch)
+        schedule._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def wall_seconds(self) -> float:
         """Wall time of this run so far, over every process that trained it (resumes included)."""
