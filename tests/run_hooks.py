@@ -13,14 +13,11 @@ import math
 import signal
 import sys
 from pathlib import Path
-from unittest import mock
-
 import torch
 
-import polytask.runner as runner
 from polytask.config import load_config
+from polytask.runner import train
 from polytask.training.callbacks import Callback
-from polytask.training.trainer import Trainer
 
 # where in a step a signal can land: after its batch is drawn, after the backward pass, after the
 # optimizer step, in the middle of an evaluation, in the middle of writing last/
@@ -29,13 +26,7 @@ POINTS = ("after_draw", "after_backward", "after_optimizer_step", "mid_evaluatio
 
 def train_with(raw: dict, *extra: Callback, resume: bool = False) -> dict:
     """``runner.train`` on the raw config with ``extra`` callbacks after the default ones."""
-    class ExtendedTrainer(Trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.callbacks.callbacks.extend(extra)
-
-    with mock.patch.object(runner, "Trainer", ExtendedTrainer):
-        return runner.train(load_config(raw=raw), quiet=True, resume=resume)
+    return train(load_config(raw=raw), quiet=True, resume=resume, callbacks=list(extra))
 
 
 class _DrawHook:
