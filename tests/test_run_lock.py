@@ -12,6 +12,7 @@ import pytest
 
 from polytask.cli import main
 from polytask.config import load_config
+from polytask.data.readers import DataError
 from polytask.runner import train
 from polytask.training.callbacks import Callback
 from polytask.training.lock import RunLock, RunLockedError
@@ -78,3 +79,10 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(fdu_config):
     lock = RunLock(run)
     lock.acquire()                                     # free again once the run has ended
     lock.release()
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(fdu_config, tmp_path):
+    raw = {**fdu_config, "tasks": [{"name": "a", "train": "fdu/missing.train"}]}
+    with pytest.raises(DataError, match="missing.train"):
+        train(load_config(raw=raw), quiet=True)
+    assert not Path(fdu_config["output_dir"]).exists()
