@@ -10,8 +10,8 @@ Training is step-based: each step draws a task from the schedule, then the next 
 task. Everything that decides what happens next (model, optimizer, LR schedule, task schedule,
 batch iterators, torch RNG, the callbacks' state) is saved in ``last/`` at every evaluation, so
 ``resume=True`` continues exactly where the run stopped. SIGINT (Ctrl-C) and SIGTERM stop the loop
-at the end of the step they land in, and ``last/`` is saved there; a second one stops at once,
-leaving ``last/`` at the checkpoint before (as SIGKILL does).
+at the end of the step they land in, and ``last/`` is saved there; a second one stops at once
+(landing mid-step, it leaves ``last/`` at the checkpoint before, as SIGKILL does).
 
 A loss or gradient norm that is NaN or infinite stops the run (``trainer.on_nonfinite: stop``)
 or skips its batch (``skip_batch``); weights that are not finite are never evaluated or saved.
@@ -144,11 +144,14 @@ class Trainer:
         t = self.cfg.trainer
         self.should_stop = self.step >= t.max_steps
         self.callbacks.on_train_start(self)
+        mid_step = False                        # within train_step a KeyboardInterrupt leaves an inexact state
         with _StopAtStepEnd() as signals:
             try:
                 while not self.should_stop:
                     t0 = time.perf_counter()
+                    mid_step = True
                     weights = self.train_step()
+                    mid_step = False
                     self.callbacks.on_step_end(self)
                     self.train_seconds += time.perf_counter() - t0
                     if self.step % t.eval_every == 0 or self.step >= t.max_steps:
@@ -157,14 +160,17 @@ class Trainer:
                         self.checkpoint_step = self.step
                     if signals.received is not None:
                         raise TrainingInterrupted(signals.received)
-            except TrainingInterrupted:        # at the end of a step: its state is exact
-                self.callbacks.on_interrupt(self)
-                raise
-            except KeyboardInterrupt:          # a second signal, mid-step: nothing is saved
-                since = "step 0: no checkpoint was written yet" if self.checkpoint_step is None \
-                    else f"the checkpoint of step {self.checkpoint_step}"
-                print(f"\n[polytask] stopped at once, without saving; --resume continues from {since}",
-                      file=sys.stderr)
+            except KeyboardInterrupt:
+                # between two steps (a signal noted during the step, or a KeyboardInterrupt a
+                # second signal or a callback raised there) the state is exact: save it; in the
+                # middle of a step (a second signal landing there) it is not: save nothing
+                if mid_step:
+                    since = "step 0: no checkpoint was written yet" if self.checkpoint_step is None \
+                        else f"the checkpoint of step {self.checkpoint_step}"
+                    print(f"\n[polytask] stopped at once, without saving; --resume continues from {since}",
+                          file=sys.stderr)
+                else:
+                    self.callbacks.on_interrupt(self)
                 raise
         return self.summary()
 
@@ -364,8 +370,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 class _StopAtStepEnd:
     """Within, SIGINT and SIGTERM do not interrupt the step they land in: the handler notes the
     signal (``received``) and the loop stops at the end of the step, where its state is exact. A
-    second signal raises KeyboardInterrupt at once. Signal handlers belong to the main thread;
-    elsewhere the signals keep their handlers."""
+    second signal raises KeyboardInterrupt at once (the loop saves nothing if it lands mid-step).
+    Signal handlers belong to the main thread; elsewhere the signals keep their handlers."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
