@@ -88,7 +88,8 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
     dev_metrics = evaluate_metrics(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
     test_metrics, test_pairs = evaluate_with_predictions(model, test_items, cfg.data.eval_batch_size,
                                                          trainer.device, info, itos)
-    write_predictions(run_dir, "test", test_pairs)
+    with ckpt.writing(run_dir / "predictions", "the test predictions"):
+        write_predictions(run_dir, "test", test_pairs)
     dev, test = primary(dev_metrics), primary(test_metrics)
     results = {"architecture": cfg.model.architecture, "dev": dev, "test": test,
                "dev_metrics": dev_metrics, "test_metrics": test_metrics,
