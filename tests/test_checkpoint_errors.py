@@ -20,13 +20,27 @@ from polytask.training.trainer import Trainer
 from conftest import write_yaml
 
 
+class FileSizeLimit:
+    """``limit(n)``: files this process writes may grow to ``n`` bytes (EFBIG beyond, as a full
+    disk gives ENOSPC); ``lift()`` restores the limit. The limit covers the whole process, pytest's
+    own output included when it goes to a file, so a test lifts it as soon as the failing write is
+    done, before pytest reports the test."""
+
+    def __init__(self):
+        self.soft, self.hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def __call__(self, n: int) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, self.hard))
+
+    def lift(self) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.soft, self.hard))
+
+
 @pytest.fixture
 def file_size_limit():
-    """``limit(n)``: files this process writes may grow to ``n`` bytes (EFBIG beyond, as a full
-    disk gives ENOSPC); the limit is lifted afterwards."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    limit = FileSizeLimit()
+    yield limit
+    limit.lift()
 
 
 def cli_train_with(callback, fdu_config, tmp_path, capsys, monkeypatch, *extra) -> tuple[int, str]:
@@ -59,6 +73,7 @@ def test_disk_full_while_writing_a_checkpoint_names_the_path_and_leaves_no_tmp(
                 file_size_limit(1024)
 
     rc, err = cli_train_with(FillDisk(), fdu_config, tmp_path, capsys, monkeypatch)
+    file_size_limit.lift()
     run = tmp_path / "run"
     assert_one_line(rc, err, f"{run / 'best' / 'model.safetensors'}", "the model weights of best/",
                     "File too large")
@@ -73,9 +88,12 @@ def test_disk_full_while_writing_trainer_state_names_the_file(tmp_path, file_siz
         file_size_limit(256)
         ckpt.save_trainer_state(tmp / "trainer.pt", {"optimizer": torch.zeros(1000)})
 
-    with pytest.raises(ckpt.CheckpointError, match=f"{target / 'trainer.pt'}: could not write the trainer "
-                                                    "state of last/: .*File too large"):
-        ckpt.atomic_dir_write(target, write, "last/")
+    try:
+        with pytest.raises(ckpt.CheckpointError, match=f"{target / 'trainer.pt'}: could not write the trainer "
+                                                        "state of last/: .*File too large"):
+            ckpt.atomic_dir_write(target, write, "last/")
+    finally:
+        file_size_limit.lift()
     assert not target.exists() and no_tmp_left(tmp_path)
 
 
