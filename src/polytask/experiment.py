@@ -102,9 +102,11 @@ def make_model(cfg: ExperimentConfig, specs: list[TaskSpec], vocab: Vocab, data_
     """Build the model; initialise embeddings from ``data.vectors`` when given (training only)."""
     vectors = None
     if with_vectors and cfg.data.vectors:
-        from .data.vectors import vectors_for_vocab
-        path = Path(cfg.data.vectors).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = resolve_path(data_dir, cfg.data.vectors)
-        vectors, _ = vectors_for_vocab(path, vocab, cfg.model.embedding_dim, cfg.seed)
+        from .data.vectors import NAMED_VECTORS, looks_like_vector_name, vectors_for_vocab
+        source: str | Path = Path(cfg.data.vectors).expanduser()
+        if not source.is_absolute() and not source.exists():
+            source = resolve_path(data_dir, cfg.data.vectors)
+        if cfg.data.vectors in NAMED_VECTORS or (looks_like_vector_name(cfg.data.vectors) and not source.exists()):
+            source = cfg.data.vectors     # a named source (glove-6b-50d), or an unknown name: refused listing the known
+        vectors, _ = vectors_for_vocab(source, vocab, cfg.model.embedding_dim, cfg.seed)
     return build_model(cfg, specs, len(vocab), vectors, num_chars=len(char_vocab) if char_vocab else 0)

