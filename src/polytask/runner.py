@@ -85,7 +85,9 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
     summary = trainer.train()
     trainer.load_best()
     itos = getattr(vocab, "itos", None)
-    dev_metrics = evaluate_metrics(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
+    dev_metrics = _kept_dev_metrics(run_dir, dev_items)
+    if dev_metrics is None:
+        dev_metrics = evaluate_metrics(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
     test_metrics, test_pairs = evaluate_with_predictions(model, test_items, cfg.data.eval_batch_size,
                                                          trainer.device, info, itos)
     with ckpt.writing(run_dir / "predictions", "the test predictions"):
@@ -111,6 +113,26 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
               f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
               f"run directory {run_dir}")
     return results
+
+
+def _kept_dev_metrics(run_dir: Path, dev_items: dict) -> Optional[dict]:
+    """The dev metrics the trainer computed for exactly the weights in ``best/`` (the mean
+    selection keeps them in ``best/state.json``), or None where dev must be scored again: no such
+    record (an older run directory), weights composed from several steps (per-task selection),
+    or tasks that differ from this run's dev data."""
+    path = run_dir / "best" / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        state = ckpt.read_json(path)
+    except (OSError, ValueError):
+        return None
+    metrics = state.get("dev_metrics") if isinstance(state, dict) else None
+    if not isinstance(metrics, dict) or "per_task" in state:
+        return None
+    if set(metrics) != {task for task, items in dev_items.items() if items}:
+        return None
+    return metrics
 
 
 def _load_shared_and_freeze(model: torch.nn.Module, source: Path) -> None:

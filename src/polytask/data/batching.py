@@ -6,6 +6,7 @@ integers ``(epoch, position)``; a resumed run draws exactly the batches an unint
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -198,6 +199,38 @@ def eval_batches(task: str, items: list[Encoded], batch_size: int, collate: Opti
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         yield collate(task, [items[i] for i in idx], idx)
+
+
+# collated evaluation batches, kept for a run's life: dev is scored at every evaluation and
+# collating it again each time costs as much as a small model's forward pass. Keyed by the items
+# list itself (held, so its id cannot be reused), the batch size and the collate; bounded.
+_EVAL_CACHE: "OrderedDict[tuple, tuple[list, int, list]]" = OrderedDict()
+EVAL_CACHE_ENTRIES = 64
+
+
+def cached_eval_batches(task: str, items: list[Encoded], batch_size: int,
+                        collate: Optional[Callable] = None) -> list:
+    """:func:`eval_batches` as a list, collated once per (task, items, batch size, collate) and
+    reused by later evaluations of the same items. The batches carry no labels (``labels`` None)
+    and must not be changed by their users (:func:`polytask.kinds.base.run_eval` only reads them)."""
+    collate = collate or collate_text
+    key = (task, id(items), batch_size, collate)
+    hit = _EVAL_CACHE.get(key)
+    if hit is not None and hit[0] is items and hit[1] == len(items):
+        _EVAL_CACHE.move_to_end(key)
+        return hit[2]
+    batches = list(eval_batches(task, items, batch_size, collate))
+    for batch in batches:
+        batch.labels = None
+    _EVAL_CACHE[key] = (items, len(items), batches)
+    while len(_EVAL_CACHE) > EVAL_CACHE_ENTRIES:
+        _EVAL_CACHE.popitem(last=False)
+    return batches
+
+
+def clear_eval_cache() -> None:
+    """Forget every collated evaluation batch (:func:`cached_eval_batches`)."""
+    _EVAL_CACHE.clear()
 
 
 def collate_text(task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:

@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar, Optional, Union
 import torch
 from torch import nn
 
-from ..data.batching import Batch, Encoded, Text, eval_batches  # noqa: F401  (Text: re-exported)
+from ..data.batching import Batch, Encoded, Text, cached_eval_batches, eval_batches  # noqa: F401  (Text: re-exported)
 from ..data.readers import DataError, Example
 from ..evaluation.metrics import compute
 
@@ -221,8 +221,7 @@ def run_eval(model, task: str, items: list[Encoded], batch_size: int, device, ki
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in eval_batches(task, items, batch_size, kind.collate):
-                batch.labels = None
+            for batch in cached_eval_batches(task, items, batch_size, kind.collate):
                 step(batch, call(model, batch.to(device)))
     finally:
         model.train(was_training)

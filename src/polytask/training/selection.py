@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..evaluation.evaluate import primary
 from . import checkpoint as ckpt
 from .callbacks import Callback
 from .nonfinite import refuse_nonfinite
@@ -83,7 +84,11 @@ class MeanSelection(Selection):
         if mean > self.best["mean"]:
             self.best = {"mean": mean, "step": trainer.step, "tasks": dict(dev)}
             self.bad_evals["mean"] = 0
-            self.save_best(trainer.model.state_dict(), {"step": trainer.step, "dev": dev})
+            info = {"step": trainer.step, "dev": dev}
+            metrics = getattr(trainer, "last_dev_metrics", None)
+            if metrics is not None and primary(metrics) == dev:
+                info["dev_metrics"] = metrics   # every dev metric of these weights, for the runner
+            self.save_best(trainer.model.state_dict(), info)
         else:
             self.bad_evals["mean"] += 1
         if self.patience is not None and self.bad_evals["mean"] >= self.patience:

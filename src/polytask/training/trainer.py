@@ -34,7 +34,7 @@ from ..config import ConfigError, ExperimentConfig
 from ..data.batching import Encoded, TaskBatchIterator
 from ..kinds import get_kind
 from ..data.vocab import Vocab
-from ..evaluation.evaluate import evaluate_model
+from ..evaluation.evaluate import evaluate_metrics, primary
 from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList, MetricsLog, ProgressBar, TensorBoardLog
 from .gradients import GradientSimilarity, StructureAdaptation
@@ -249,8 +249,11 @@ class Trainer:
             raise NonFiniteError(f"step {self.step}: the weights are not finite ({len(bad)} tensors: "
                                  f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); training stopped "
                                  f"before this evaluation. {self._kept()}", self.step, (), "weights")
-        dev = evaluate_model(self.model, self.dev_items, self.cfg.data.eval_batch_size, self.device,
-                             self.task_info, getattr(self.vocab, "itos", None))
+        # every metric (what evaluate_model computes anyway): the selection keeps them with best/
+        # so that the runner need not score dev again (see polytask.runner._kept_dev_metrics)
+        self.last_dev_metrics = evaluate_metrics(self.model, self.dev_items, self.cfg.data.eval_batch_size,
+                                                 self.device, self.task_info, getattr(self.vocab, "itos", None))
+        dev = primary(self.last_dev_metrics)
         record = {"step": self.step, "event": "eval",
                   "train_loss": {k: sum(v) / len(v) for k, v in self.running_losses.items()},
                   "dev": dev, "weights": weights,
