@@ -308,3 +308,16 @@ def test_transformer_sharing_targets_from_hand_made_runs():
     assert "- le at least matches FS-MTL" in md and "met (86.00)" in md
     assert "- minilm-sc-frozen at least 91%: not tested here" in md and "- minilm-li at least 91%: met (91.50)" in md
     assert "li 0.06×" in md and "sp " not in md
+
+
+@pytest.mark.slow
+def test_precision_benchmark_smoke(tmp_path: Path):
+    cmd = [sys.executable, "benchmarks/precision.py", "--results-dir", str(tmp_path), "--repeats", "1",
+           "--batch", "2", "--length", "8", "--vocab", "50", "--models", "hard_sharing,me_lstm"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "precision.json").read_text())
+    assert [s["a"] for s in report["speed"]] == ["hard_sharing bf16", "me_lstm bf16"]
+    for s in report["speed"]:                          # the speed-up is fp32 time over bf16 time
+        assert s["ratio_a_over_b"] == pytest.approx(s["seconds_b"] / s["seconds_a"], rel=0.1)
+    assert report["command"] == "python benchmarks/precision.py " + " ".join(cmd[4:])
