@@ -315,9 +315,8 @@ def predict(run: LoadedRun, task: str, inputs: Iterable) -> list[dict]:
     bs, dev = run.cfg.data.eval_batch_size, run.device
     if info["type"] in ("classification", "pair_classification"):
         return _finite(kind.records(kind.probabilities(run.model, task, items, bs, dev), info))
-    if info["type"] == "qa":
-        return _finite(kind.records(kind.predict(run.model, task, items, bs, dev, itos=run.vocab.itos), info))
-    return _finite(kind.records(kind.predict(run.model, task, items, bs, dev), info))
+    return _finite(kind.records(kind.predict(run.model, task, items, bs, dev, itos=getattr(run.vocab, "itos", None)),
+                                info))
 
 
 NOT_FINITE = ("the model's output for this input is not finite (NaN or Inf): its weights are probably "

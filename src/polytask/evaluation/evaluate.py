@@ -7,7 +7,6 @@ import torch
 
 from ..data.batching import Encoded
 from ..kinds import get_kind
-from ..kinds.classification import ClassificationKind
 
 # what run directories written before per-task metric lists recorded as their one metric
 _OLD_METRIC = {("tagging", "f1"): "span_f1", ("qa", "f1"): "squad_f1"}
@@ -25,9 +24,7 @@ def predict_task(model: torch.nn.Module, task: str, items: list[Encoded], batch_
                  device: torch.device, info: dict, itos: Optional[list[str]] = None) -> list:
     """The kind's predictions for ``items``, in their order."""
     kind = get_kind(info["type"])
-    if info["type"] == "qa":
-        return kind.predict(model, task, items, batch_size, device, itos=itos)
-    return kind.predict(model, task, items, batch_size, device)
+    return kind.predict(model, task, items, batch_size, device, itos=itos)
 
 
 def evaluate_task(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
@@ -76,4 +73,4 @@ def evaluate_model(model: torch.nn.Module, splits: dict[str, list[Encoded]], bat
 def predict_items(model: torch.nn.Module, task: str, items: list[Encoded], batch_size: int,
                   device: torch.device) -> torch.Tensor:
     """Class probabilities (N, C) of a classification or pair task, in the order of ``items``."""
-    return ClassificationKind().probabilities(model, task, items, batch_size, device)
+    return get_kind("classification").probabilities(model, task, items, batch_size, device)

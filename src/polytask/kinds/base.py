@@ -183,8 +183,9 @@ class TaskKind(ABC):
     # ------------------------------------------------------------------ evaluation and prediction
 
     @abstractmethod
-    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device) -> list:
-        """Predictions for ``items`` in their order (class ids, floats, tag id lists, answers)."""
+    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device, itos=None) -> list:
+        """Predictions for ``items`` in their order (class ids, floats, tag id lists, answers);
+        ``itos`` is the vocabulary, for kinds that turn generated ids back into words."""
 
     @abstractmethod
     def gold(self, items: list[Encoded]) -> list:

@@ -62,7 +62,7 @@ class ClassificationKind(TaskKind):
                  lambda batch, out: rows.extend(zip(batch.index, torch.softmax(out.logits.float(), -1).cpu())))
         return torch.stack(in_order(len(items), rows)) if rows else torch.empty(0, 0)
 
-    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device) -> list:
+    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device, itos=None) -> list:
         return self.probabilities(model, task, items, batch_size, device).argmax(-1).tolist() if items else []
 
     def gold(self, items: list[Encoded]) -> list:

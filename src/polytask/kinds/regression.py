@@ -86,7 +86,7 @@ class RegressionKind(TaskKind):
         loss = F.mse_loss(scores.float(), batch.labels) if batch.labels is not None else None
         return finish(scores, loss, first)
 
-    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device) -> list:
+    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device, itos=None) -> list:
         rows: list = []
         run_eval(model, task, items, batch_size, device, self,
                  lambda batch, out: rows.extend(zip(batch.index, out.logits.float().cpu().tolist())))

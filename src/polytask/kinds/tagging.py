@@ -85,7 +85,7 @@ class TaggingKind(TaskKind):
         loss = head.loss(logits, batch.labels, batch.mask) if batch.labels is not None else None
         return finish(logits, loss, encoding, predictions)
 
-    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device) -> list:
+    def predict(self, model, task: str, items: list[Encoded], batch_size: int, device, itos=None) -> list:
         """Decoded tag ids per item (its own length), in the order of ``items``."""
         rows: list = []
 
