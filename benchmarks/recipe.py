@@ -26,6 +26,9 @@ from common import (ROOT, argv_command, record_commit, run_commit, run_suite, su
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 SEEDS = (1, 2, 3)
+# early stopping after 4 evaluations (2000 steps) without a better dev mean, as the issue allows for every
+# system; the hand loop runs its 6000 steps and keeps its best dev step, which selects the same checkpoint
+STOPPING = ["trainer.patience=4"]
 # the four settings in which polytask's default differs from the hand loop (the issue's (a)-(d))
 HAND_SETTINGS = ["model.embedding_init_std=1.0", "trainer.clip_norm=null", "data.max_length=100000",
                  "data.bucket=false"]
@@ -65,7 +68,8 @@ def all_runs(args) -> dict:
     runs: dict = {}
     for variant, (overrides, note) in VARIANTS.items():
         for seed in SEEDS:
-            runs[f"{variant}-s{seed}"] = (FDU, [*overrides, f"seed={seed}"], {"variant": variant, "note": note})
+            runs[f"{variant}-s{seed}"] = (FDU, [*overrides, *STOPPING, f"seed={seed}"],
+                                          {"variant": variant, "note": note})
     for variant, (extra, _) in HAND_LOOPS.items():
         for seed in SEEDS:
             runs[f"{variant}-s{seed}"] = (lambda v=variant, e=extra, s=seed: hand_loop_run(args, f"{v}-s{s}", e, s))
@@ -94,7 +98,8 @@ def markdown(report: dict) -> str:
     notes = {**{k: v[1] for k, v in VARIANTS.items()}, **{k: v[1] for k, v in HAND_LOOPS.items()}}
     lines = ["# Recipe parity: FS-MTL against the hand loop, 16 FDU-MTL domains", "",
              f"Command: `{report['command']}` (commit {report['git_commit']}, {report['date']}, {report['device']}).",
-             "Each run: 6000 steps, evaluation every 500, test at the best dev mean. Mean ± standard deviation "
+             "Each run: up to 6000 steps, evaluation every 500, polytask runs stop after 4 evaluations without a "
+             "better dev mean (the hand loop runs all 6000), test at the best dev mean. Mean ± standard deviation "
              "over seeds (sample standard deviation).", "",
              "| variant | seeds | best dev mean | test average | per seed (dev / test) | what differs |",
              "|---|---|---|---|---|---|"]
