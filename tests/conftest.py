@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,22 @@ def served_run(tmp_path_factory) -> Path:
     ]
     train(load_config(raw=raw), quiet=True)
     return root / "run"
+
+
+@contextmanager
+def live_server(app):
+    """``app`` on uvicorn in a thread on a free loopback port, as ``polytask serve`` runs it; yields
+    its base URL and stops it afterwards."""
+    from polytask.serving.server import ReadyServer, uvicorn_config
+    server = ReadyServer(uvicorn_config(app, "127.0.0.1", 0), "test")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

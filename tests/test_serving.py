@@ -7,15 +7,14 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from polytask.runner import load_run, predict
+from conftest import live_server
 from polytask.serving import ServeLimits, create_app
-from polytask.serving.server import ReadyServer, uvicorn_config
 
 LIMITS = ServeLimits(max_texts=4, max_body_bytes=2000, body_timeout=1.0, request_timeout=10.0)
 
@@ -29,23 +28,6 @@ def run(served_run):
 def client(run):
     with TestClient(create_app(run, LIMITS)) as c:
         yield c
-
-
-@contextmanager
-def live_server(app):
-    """``app`` on uvicorn in a thread, on a free loopback port; yields its base URL."""
-    server = ReadyServer(uvicorn_config(app, "127.0.0.1", 0), "test")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def same(records):          # what JSON makes of the library's records
@@ -185,3 +167,50 @@ def test_health_answers_while_a_client_holds_back_its_body(run):
         reply = slow.recv(4096).decode()           # after --body-timeout, the slow client gets a 408
         slow.close()
     assert reply.startswith("HTTP/1.1 408") and "did not arrive within 3 s" in reply
+
+
+# ----------------------------------------------------------------------------- the command
+
+def test_without_the_extra_the_message_names_it(monkeypatch, served_run, capsys):
+    import sys
+    from polytask.cli import main
+    monkeypatch.setitem(sys.modules, "fastapi", None)           # as if it were not installed
+    assert main(["serve", str(served_run)]) == 2
+    assert "polytask serve needs fastapi: pip install 'polytask[serve]'" in capsys.readouterr().err
+
+
+def test_a_bad_limit_names_its_option(served_run, capsys):
+    from polytask.cli import main
+    assert main(["serve", str(served_run), "--max-texts", "0"]) == 2
+    assert "--max-texts: must be positive, not 0" in capsys.readouterr().err
+
+
+def test_serve_with_two_workers(served_run):
+    """``polytask serve --workers 2``: two processes on one socket, each with the model."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    proc = subprocess.Popen([sys.executable, "-m", "polytask.cli", "serve", str(served_run), "--port", "0",
+                             "--workers", "2"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": src})
+    try:
+        lines = []
+        while not any("ready" in line for line in lines):
+            lines.append(proc.stderr.readline())
+            assert proc.poll() is None, "".join(lines)
+        port = re.search(r"http://127\.0\.0\.1:(\d+) with 2 workers", lines[-1]).group(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            answers = [http.post("/predict", json={"task": "a", "texts": ["good"]}).json() for _ in range(6)]
+        assert all(a["predictions"][0]["label"] == "1" for a in answers)
+        pids = set()
+        while len(pids) < 2:
+            line = proc.stderr.readline()
+            pids.update(re.findall(r"worker (\d+) loaded", line))
+        assert len(pids) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0

@@ -73,7 +73,8 @@ def serve(run_dir, host: str, port: int, workers: int, limits: ServeLimits, thre
                                   "limits": dataclasses.asdict(limits)})
     from uvicorn.supervisors import Multiprocess
     config = uvicorn_config("polytask.serving.server:worker_app", host, port, factory=True, workers=workers)
-    sock = config.bind_socket()               # listening from here: early requests wait for a worker
+    sock = config.bind_socket()
+    sock.listen(config.backlog)               # listening from here: early requests wait for a worker
     print(f"[polytask] ready: serving {run_dir} on http://{host}:{sock.getsockname()[1]} with {workers} workers "
           "(requests wait until a worker has loaded the model)", file=sys.stderr, flush=True)
     Multiprocess(config, sockets=[sock]).run()
