@@ -11,7 +11,7 @@ import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from importlib import resources
+from importlib import metadata, resources
 
 import torch
 from fastapi import FastAPI, Request
@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
 from ..kinds import get_kind
 from ..runner import LoadedRun, predict
 from .batching import MicroBatcher
@@ -92,7 +91,11 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
             await batcher.stop()
         executor.shutdown(wait=False)
 
-    app = FastAPI(title="polytask", version=__version__, lifespan=lifespan,
+    try:
+        version = metadata.version("polytask")
+    except metadata.PackageNotFoundError:       # run from a source tree
+        version = "source"
+    app = FastAPI(title="polytask", version=version, lifespan=lifespan,
                   description=f"Predictions of the run `{run.cfg.output_dir}` ({run.cfg.model.architecture}): "
                               f"{len(kinds)} tasks. Errors are JSON `{{\"error\": message}}` with a 4xx status.")
     app.state.batchers, app.state.limits = batchers, limits

@@ -1,0 +1,242 @@
+"""Load test of ``polytask serve`` on loopback: ``--clients`` concurrent clients each send
+``--requests`` single-text ``POST /predict`` requests (tasks in turn, texts from the tasks' test
+files), while a slow client keeps sending request headers and holding back the body; it reports
+requests/s, latency percentiles, the error count, and the latency of ``GET /health`` during the
+load and with only the slow client connected. Bounded: it stops after clients x requests.
+
+    python benchmarks/serving.py --data-dir ../shared/data            # trains the FS-MTL BiLSTM for 50 steps first
+    python benchmarks/serving.py runs/fdu-mtl/hard-sharing            # or serves a trained run
+
+The default run is ``configs/fdu-mtl/hard-sharing.yaml`` trained for ``--steps`` steps into the work
+directory (reused when present): latency does not depend on how well it learned. The server runs
+as a subprocess with its default limits (5 ms batching window, 5 s body timeout).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, argv_command, run_polytask, write_report  # noqa: E402
+
+CONFIG = "configs/fdu-mtl/hard-sharing.yaml"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))] if ordered else float("nan")
+
+
+def request_texts(run_dir: Path, data_dir: Path, per_task: int, seed: int) -> dict[str, list[str]]:
+    """Up to ``per_task`` test texts of each single-text task of the run (the text after the first
+    tab of its test file), else sentences of 20-60 words of the run's vocabulary."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from polytask.config import load_config
+    from polytask.data.vocab import load_vocab
+    cfg = load_config(run_dir / "config.yaml")
+    info = json.loads((run_dir / "tasks.json").read_text())
+    rng = random.Random(seed)
+    words = None
+    out = {}
+    for task in cfg.tasks:
+        if info[task.name]["type"] not in ("classification", "regression", "tagging") or info[task.name].get("pair"):
+            continue
+        path = data_dir / task.test if task.test else None
+        lines = []
+        if path is not None and path.is_file():
+            lines = [line.split("\t", 1)[1].strip() for line in path.read_text(errors="replace").splitlines()
+                     if "\t" in line and line.split("\t", 1)[1].strip()]
+        if not lines:
+            words = words or [w for w in load_vocab(run_dir / "vocab.json").itos[2:] if w.isalpha()]
+            lines = [" ".join(rng.choice(words) for _ in range(rng.randint(20, 60))) for _ in range(per_task)]
+        out[task.name] = rng.sample(lines, min(per_task, len(lines)))
+    if not out:
+        raise SystemExit(f"{run_dir}: no single-text task to send requests to")
+    return out
+
+
+def start_server(run_dir: Path, workers: int, threads: int, log: Path) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, "-m", "polytask.cli", "serve", str(run_dir), "--port", "0", "--workers", str(workers)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = []
+    while True:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "ready" in line:
+            break
+        if proc.poll() is not None:
+            raise SystemExit("polytask serve exited:\n" + "".join(lines))
+    log.write_text("".join(lines))
+    return proc, int(re.search(r"http://[^:]+:(\d+)", line).group(1))
+
+
+async def slow_client(port: int, stop: asyncio.Event, record: dict) -> None:
+    """Sends headers and half a body, then holds the rest back; when the server gives up on it (408),
+    it connects again, until ``stop``."""
+    while not stop.is_set():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 64\r\n\r\n{\"task\": ")
+        await writer.drain()
+        record["connections"] += 1
+        t0 = time.perf_counter()
+        read = asyncio.ensure_future(reader.read(200))
+        done, _ = await asyncio.wait({read, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if read in done:
+            status = read.result().split(b"\r\n", 1)[0].decode(errors="replace")
+            record["answers"].append({"status": status, "held_s": round(time.perf_counter() - t0, 2)})
+        else:
+            read.cancel()
+        writer.close()
+
+
+async def poll_health(http, stop: asyncio.Event, latencies: list[float], every: float = 0.1) -> None:
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        r = await http.get("/health")
+        latencies.append(time.perf_counter() - t0)
+        assert r.status_code == 200
+        await asyncio.sleep(every)
+
+
+async def load_test(port: int, texts: dict[str, list[str]], clients: int, requests: int, timeout: float) -> dict:
+    import httpx
+    tasks = list(texts)
+    latencies: list[float] = []
+    errors: list[str] = []
+    health_load: list[float] = []
+    health_idle: list[float] = []
+    slow = {"connections": 0, "answers": []}
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=timeout) as http:
+        stop_slow, stop_health = asyncio.Event(), asyncio.Event()
+        holder = asyncio.ensure_future(slow_client(port, stop_slow, slow))
+        await asyncio.sleep(0.3)
+        for _ in range(20):                      # only the slow client is connected
+            t0 = time.perf_counter()
+            assert (await http.get("/health")).status_code == 200
+            health_idle.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.05)
+
+        async def client(c: int) -> None:
+            for i in range(requests):
+                task = tasks[(c + i) % len(tasks)]
+                text = texts[task][(c * requests + i) % len(texts[task])]
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post("/predict", json={"task": task, "texts": [text]})
+                    if r.status_code != 200 or "label" not in r.json()["predictions"][0] and \
+                            "score" not in r.json()["predictions"][0] and "tags" not in r.json()["predictions"][0]:
+                        errors.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                latencies.append(time.perf_counter() - t0)
+
+        poller = asyncio.ensure_future(poll_health(http, stop_health, health_load))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        wall = time.perf_counter() - t0
+        stop_health.set()
+        await poller
+        stop_slow.set()
+        await holder
+    ms = lambda values, q: round(1000 * percentile(values, q), 1)   # noqa: E731
+    return {"clients": clients, "requests_per_client": requests, "requests": len(latencies),
+            "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 2),
+            "requests_per_s": round(len(latencies) / wall, 1),
+            "latency_ms": {"p50": ms(latencies, 50), "p90": ms(latencies, 90), "p99": ms(latencies, 99),
+                           "max": round(1000 * max(latencies), 1)},
+            "health_ms_slow_client_only": {"p50": ms(health_idle, 50), "max": round(1000 * max(health_idle), 1),
+                                           "n": len(health_idle)},
+            "health_ms_under_load": {"p50": ms(health_load, 50), "p99": ms(health_load, 99),
+                                     "max": round(1000 * max(health_load), 1), "n": len(health_load)},
+            "slow_client": {"connections": slow["connections"],
+                            "answers": sorted({a["status"] for a in slow["answers"]}),
+                            "held_s_max": max((a["held_s"] for a in slow["answers"]), default=None)}}
+
+
+def markdown(report: dict) -> str:
+    run = report["runs"][0]
+    s, lat = run["serving"], run["serving"]["latency_ms"]
+    hi, hl = s["health_ms_slow_client_only"], s["health_ms_under_load"]
+    return "\n".join([
+        f"# {report['benchmark']}", "", f"Command: `{report['command']}`  ",
+        f"Commit {report['git_commit']}, {report['device']}, {report['date']}. {report['note']}", "",
+        f"Run: `{run['config']}` ({run['architecture']}, {run['settings']['encoder']}), "
+        f"{run['settings']['tasks']} tasks, {run['settings']['steps']} training steps; "
+        f"`polytask serve` with {run['settings']['workers']} worker(s), default limits; "
+        f"single-text `POST /predict` requests, tasks in turn, texts from the test files.", "",
+        "| clients x requests | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
+        "|---|---|---|---|---|---|---|",
+        f"| {s['clients']} x {s['requests_per_client']} | {s['requests_per_s']} | {lat['p50']} | {lat['p90']} | "
+        f"{lat['p99']} | {lat['max']} | {s['errors']} |", "",
+        "A slow client sends headers and half a body and holds the rest back the whole time (the server "
+        f"answers it {', '.join(s['slow_client']['answers']) or '–'} after its body timeout, and it connects "
+        f"again: {s['slow_client']['connections']} connections).", "",
+        "| `GET /health` | p50 ms | p99 ms | max ms | calls |", "|---|---|---|---|---|",
+        f"| slow client only | {hi['p50']} | – | {hi['max']} | {hi['n']} |",
+        f"| during the load test | {hl['p50']} | {hl['p99']} | {hl['max']} | {hl['n']} |", "",
+        f"Target: 0 errors and p99 under 1000 ms: {'met' if run['target_met'] else 'NOT met'}.", ""])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", nargs="?", help="a trained run directory (default: train the FS-MTL BiLSTM briefly)")
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--work-dir", default=str(ROOT / "benchmarks/work/serving"), type=lambda p: str(Path(p).resolve()))
+    ap.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"), type=lambda p: str(Path(p).resolve()))
+    ap.add_argument("--steps", type=int, default=50, help="training steps of the default run")
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=20, help="requests per client")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per server worker (default: all cores)")
+    ap.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
+    args = ap.parse_args()
+    data_dir = Path(args.data_dir).resolve()
+    if args.run:
+        run_dir = Path(args.run).resolve()
+        name = run_dir.name
+    else:
+        name = "fs-mtl"
+        run_polytask(name, CONFIG, [f"trainer.max_steps={args.steps}"], str(data_dir), args.work_dir, 1)
+        run_dir = Path(args.work_dir) / name
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    texts = request_texts(run_dir, data_dir, 200, seed=1)
+    load_before = os.getloadavg()
+    proc, port = start_server(run_dir, args.workers, args.threads, Path(args.work_dir) / "serve.log")
+    try:
+        serving = asyncio.run(load_test(port, texts, args.clients, args.requests, args.timeout))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    import yaml
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
+    row = {"name": f"{name}-serve", "architecture": cfg["model"]["architecture"],
+           "config": CONFIG if not args.run else str(args.run),
+           "settings": {"encoder": cfg["model"]["encoder"]["type"], "tasks": len(cfg["tasks"]),
+                        "steps": results.get("steps"), "workers": args.workers, "threads": args.threads or "default"},
+           "serving": serving,
+           "target_met": serving["errors"] == 0 and serving["latency_ms"]["p99"] < 1000}
+    note = (f"Load average before the test {load_before[0]:.2f} (1 min): the machine was shared with other work "
+            "(background benchmarks), so the figures are a lower bound of what an idle machine does.")
+    report = write_report(args, "serving", "requests/s", [row], [], markdown=markdown, command=argv_command(),
+                          fields={"note": note, "load_average_before": [round(x, 2) for x in load_before]})
+    if not row["target_met"]:
+        print("[bench] target not met (0 errors, p99 < 1 s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
