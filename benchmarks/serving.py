@@ -167,6 +167,34 @@ async def load_test(port: int, texts: dict[str, list[str]], clients: int, reques
                             "held_s_max": max((a["held_s"] for a in slow["answers"]), default=None)}}
 
 
+def screenshot(port: int, path: Path, text: str) -> None:
+    """The page's *Compare tasks* tab after ``text`` was sent to every task, saved as PNG at ``path``
+    (Debian's chromium, headless, through Selenium)."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,1400",
+                 "--hide-scrollbars"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"), options=options)
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes")
+        driver.find_element(By.ID, "tab-all").click()
+        driver.find_element(By.ID, "all-text").send_keys(text)
+        driver.find_element(By.ID, "compare").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-table tbody").get_attribute("data-done") == "yes")
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(900, height + 40)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(path))
+    finally:
+        driver.quit()
+
+
 def markdown(report: dict) -> str:
     run = report["runs"][0]
     s, lat = run["serving"], run["serving"]["latency_ms"]
@@ -203,6 +231,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads per server worker (default: all cores)")
     ap.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
+    ap.add_argument("--screenshot", help="also save a screenshot of the page (compare tab) here, e.g. docs/serve-page.png")
+    ap.add_argument("--screenshot-text", default="The pictures are sharp and the battery lasts for days, "
+                    "but the manual is useless and the strap broke after a week.")
     args = ap.parse_args()
     data_dir = Path(args.data_dir).resolve()
     if args.run:
@@ -218,6 +249,8 @@ def main() -> None:
     proc, port = start_server(run_dir, args.workers, args.threads, Path(args.work_dir) / "serve.log")
     try:
         serving = asyncio.run(load_test(port, texts, args.clients, args.requests, args.timeout))
+        if args.screenshot:
+            screenshot(port, Path(args.screenshot).resolve(), args.screenshot_text)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

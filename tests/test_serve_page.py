@@ -78,7 +78,7 @@ def test_the_page_predicts_tags_and_compares_every_task(browser, served_run, tmp
                 for r in browser.find_elements(By.CSS_SELECTOR, "#compare-table tbody tr")}
         assert set(rows) == {"a", "p", "sim", "chunk"}
         pair, sim = predict(run, "p", [PAIR])[0], predict(run, "sim", [PAIR])[0]
-        assert rows["p"].startswith(f"label {pair['label']} ({100 * pair['probability']:.1f}%)")
+        assert rows["p"] == f"{pair['label']}\n{100 * pair['probability']:.1f}%"
         assert rows["sim"] == f"score {sim['score']:.3f}"
         assert rows["chunk"].split("\n")[::2] == ["the", "film"]
         assert "error" not in " ".join(rows.values()).lower()

@@ -51,9 +51,13 @@ function render(record, compact = false) {
   if (record.error) {
     box.append(el("div", {class: "error"}, record.error));
   } else if ("label" in record) {
-    box.append(el("div", {class: "prediction"}, "label ", el("b", {class: "label-name"}, record.label),
-                  ` (${percent(record.probability)})`));
-    if (!compact || Object.keys(record.probabilities).length <= 5) box.append(bars(record.probabilities, record.label));
+    if (compact) {             // one line: the label, its probability bar
+      box.append(bars({[record.label]: record.probability}, record.label));
+      box.querySelector(".bar-label").classList.add("label-name");
+    } else {
+      box.append(el("div", {class: "prediction"}, "label ", el("b", {class: "label-name"}, record.label),
+                    ` (${percent(record.probability)})`), bars(record.probabilities, record.label));
+    }
   } else if ("score" in record) {
     box.append(el("div", {class: "prediction"}, "score ", el("b", {class: "score"}, record.score.toFixed(3))));
   } else if ("tags" in record) {
