@@ -12,6 +12,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from pydantic import TypeAdapter
+
+from polytask.kinds import get_kind
 from polytask.runner import load_run, predict
 from conftest import live_server
 from polytask.serving import ServeLimits, create_app
@@ -47,6 +50,10 @@ def test_each_kind_answers_what_the_library_predicts(client, run):
         body = r.json()
         assert body["task"] == task and body["kind"] == run.task_info[task]["type"]
         assert body["predictions"] == same(predict(run, task, texts))
+        # each record is its kind's record_type, as /docs says (the app does not validate them again)
+        client.app.state.schemas.response.model_validate(body)
+        record_type = TypeAdapter(get_kind(body["kind"]).record_type)
+        assert [record_type.validate_python(r, strict=True) for r in body["predictions"]] == body["predictions"]
     a = client.post("/predict", json={"task": "a", "texts": ["the movie was good"]}).json()["predictions"][0]
     assert a["label"] == "1" and a["probability"] > 0.5 and set(a["probabilities"]) == {"0", "1"}
     p = client.post("/predict", json={"task": "p", "texts": [["we saw it", "we never saw"]]}).json()

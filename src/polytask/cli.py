@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own copy of the model")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per worker (default: the cores shared out)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     from .serving.limits import ServeLimits
     limits = ServeLimits()
     p.add_argument("--max-texts", type=int, default=limits.max_texts, help="inputs per request at most")

@@ -98,7 +98,7 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
     app = FastAPI(title="polytask", version=version, lifespan=lifespan,
                   description=f"Predictions of the run `{run.cfg.output_dir}` ({run.cfg.model.architecture}): "
                               f"{len(kinds)} tasks. Errors are JSON `{{\"error\": message}}` with a 4xx status.")
-    app.state.batchers, app.state.limits = batchers, limits
+    app.state.batchers, app.state.limits, app.state.schemas = batchers, limits, schemas
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError):
@@ -184,7 +184,9 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
                                 "the server is busy; try again") from None
         except ValueError as exc:
             raise APIError(422, str(exc)) from None
-        return {"task": task, "kind": kinds[task], "predictions": records}
+        # the records are the kind's own (its record_type, as response_model documents them): answered
+        # as they are, without FastAPI validating them again on the event loop
+        return JSONResponse({"task": task, "kind": kinds[task], "predictions": records})
 
     @app.get("/tasks", response_model=TasksResponse)
     async def tasks_route():
