@@ -217,7 +217,7 @@ def screenshot(port: int, path: Path, text: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,1400",
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,1000",
                  "--hide-scrollbars"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"), options=options)
@@ -229,8 +229,9 @@ def screenshot(port: int, path: Path, text: str) -> None:
         driver.find_element(By.ID, "all-text").send_keys(text)
         driver.find_element(By.ID, "compare").click()
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#compare-table tbody").get_attribute("data-done") == "yes")
-        height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(900, height + 40)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",       # the whole page, not the window
+                               {"width": 900, "height": height, "deviceScaleFactor": 1, "mobile": False})
         path.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(path))
     finally:
