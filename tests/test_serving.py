@@ -157,6 +157,31 @@ def test_concurrent_clients_get_their_own_answers_in_shared_batches(run):
     assert batches < len(texts), "no two requests shared a forward pass"
 
 
+def test_one_failing_request_fails_alone_in_a_shared_batch():
+    import asyncio
+    from polytask.serving.batching import MicroBatcher
+    calls = []
+
+    def predict_fn(inputs):
+        calls.append(list(inputs))
+        if "bad" in inputs:
+            raise ValueError("bad input")
+        return [x.upper() for x in inputs]
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(predict_fn, pool, wait_s=0.05, max_items=10)
+            batcher.start()
+            results = await asyncio.gather(batcher.submit(["a", "b"]), batcher.submit(["bad"]),
+                                           batcher.submit(["c"]), return_exceptions=True)
+            await batcher.stop()
+            return results
+    results = asyncio.run(scenario())
+    assert results[0] == ["A", "B"] and results[2] == ["C"]
+    assert isinstance(results[1], ValueError)
+    assert calls == [["a", "b", "bad", "c"], ["a", "b"], ["bad"], ["c"]]     # together, then each alone
+
+
 def test_health_answers_while_a_client_holds_back_its_body(run):
     with live_server(create_app(run, ServeLimits(body_timeout=3.0))) as url:
         port = int(url.rsplit(":", 1)[1])
@@ -221,3 +246,17 @@ def test_serve_with_two_workers(served_run):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_the_page_files_are_package_data():
+    """pyproject.toml ships every file of serving/static (a wheel without them serves no page)."""
+    import fnmatch
+    from pathlib import Path
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "polytask.serving"]
+    files = [p.relative_to(root / "src/polytask/serving").as_posix()
+             for p in (root / "src/polytask/serving/static").iterdir()]
+    assert sorted(files) == ["static/app.js", "static/index.html", "static/style.css"]
+    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files)
