@@ -71,7 +71,6 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
     static = resources.files(__package__) / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
     assets = {name: (static / name).read_bytes() for name in STATIC}
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polytask-inference")
     batchers: dict[str, MicroBatcher] = {}
 
     def predictor(task: str):
@@ -82,6 +81,8 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # one inference thread per start of the app: the model never runs in two threads at once
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polytask-inference")
         for name in kinds:
             batchers[name] = MicroBatcher(predictor(name), executor, limits.batch_wait_ms / 1000,
                                           limits.max_batch_texts)
