@@ -65,6 +65,25 @@ def test_each_kind_answers_what_the_library_predicts(client, run):
     assert chunk == {"tokens": ["the", "dog", "runs"], "tags": ["B-NP", "I-NP", "B-VP"]}
 
 
+def test_qa_takes_a_context_and_a_question(fdu_config):
+    from test_decanlp import qa_config
+    from polytask.config import load_config
+    from polytask.runner import train
+    raw = qa_config(fdu_config, "seq2seq")
+    raw["trainer"]["max_steps"] = 40
+    train(load_config(raw=raw), quiet=True)
+    qa_run = load_run(raw["output_dir"])
+    pair = ["the movie was good", "is it good or bad ?"]
+    with TestClient(create_app(qa_run, LIMITS)) as c:
+        assert c.get("/tasks").json()["tasks"]["a"]["inputs"] == ["context", "question"]
+        r = c.post("/predict", json={"task": "a", "texts": [pair]})
+        assert r.status_code == 200
+        assert r.json() == {"task": "a", "kind": "qa", "predictions": same(predict(qa_run, "a", [pair]))}
+        assert set(r.json()["predictions"][0]) == {"answer"}
+        r = c.post("/predict", json={"task": "a", "texts": ["a context without a question"]})
+        assert r.status_code == 422 and "texts.0: Input should be a valid" in r.json()["error"]
+
+
 def test_tasks_health_page_and_docs(client):
     tasks = client.get("/tasks").json()["tasks"]
     assert tasks["a"] == {"kind": "classification", "labels": ["0", "1"], "inputs": ["text"], "metrics": ["accuracy"]}
