@@ -21,7 +21,8 @@ from .evaluation.evaluate import evaluate_metrics, evaluate_with_predictions, pr
 from .evaluation.predictions import write_predictions
 from .evaluation.tables import format_metric_table
 from .experiment import (build_char_vocab, build_vocab, default_data_dir, encode_split, fetch_missing_data,
-                         load_tasks, make_model, resolve_data_dir, specs_from_info, task_info, task_specs)
+                         load_tasks, make_model, on_run_copy, resolve_data_dir, specs_from_info, task_info,
+                         task_specs)
 from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
@@ -68,7 +69,9 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
     else:
         vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg, task_specs(tasks), vocab, data_dir, char_vocab=chars,
+    # a resumed or transferred run's pretrained encoder is built from the run's own copy (its
+    # weights come from that run's checkpoint): the original model folder is not needed
+    model = make_model(on_run_copy(cfg, vocab), task_specs(tasks), vocab, data_dir, char_vocab=chars,
                        with_vectors=transfer_from is None)
     if transfer_from is not None:
         _load_shared_and_freeze(model, Path(transfer_from))
@@ -210,7 +213,7 @@ def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
     out = []
     for i, text in enumerate(texts):
         tokens = tokenize(text, tcfg.tokenizer, tcfg.lowercase) or ["<unk>"]
-        items = kind.encode([Example(tokens=tokens, line=i + 1)], run.vocab, info["labels"],
+        items = kind.encode([Example(tokens=tokens, line=i + 1, text=text)], run.vocab, info["labels"],
                             run.cfg.data.max_length, run.chars)
         with torch.no_grad():
             result = run.model(kind.collate(task, items).to(run.device))
@@ -274,7 +277,8 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
     vocab = load_vocab(run_dir / "vocab.json")
     chars = Vocab.load(run_dir / "chars.json") if (run_dir / "chars.json").is_file() else None
     info = ckpt.read_json(run_dir / "tasks.json")
-    model = build_model(cfg, specs_from_info(info), len(vocab), num_chars=len(chars) if chars else 0)
+    model = build_model(on_run_copy(cfg, vocab), specs_from_info(info), len(vocab),
+                        num_chars=len(chars) if chars else 0)
     path = run_dir / weights / "model.safetensors"
     if not path.is_file():
         path = run_dir / "last" / "model.safetensors"
@@ -338,17 +342,24 @@ def _finite(records: list[dict]) -> list[dict]:
 
 
 def _predict_tagging(run: LoadedRun, task: str, tcfg, examples: list[Example]) -> list[dict]:
-    """Tags for each sentence; sentences longer than ``data.max_length`` are tagged in consecutive
-    pieces. The records keep the sentence's own tokens (not lowercased)."""
+    """Tags for each sentence; sentences longer than ``data.max_length`` (words, or a pretrained
+    tokenizer's sub-tokens) are tagged in consecutive pieces. The records keep the sentence's own
+    tokens (not lowercased)."""
     info, kind = run.task_info[task], get_kind("tagging")
     limit = run.cfg.data.max_length
-    pieces, owner = [], []
+    items, owner = [], []
     for i, ex in enumerate(examples):
         model_toks = [t.lower() for t in ex.tokens] if tcfg.lowercase else ex.tokens
-        for start in range(0, len(model_toks), limit):
-            pieces.append(Example(tokens=model_toks[start:start + limit], line=ex.line))
+        start = 0
+        while start < len(model_toks):
+            piece = Example(tokens=model_toks[start:start + limit], line=ex.line, words=ex.tokens[start:start + limit])
+            item = kind.encode([piece], run.vocab, info["labels"], limit, run.chars)[0]
+            kept = len(item.word_starts) if item.word_starts is not None else len(piece.tokens)
+            if kept == 0:
+                raise ValueError(f"input {ex.line}: data.max_length {limit} leaves no room for a word")
+            items.append(item)
             owner.append(i)
-    items = kind.encode(pieces, run.vocab, info["labels"], limit, run.chars)
+            start += kept
     tags = kind.predict(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
     per_sentence: list[list[int]] = [[] for _ in examples]
     for i, pred in zip(owner, tags):
