@@ -69,10 +69,8 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
     else:
         vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
     torch.manual_seed(cfg.seed)
-    # a resumed or transferred run's pretrained encoder is built from the run's own copy (its
-    # weights come from that run's checkpoint): the original model folder is not needed
-    model = make_model(on_run_copy(cfg, vocab), task_specs(tasks), vocab, data_dir, char_vocab=chars,
-                       with_vectors=transfer_from is None)
+    model = make_model(_build_config(cfg, vocab, run_dir, resume, transfer_from), task_specs(tasks), vocab,
+                       data_dir, char_vocab=chars, with_vectors=transfer_from is None)
     if transfer_from is not None:
         _load_shared_and_freeze(model, Path(transfer_from))
     max_len = cfg.data.max_length
@@ -116,6 +114,23 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
               f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
               f"run directory {run_dir}")
     return results
+
+
+def _build_config(cfg: ExperimentConfig, vocab, run_dir: Path, resume: bool,
+                  transfer_from: Optional[Path]) -> ExperimentConfig:
+    """The config the model is built from. A pretrained encoder whose weights are about to be
+    replaced by a checkpoint (a resumed run's ``last/``; a transfer's source run when the
+    original model folder is gone) is built from the run's own copy of the model's config, so
+    the original folder is not needed; otherwise from ``model.pretrained`` itself."""
+    if resume and (run_dir / "last" / "model.safetensors").is_file():
+        return on_run_copy(cfg, vocab)
+    if transfer_from is not None and getattr(cfg.model, "pretrained", None):
+        from .modules.pretrained import PretrainedModelError, resolve_pretrained
+        try:
+            resolve_pretrained(cfg.model.pretrained)
+        except PretrainedModelError:
+            return on_run_copy(cfg, vocab)
+    return cfg
 
 
 def _kept_dev_metrics(run_dir: Path, dev_items: dict) -> Optional[dict]:
