@@ -14,7 +14,6 @@ import torch
 pytest.importorskip("transformers")
 
 from polytask.config import ConfigError, load_config  # noqa: E402
-from polytask.data.batching import Text  # noqa: E402
 from polytask.data.readers import Example, read_table  # noqa: E402
 from polytask.kinds import get_kind  # noqa: E402
 from polytask.runner import evaluate, load_run, predict, train  # noqa: E402
@@ -396,3 +395,27 @@ def test_minilm_under_hard_sharing_mean_pools_the_raw_pair(tmp_path):
         states = AutoModel.from_pretrained(path, local_files_only=True).eval()(**own).last_hidden_state
         ours = model.encode("p", batch.text).sentence()
     torch.testing.assert_close(ours, states.mean(1), atol=1e-5, rtol=1e-4)
+
+
+def test_data_check_counts_the_tokenizers_unknown_sub_tokens(tmp_path, bert):
+    """`polytask check` on a pretrained config: the unknown rate is the share of [UNK] sub-tokens
+    ('here' and 'zebra' are not in the tiny vocabulary: 2 of 5 sub-tokens)."""
+    from polytask.data_check import check_tasks
+    raw = tagging_raw(tmp_path, bert, "hard_sharing")
+    (tmp_path / "data" / "tag" / "test.conll").write_text("the\tD\ncats\tN\nhere\tD\nzebra\tN\n", encoding="utf-8")
+    report = check_tasks(load_config(raw=raw), tmp_path / "data")
+    assert report["tasks"]["t"]["unk_rate"]["test"] == round(2 / 5, 5)
+
+
+def test_readers_keep_the_raw_text_beside_the_tokens(tmp_path):
+    from polytask.data.conll import read_conll
+    from polytask.data.readers import read_fdu
+    (tmp_path / "t.conll").write_text("Paris\tB-LOC\nis\tO\n", encoding="utf-8")
+    [ex], _ = read_conll(tmp_path / "t.conll", label_column=1, lowercase=True)
+    assert ex.tokens == ["paris", "is"] and ex.words == ["Paris", "is"]
+    (tmp_path / "f.txt").write_text("1\tIt's  GOOD\n", encoding="utf-8")
+    [ex], _ = read_fdu(tmp_path / "f.txt", tokenizer="regex")
+    assert ex.tokens == ["it's", "good"] and ex.text == "It's  GOOD"
+    (tmp_path / "p.tsv").write_text("a\tb\tl\nA Man\tThe Dog\tx\n", encoding="utf-8")
+    [ex], _ = read_table(tmp_path / "p.tsv", fmt="tsv", text_column="a", text_b_column="b", label_column="l")
+    assert (ex.text, ex.text_b, ex.tokens_b) == ("A Man", "The Dog", ["the", "dog"])

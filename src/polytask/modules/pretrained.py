@@ -192,6 +192,22 @@ class PretrainedVocab:
             starts.append(last)
         return enc["input_ids"], starts, kept
 
+    def unknown(self, example, max_length: int) -> tuple[int, int]:
+        """``(sub-tokens that are the unknown token, sub-tokens)`` of the example's texts (or
+        words), special tokens left out, each text cut to ``max_length``."""
+        unk, unknown, total = self.tokenizer.unk_token_id, 0, 0
+        if example.words is not None:
+            inputs = [(list(example.words), True)]
+        else:
+            inputs = [(self._raw(example), False)] + ([(self._raw(example, "text_b"), False)]
+                                                       if example.tokens_b is not None else [])
+        for text, split in inputs:
+            ids = self.tokenizer(text, is_split_into_words=split, add_special_tokens=False, truncation=True,
+                                 max_length=self._limit(max_length))["input_ids"]
+            total += len(ids)
+            unknown += sum(1 for i in ids if i == unk)
+        return unknown, total
+
     def save(self, path: Path) -> None:
         """``path`` (vocab.json) records where the run's copy is: ``pretrained/`` beside it holds the
         tokenizer, the model's config.json and :data:`RUN_COPY` (the pooling, the source)."""
