@@ -419,3 +419,22 @@ def test_readers_keep_the_raw_text_beside_the_tokens(tmp_path):
     (tmp_path / "p.tsv").write_text("a\tb\tl\nA Man\tThe Dog\tx\n", encoding="utf-8")
     [ex], _ = read_table(tmp_path / "p.tsv", fmt="tsv", text_column="a", text_b_column="b", label_column="l")
     assert (ex.text, ex.text_b, ex.tokens_b) == ("A Man", "The Dog", ["the", "dog"])
+
+
+def test_loading_never_opens_a_connection(tmp_path, bert, monkeypatch):
+    """Model, config and tokenizer are read with local_files_only: with every socket connection
+    refused, a run still loads its model and predicts."""
+    import socket
+    write_data(tmp_path)
+    raw = pair_raw(tmp_path, bert, "single_task")
+    raw["trainer"].update(max_steps=10, eval_every=10)
+    attempts = []
+
+    def refuse(self, address):
+        attempts.append(address)
+        raise OSError("no network in this test")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a[0] if a else None))
+    train(load_config(raw=raw), quiet=True)
+    assert predict(load_run(raw["output_dir"]), "p", [["a film", "indeed a film"]])[0]["label"] in PAIR_TASK["labels"]
+    assert attempts == []
