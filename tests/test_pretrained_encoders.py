@@ -233,6 +233,9 @@ def test_tagging_on_first_sub_tokens_trains_and_predicts(tmp_path, bert, archite
     run = load_run(raw["output_dir"])
     [record] = predict(run, "t", ["the cats playing a dog"])
     assert record == {"tokens": ["the", "cats", "playing", "a", "dog"], "tags": ["D", "N", "V", "D", "N"]}
+    run.cfg.data.max_length = 6              # [CLS] + 4 sub-tokens + [SEP]: the sentence is tagged in pieces
+    [pieces] = predict(run, "t", ["the cats playing a dog"])
+    assert pieces["tokens"] == record["tokens"] and len(pieces["tags"]) == 5
 
 
 def test_pair_regression_is_cross_encoded(tmp_path, bert):
