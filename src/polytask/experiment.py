@@ -42,9 +42,9 @@ def fetch_missing_data(cfg: ExperimentConfig, data_dir: Path) -> None:
                 if ds is not None:
                     missing[ds.name] = ds
     for ds in missing.values():
-        logger.info(f"{ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
-                    f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
-                    f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.")
+        logger.warning(f"{ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
+                       f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
+                       f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.")
         download(ds.name, data_dir)
 
 
