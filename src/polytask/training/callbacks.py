@@ -93,15 +93,15 @@ class MetricsLog(Callback):
 
 class ProgressBar(Callback):
     """The console view of a run. On a terminal, a tqdm bar over ``max_steps`` (none when tqdm is
-    missing) showing the last and best dev means; where stderr is a file or a pipe (a log, a
-    job scheduler), no bar but one ``polytask`` log line per evaluation (step, dev mean, best,
-    speed), so a log holds lines, not carriage-return updates. In both, a log line for each change
-    of the model's structure.
+    missing; a widget in Jupyter) showing the last and best dev means; where stderr is a file or a
+    pipe (a log, a job scheduler), no bar but one ``polytask`` log line per evaluation (step, dev
+    mean, best, speed), so a log holds lines, not carriage-return updates. In both, a log line for
+    each change of the model's structure.
 
     Args:
         max_steps: the length of the bar.
         interactive: draw the bar (True) or log lines (False); None: draw it when stderr is a
-            terminal.
+            terminal or the process is a Jupyter kernel.
     """
 
     def __init__(self, max_steps: int, interactive: bool | None = None):
@@ -111,8 +111,8 @@ class ProgressBar(Callback):
 
     def on_train_start(self, trainer) -> None:
         interactive = self.interactive
-        if interactive is None:
-            interactive = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        if interactive is None:             # a terminal, or a Jupyter kernel (tqdm.auto draws a widget there)
+            interactive = bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
         if not interactive:
             return
         try:

@@ -118,6 +118,7 @@ class Checkpointing(Callback):
             ckpt.write_json(tmp / "state.json", state, "the training state")
 
         ckpt.atomic_dir_write(self.last, write, "last/")
+        logger.debug("saved %s at step %d", self.last, trainer.step)
 
     def restore(self, trainer) -> None:
         """Load ``last/`` into the model, the trainer and every callback."""

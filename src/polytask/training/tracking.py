@@ -60,6 +60,7 @@ def build_trackers(cfg: ExperimentConfig, run_dir: Path) -> list[Callback]:
     names = list(dict.fromkeys(cfg.trainer.report_to))
     require_trackers(names)
     run_dir = Path(run_dir)
+    logger.debug("trackers: %s", ", ".join(names) or "none (metrics.jsonl only)")
     builders = {"csv": lambda: CSVLog(run_dir / "metrics.csv"),
                 "tensorboard": lambda: TensorBoardLog(run_dir / "tensorboard"),
                 "mlflow": lambda: MLflowLog(cfg, run_dir)}
