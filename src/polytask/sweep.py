@@ -94,7 +94,8 @@ def plan_system(cfg: ExperimentConfig, seeds: list[int], system_dir: Path, name:
 
 
 def _command(job: SeedJob, threads: int, data_dir: Optional[Path]) -> list[str]:
-    cmd = [sys.executable, "-m", "polytask.cli", "train", str(job.config), "--quiet",
+    # not --quiet: the job's train.log keeps its information lines (a resume, one line per evaluation)
+    cmd = [sys.executable, "-m", "polytask.cli", "train", str(job.config),
            f"seed={job.seed}", f"output_dir={job.run_dir}", f"trainer.num_threads={threads}"]
     if job.action == "resume":
         cmd.append("--resume")
