@@ -344,7 +344,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
-QUIET_HELP = "only warnings and errors on stderr: no progress bar, tables or progress messages"
+QUIET_HELP = "only warnings and errors on stderr (train, transfer, sweep: no progress bar or tables either)"
 VERBOSE_HELP = "debug messages too"
 
 

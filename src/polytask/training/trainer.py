@@ -4,7 +4,8 @@ optimizer, evaluate every ``trainer.eval_every`` steps. Models only compute loss
 Everything around the loop is a callback (:class:`~polytask.training.callbacks.Callback`):
 ``last/`` and resuming (:mod:`.resume`), best weights and early stopping (:mod:`.selection`),
 ``metrics.jsonl`` and the progress bar (:mod:`.callbacks`), the trackers of ``trainer.report_to``
-(:mod:`.tracking`), gradient similarity and structure adaptation (:mod:`.gradients`). :func:`default_callbacks` picks them from the config.
+(:mod:`.tracking`), gradient similarity and structure adaptation (:mod:`.gradients`).
+:func:`default_callbacks` picks them from the config.
 
 Training is step-based: each step draws a task from the schedule, then the next batch of that
 task. Everything that decides what happens next (model, optimizer, LR schedule, task schedule,
