@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +13,8 @@ from .data.vocab import BOS, EOS, PAD, UNK, Vocab
 from .kinds import TaskSpec
 from .models import build_model
 from .tasks import Task, load_task, resolve_path, spec_from_info
+
+logger = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
@@ -41,10 +43,9 @@ def fetch_missing_data(cfg: ExperimentConfig, data_dir: Path) -> None:
                 if ds is not None:
                     missing[ds.name] = ds
     for ds in missing.values():
-        print(f"[polytask] {ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
-              f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
-              f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.",
-              file=sys.stderr, flush=True)
+        logger.warning(f"{ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
+                       f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
+                       f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.")
         download(ds.name, data_dir)
 
 

@@ -4,6 +4,7 @@ The CLI is a thin layer over these functions; tests and notebooks call them dire
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ from .models import build_model
 from .training import checkpoint as ckpt
 from .training.callbacks import Callback
 from .training.lock import RunLock
+from .training.tracking import require_trackers
 from .training.trainer import Trainer, default_callbacks, resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool = False,
@@ -55,6 +59,7 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
 
 def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet: bool,
            transfer_from: Optional[Path], callbacks: Optional[list[Callback]], wall0: float) -> dict:
+    require_trackers(cfg.trainer.report_to)         # before any data is read
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
@@ -103,6 +108,7 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                "params": model.num_parameters(),
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
+    trainer.callbacks.on_results(trainer, results)
     structure = learned_structure(model, dev_items or train_items, trainer.device)
     if structure:
         ckpt.write_json(run_dir / "structure.json", structure)
@@ -110,9 +116,9 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
         for layer, groups in enumerate(structure.get("fafs_tree", []), 1):
             print(f"layer {layer}: " + " | ".join(", ".join(g) for g in groups))
         print(format_metric_table({"dev": dev_metrics, "test": test_metrics}, list(tasks)))
-        print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
-              f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
-              f"run directory {run_dir}")
+        logger.info("%d steps, %.0f train tokens/s, best dev mean %.2f at step %s; run directory %s",
+                    summary["steps"], summary["train_tokens_per_s"], summary["best_dev_mean"],
+                    summary["best_step"], run_dir)
     return results
 
 
