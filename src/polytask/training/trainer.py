@@ -13,6 +13,10 @@ batch iterators, torch RNG, the callbacks' state) is saved in ``last/`` at every
 at the end of the step they land in, and ``last/`` is saved there; a second one stops at once
 (landing mid-step, it leaves ``last/`` at the checkpoint before, as SIGKILL does).
 
+Under ``torchrun`` with several processes (:mod:`.distributed`) every rank runs this loop on its
+share of each global batch; the gradients are averaged after the backward passes, rank 0 alone
+evaluates and writes, and the others follow its decisions.
+
 A loss or gradient norm that is NaN or infinite stops the run (``trainer.on_nonfinite: stop``)
 or skips its batch (``skip_batch``); weights that are not finite are never evaluated or saved.
 """
