@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -22,27 +21,6 @@ from polytask.runner import train
 from polytask.training.checkpoint import read_weights
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-# a rank that kills itself (SIGKILL: nothing runs after it) at its N-th batch draw; both ranks
-# draw in lock-step, so both die in the same step, between two checkpoints
-KILLER = textwrap.dedent("""\
-    import os, signal, sys
-    from polytask.data import batching
-
-    calls = {"n": 0}
-    original = batching.TaskBatchIterator.__next__
-
-    def next_or_die(self):
-        calls["n"] += 1
-        if calls["n"] == int(sys.argv[2]):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(self)
-
-    batching.TaskBatchIterator.__next__ = next_or_die
-    from polytask.cli import main
-    sys.exit(main(["train", sys.argv[1], "--quiet"]))
-""")
-
 
 def torchrun(*args: str) -> subprocess.Popen:
     """``python -m torch.distributed.run --standalone --nproc_per_node=2 ARGS`` (a free port is
@@ -151,35 +129,93 @@ def test_resume_with_another_world_size_is_refused(equal_runs):
         train(load_config(raw=config(root, "two", 4, **SYSTEMS[name])), quiet=True, resume=True)
 
 
-# ----------------------------------------------------------------------------- SIGKILL and resume
+# ----------------------------------------------------------------------------- SIGKILL, SIGTERM and resume
+
+# a script that signals itself at its N-th batch draw: ``killer.py CONFIG N SIGNAL [RANK]`` (only
+# rank RANK, when given). The ranks draw in lock-step, so a SIGKILL of both kills them in the same
+# step, between two checkpoints; a SIGTERM that one rank notes stops both at the end of that step.
+SIGNALLER = textwrap.dedent("""\
+    import os, signal, sys
+    from polytask.data import batching
+
+    calls = {"n": 0}
+    original = batching.TaskBatchIterator.__next__
+    signum = getattr(signal, sys.argv[3])
+    mine = len(sys.argv) < 5 or os.environ["RANK"] == sys.argv[4]
+
+    def next_then_signal(self):
+        calls["n"] += 1
+        if mine and calls["n"] == int(sys.argv[2]):
+            os.kill(os.getpid(), signum)
+        return original(self)
+
+    batching.TaskBatchIterator.__next__ = next_then_signal
+    from polytask.cli import main
+    sys.exit(main(["train", sys.argv[1], "--quiet"]))
+""")
 
 
-def test_two_ranks_killed_with_sigkill_resume_exactly(tmp_path: Path):
-    write_fdu_dataset(tmp_path)
-    (tmp_path / "killer.py").write_text(KILLER)
-    # dropout and RLW: every rank's torch RNG and the weighting's own state must come back
-    cfgs = {run: write_yaml(config(tmp_path, run, 4, dropout=0.3, weighting="rlw"), tmp_path / f"{run}.yaml")
-            for run in ("reference", "killed")}
-    reference = torchrun("-m", "polytask.cli", "train", str(cfgs["reference"]), "--quiet")
-    killed = torchrun(str(tmp_path / "killer.py"), str(cfgs["killed"]), "15")      # in step 15 of 20
-    code, out = finish(killed)
-    assert code != 0 and "SIGKILL" in out, out
-    assert json.loads((tmp_path / "killed" / "last" / "state.json").read_text())["step"] == 10
-    assert not (tmp_path / "killed" / "results.json").exists()
-    resumed = torchrun("-m", "polytask.cli", "train", str(cfgs["killed"]), "--quiet", "--resume")
-    code, out = finish(reference)
-    assert code == 0, out
-    code, out = finish(resumed)
-    assert code == 0, out
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """(root, finish): an uninterrupted 2-rank run with dropout and RLW weights (so every rank's
+    torch RNG and the weighting's state must come back on resume), started at once; ``finish()``
+    waits for it. The interrupted runs train the same config in ``root``."""
+    root = tmp_path_factory.mktemp("ddp-resume")
+    write_fdu_dataset(root)
+    (root / "signaller.py").write_text(SIGNALLER)
+    proc = torchrun("-m", "polytask.cli", "train", str(resume_config(root, "reference")), "--quiet")
+    done: list = []
+
+    def wait() -> None:
+        if not done:
+            done.append(finish(proc))
+        assert done[0][0] == 0, done[0][1]
+    yield root, wait
+    if not done:
+        proc.kill()
+
+
+def resume_config(root: Path, run: str) -> Path:
+    return write_yaml(config(root, run, 4, dropout=0.3, weighting="rlw"), root / f"{run}.yaml")
+
+
+def assert_same_as_uninterrupted(root: Path, run: str) -> None:
     for weights in ("last", "best"):
-        ref = read_weights(tmp_path / "reference" / weights / "model.safetensors")
-        res = read_weights(tmp_path / "killed" / weights / "model.safetensors")
+        ref = read_weights(root / "reference" / weights / "model.safetensors")
+        res = read_weights(root / run / weights / "model.safetensors")
         assert ref.keys() == res.keys()
         for name in ref:
             assert ref[name].equal(res[name]), (weights, name)
-    assert records(tmp_path / "killed") == records(tmp_path / "reference")
-    ref, res = (json.loads((tmp_path / r / "results.json").read_text()) for r in ("reference", "killed"))
+    assert [r for r in records(root / run) if r["event"] != "resume"] == records(root / "reference")
+    ref, res = (json.loads((root / r / "results.json").read_text()) for r in ("reference", run))
     assert (res["dev"], res["test"], res["steps"]) == (ref["dev"], ref["test"], ref["steps"])
+
+
+def test_two_ranks_killed_with_sigkill_resume_exactly(uninterrupted):
+    root, reference = uninterrupted
+    cfg = resume_config(root, "killed")
+    code, out = finish(torchrun(str(root / "signaller.py"), str(cfg), "15", "SIGKILL"))    # in step 15 of 20
+    assert code != 0 and "SIGKILL" in out, out
+    assert json.loads((root / "killed" / "last" / "state.json").read_text())["step"] == 10
+    assert not (root / "killed" / "results.json").exists()
+    resumed = torchrun("-m", "polytask.cli", "train", str(cfg), "--quiet", "--resume")
+    reference()
+    code, out = finish(resumed)
+    assert code == 0, out
+    assert_same_as_uninterrupted(root, "killed")
+
+
+def test_sigterm_on_one_rank_stops_both_at_the_same_step(uninterrupted):
+    root, reference = uninterrupted
+    cfg = resume_config(root, "stopped")
+    code, out = finish(torchrun(str(root / "signaller.py"), str(cfg), "7", "SIGTERM", "1"))  # rank 1, step 7
+    assert code != 0, out
+    assert out.count("interrupted at step 7; checkpoint saved") == 1, out     # rank 0 saved, once
+    assert json.loads((root / "stopped" / "last" / "state.json").read_text())["step"] == 7
+    code, out = finish(torchrun("-m", "polytask.cli", "train", str(cfg), "--quiet", "--resume"))
+    assert code == 0, out
+    reference()
+    assert_same_as_uninterrupted(root, "stopped")
 
 
 # ----------------------------------------------------------------------------- refused
