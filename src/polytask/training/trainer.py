@@ -152,8 +152,9 @@ class Trainer:
 
     def setup(self, resume: bool = False) -> None:
         """Prepare the run directory; with ``resume`` continue the run saved in it."""
-        with ckpt.writing(self.run_dir, "the run directory"):
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.group.is_main:
+            with ckpt.writing(self.run_dir, "the run directory"):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
         self.callbacks.on_setup(self, resume)
         # every rank starts from rank 0's weights (built from the same seed, or loaded from last/)
         self.group.broadcast_tensors(list(self.model.state_dict().values())
