@@ -23,10 +23,19 @@ def _config(args) -> "ExperimentConfig":  # noqa: F821
     return load_config(args.config, overrides)
 
 
+def _one_process(what: str) -> None:
+    """Refuse ``what`` (a command that starts trainings of its own) under torchrun."""
+    from .training.distributed import launched_world_size
+    if launched_world_size() > 1:
+        raise PolytaskError(f"{what} runs several trainings of its own and cannot run under torchrun; "
+                            "launch `polytask train CONFIG` with torchrun once per run")
+
+
 def cmd_train(args) -> int:
     cfg = _config(args)
     data_dir = Path(args.data_dir) if args.data_dir else None
     if args.seeds:
+        _one_process("polytask train --seeds")
         from .sweep import parse_seeds, train_seeds
         _, complete = train_seeds(cfg, parse_seeds(args.seeds), args.jobs, args.threads, data_dir, args.quiet)
         return 0 if complete else 1
@@ -36,6 +45,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    _one_process("polytask sweep")
     from .sweep import load_sweep, parse_seeds, run_sweep
     spec = load_sweep(Path(args.sweep), parse_seeds(args.seeds) if args.seeds else None, args.overrides)
     _, complete = run_sweep(spec, args.jobs, args.threads, Path(args.data_dir) if args.data_dir else None,
@@ -44,6 +54,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    _one_process("polytask tune")
     import torch
     from .tune import format_trials, require_optuna, tune
     try:

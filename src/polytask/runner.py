@@ -28,6 +28,7 @@ from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
 from .training.callbacks import Callback
+from .training.distributed import SingleProcess, process_group, refuse_unsupported, launched_world_size
 from .training.lock import RunLock
 from .training.tracking import require_trackers
 from .training.trainer import Trainer, default_callbacks, resolve_device
@@ -48,23 +49,37 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
 
     The run holds the lock of its directory (:class:`~polytask.training.lock.RunLock`) from the
     start to the end: a second run there fails at once, naming this one's process.
+
+    Launched by ``torchrun`` with several processes, each process trains its share of every batch
+    (:mod:`polytask.training.distributed`); rank 0 holds the lock, writes the run directory and
+    returns the results, the other ranks return their training summary only.
     """
     wall0 = time.perf_counter()
     if transfer_from is not None and not cfg.model.transferable:
         raise ValueError(f"{transfer_from}: a {cfg.model.architecture} run cannot be transferred: its layers are a "
                          "tree of branches grown for its own tasks, and a new task has no branch in it")
-    with RunLock(cfg.output_dir):
-        return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0)
+    refuse_unsupported(cfg, launched_world_size())
+    group = process_group(resolve_device(cfg.trainer.device))
+    try:
+        if not group.is_main:
+            return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0, group)
+        with RunLock(cfg.output_dir):
+            return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0, group)
+    finally:
+        group.close()
 
 
 def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet: bool,
-           transfer_from: Optional[Path], callbacks: Optional[list[Callback]], wall0: float) -> dict:
+           transfer_from: Optional[Path], callbacks: Optional[list[Callback]], wall0: float,
+           group: SingleProcess) -> dict:
     require_trackers(cfg.trainer.report_to)         # before any data is read
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
     if data_dir == default_data_dir():               # no data directory given: fetch FDU-MTL on first use
-        fetch_missing_data(cfg, data_dir)
+        if group.is_main:
+            fetch_missing_data(cfg, data_dir)
+        group.barrier()
     run_dir = Path(cfg.output_dir)
     tasks = load_tasks(cfg, data_dir)
     source = transfer_from if transfer_from is not None else run_dir
@@ -83,12 +98,16 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                           for n, t in tasks.items()}
     train_items, dev_items, test_items = split("train"), split("dev"), split("test")
     info = task_info(tasks)
-    progress = cfg.trainer.progress and not quiet
+    progress = cfg.trainer.progress and not quiet and group.is_main
+    extra = list(callbacks or []) if group.is_main else []      # rank 0 judges; the others follow
     trainer = Trainer(cfg, model, train_items, dev_items, vocab, info, run_dir, progress=progress,
-                      char_vocab=chars, callbacks=default_callbacks(cfg, model, list(train_items), run_dir,
-                                                                    progress) + list(callbacks or []))
+                      char_vocab=chars, group=group,
+                      callbacks=default_callbacks(cfg, model, list(train_items), run_dir, progress,
+                                                  group.rank) + extra)
     trainer.setup(resume=resume)
     summary = trainer.train()
+    if not group.is_main:
+        return summary
     trainer.load_best()
     itos = getattr(vocab, "itos", None)
     dev_metrics = _kept_dev_metrics(run_dir, dev_items)

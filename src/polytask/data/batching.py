@@ -174,30 +174,45 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,
 
 
 class TaskBatchIterator:
-    """Endless training batches of one task; state is ``(epoch, position)``."""
+    """Endless training batches of one task; state is ``(epoch, position)``.
+
+    With ``world_size`` > 1 (data-parallel training, :mod:`polytask.training.distributed`) every
+    rank plans the same global batches of ``batch_size × world_size`` examples, the plan of one
+    process with that batch size, and rank ``rank`` keeps every ``world_size``-th example of each,
+    from its own position on. ``share`` is the fraction of the last global batch that this rank
+    drew; a rank that a short last batch leaves without an example gets its first example, with
+    ``share`` 0 (its loss then weighs nothing)."""
 
     def __init__(self, task: str, items: list[Encoded], batch_size: int, seed: int,
-                 bucket: bool = True, window: int = 50, collate: Optional[Callable] = None):
+                 bucket: bool = True, window: int = 50, collate: Optional[Callable] = None,
+                 rank: int = 0, world_size: int = 1):
         if not items:
             raise ValueError(f"task {task!r} has no training examples")
         self.task, self.items, self.batch_size = task, items, batch_size
         self.collate = collate or collate_text
         self.seed, self.bucket, self.window = seed, bucket, window
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.position = 0, 0
+        self.share = 1.0
         self._plan: Optional[list[list[int]]] = None
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.world_size
 
     def _epoch_plan(self) -> list[list[int]]:
         rng = random.Random(f"{self.seed}/{self.task}/{self.epoch}")
+        size = self.global_batch_size
         if self.bucket:
             lengths = [len(it.ids) + (len(it.ids_b) if it.ids_b else 0) for it in self.items]
-            return bucketed_batches(lengths, self.batch_size, rng, self.window)
+            return bucketed_batches(lengths, size, rng, self.window)
         order = list(range(len(self.items)))
         rng.shuffle(order)
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return [order[i:i + size] for i in range(0, len(order), size)]
 
     @property
     def batches_per_epoch(self) -> int:
-        return (len(self.items) + self.batch_size - 1) // self.batch_size
+        return (len(self.items) + self.global_batch_size - 1) // self.global_batch_size
 
     def __next__(self) -> Batch:
         if self._plan is None:
@@ -207,6 +222,10 @@ class TaskBatchIterator:
             self._plan = self._epoch_plan()
         idx = self._plan[self.position]
         self.position += 1
+        if self.world_size > 1:
+            mine = idx[self.rank::self.world_size]
+            self.share = len(mine) / len(idx)
+            idx = mine or idx[:1]
         return self.collate(self.task, [self.items[i] for i in idx], idx)
 
     def state_dict(self) -> dict:
