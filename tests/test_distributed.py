@@ -114,8 +114,8 @@ def test_only_rank_zero_writes(equal_runs):
     assert out.count("run directory") == 1, out         # one summary, one table: rank 0's
     assert out.count("average") == 1, out
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["best", "config.yaml", "last", "metrics.jsonl", "predictions", "results.json", "run.lock", "tasks.json",
-         "vocab.json"] + (["tensorboard"] if (run / "tensorboard").exists() else []))
+        ["best", "config.yaml", "last", "metrics.csv", "metrics.jsonl", "predictions", "results.json", "run.lock",
+         "tasks.json", "vocab.json"])
     assert [r["step"] for r in records(run)] == [10, 20]    # each evaluation logged once
     assert json.loads((run / "last" / "state.json").read_text())["world_size"] == 2
     rng = torch.load(run / "last" / "trainer.pt", weights_only=True)["rank_rng"]
