@@ -29,8 +29,9 @@ TOLERANCE = 1e-4
 
 def tiny_run(tmp_path: Path, data_dir: Path, fdu_config: dict, encoder: str, architecture: str,
              chars: bool = False) -> Path:
-    """A run with a classification task ``a``, a CRF chunker ``chunk``, a softmax tagger ``pos``
-    and a pair task ``p``, trained for a few dozen steps."""
+    """A run with a classification task ``a``, a CRF chunker ``chunk``, a softmax tagger ``pos``,
+    a pair task ``p`` and a regression task ``r`` (task a's 0/1 labels as targets), trained for a
+    few dozen steps."""
     write_conll(data_dir / "chunk.train", 40, 1)
     write_conll(data_dir / "chunk.test", 10, 2)
     write_pair_dataset(data_dir)
@@ -42,13 +43,17 @@ def tiny_run(tmp_path: Path, data_dir: Path, fdu_config: dict, encoder: str, arc
         {"name": "pos", "type": "tagging", "format": "conll", "train": "chunk.train", "labels": None,
          "test": "chunk.test", "tag_column": 1, "tagging_head": "softmax", "lowercase": False},
         copy.deepcopy(PAIR_TASK),
+        {"name": "r", "type": "regression", "train": "fdu/a.task.train", "test": "fdu/a.task.test", "labels": None},
     ]
     raw["output_dir"] = str(tmp_path / f"run-{encoder}-{architecture}")
     raw["model"] = {**raw["model"], "architecture": architecture,
                     "encoder": {"type": encoder, "hidden_dim": 16, "num_layers": 1,
                                 **({"num_heads": 2, "ff_dim": 32} if encoder == "transformer" else {})}}
-    if chars:
+    if chars:                                   # (pair tasks do not read characters)
         raw["model"].update(char_embedding_dim=8, char_hidden_dim=8)
+        raw["tasks"] = raw["tasks"][:3]
+        raw["tasks"].append({"name": "r", "type": "regression", "train": "fdu/a.task.train", "test": "fdu/a.task.test",
+                             "labels": None})
     raw["trainer"] = {**raw["trainer"], "max_steps": 40, "eval_every": 40}
     train(load_config(raw=raw), quiet=True)
     return Path(raw["output_dir"])
@@ -102,7 +107,7 @@ def bilstm_run(tmp_path, data_dir, fdu_config) -> Path:
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_bilstm_hard_sharing_round_trips(bilstm_run, tmp_path, fmt):
-    for task in ("a", "chunk", "p"):
+    for task in ("a", "chunk", "p", "r"):
         worst = round_trip(bilstm_run, task, fmt, tmp_path / f"export-{fmt}-{task}")
         print(f"bilstm hard_sharing {task} {fmt}: {worst:.2e}")
 
@@ -202,7 +207,7 @@ MATRIX = [(e, a) for e in ("bilstm", "cnn", "transformer") for a in ("hard_shari
 @pytest.mark.parametrize("encoder,architecture", MATRIX)
 def test_every_encoder_and_architecture_round_trips(tmp_path, data_dir, fdu_config, encoder, architecture):
     run_dir = tiny_run(tmp_path, data_dir, fdu_config, encoder, architecture)
-    for task in ("a", "chunk", "pos", "p"):
+    for task in ("a", "chunk", "pos", "p", "r"):
         for fmt in ("onnx", "torchscript"):
             worst = round_trip(run_dir, task, fmt, tmp_path / f"export-{task}-{fmt}")
             print(f"EXPORT {encoder} {architecture} {task} {fmt} {worst:.2e}")
