@@ -89,6 +89,8 @@ def cmd_export(args) -> int:
     doc = export_task(args.run_dir, args.task, args.format, args.output)
     checked = doc["verified"]
     tags = "; tags identical" if doc["kind"] == "tagging" else ""
+    if "crf" in doc and not doc["crf"]["decoded_in_graph"]:
+        tags += " (decoded outside the graph with the CRF scores of model.json)"
     print(f"[polytask] wrote {Path(args.output) / doc['file']} and {Path(args.output) / 'model.json'}; "
           f"checked on {checked['examples']} examples against polytask: max abs difference "
           f"{checked['max_abs_difference']:.2e}{tags}", file=sys.stderr)

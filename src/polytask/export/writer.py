@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import random
 import warnings
 from pathlib import Path
@@ -142,15 +143,19 @@ def reference_outputs(run: LoadedRun, task: str, batch) -> dict[str, np.ndarray]
 
 @contextlib.contextmanager
 def quiet_export():
-    """No tracer or exporter chatter, and no fused attention kernel (its ops have no ONNX form)."""
-    was = torch.backends.mha.get_fastpath_enabled()
+    """No tracer or exporter chatter (warnings, progress lines on stdout, log lines), and no fused
+    attention kernel (its op has no ONNX form)."""
+    was, logger = torch.backends.mha.get_fastpath_enabled(), logging.getLogger("torch.onnx")
+    level = logger.level
     torch.backends.mha.set_fastpath_enabled(False)
+    logger.setLevel(logging.ERROR)                   # "torchvision is not installed. Skipping ..."
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
         torch.backends.mha.set_fastpath_enabled(was)
+        logger.setLevel(level)
 
 
 def write_torchscript(module, example: tuple, path: Path) -> None:
@@ -169,31 +174,30 @@ def write_onnx(module, example: tuple, path: Path, dynamo: bool, max_time: int) 
             dims = {"batch": torch.export.Dim("batch"), "time": torch.export.Dim("time", max=max_time),
                     "time_b": torch.export.Dim("time_b", max=max_time), "characters": torch.export.Dim("characters")}
             shapes = tuple({i: dims[a] for i, a in axes[n].items()} for n in names)
-            with contextlib.redirect_stdout(io.StringIO()):           # the exporter's progress lines
-                torch.onnx.export(module, example, str(path), input_names=names,
-                                  output_names=list(module.output_names), dynamic_shapes={"inputs": shapes},
-                                  dynamo=True, external_data=False)
+            torch.onnx.export(module, example, str(path), input_names=names, output_names=list(module.output_names),
+                              dynamic_shapes={"inputs": shapes}, dynamo=True, external_data=False)
         else:
             torch.onnx.export(torch.jit.trace(module, example, check_trace=False), example, str(path),
                               input_names=names, output_names=list(module.output_names), dynamic_axes=axes,
                               dynamo=False, opset_version=17)
 
 
-def runner_for(fmt: str, path: Path):
+def runner_for(fmt: str, path: Path, output_names: list[str]):
     """A function from the input tensors to the exported file's outputs (numpy, by name), run by
     onnxruntime or torch.jit.load as a user would."""
     if fmt == "onnx":
         import onnxruntime
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
-        outputs = [o.name for o in session.get_outputs()]
-        return lambda tensors: dict(zip(outputs, session.run(None, {n: t.numpy() for n, t in zip(names, tensors)})))
-    loaded = torch.jit.load(str(path))
+        return lambda tensors: dict(zip(output_names, session.run(None, {n: t.numpy() for n, t in zip(names, tensors)})))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                               # torch.jit.load is deprecated
+        loaded = torch.jit.load(str(path))
 
-    def run_torchscript(tensors):
+    def run_torchscript(tensors) -> dict[str, np.ndarray]:
         with torch.no_grad():
             out = loaded(*tensors)
-        return out
+        return dict(zip(output_names, [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]))
     return run_torchscript
 
 
@@ -201,14 +205,11 @@ def verify(run: LoadedRun, task: str, module, fmt: str, path: Path) -> dict:
     """Run the written file on batches of other sizes and lengths than the export's example and
     compare with polytask's outputs: the largest absolute difference of the scores, and whether
     the tags agree. An export beyond :data:`TOLERANCE` is an error."""
-    execute = runner_for(fmt, path)
-    names = list(module.output_names)
+    execute = runner_for(fmt, path, list(module.output_names))
     worst, examples, tags_equal = 0.0, 0, True
     for lengths in ([7, 3, 1], [2], [12, 9, 9, 4, 1, 6]):
         batch = batch_of(run, task, sample_examples(run, task, lengths, seed=len(lengths)))
         got = execute(tensors_of(module, batch))
-        if not isinstance(got, dict):
-            got = dict(zip(names, [t.numpy() for t in (got if isinstance(got, tuple) else (got,))]))
         want = reference_outputs(run, task, batch)
         for name, value in got.items():
             if name == "tags":
