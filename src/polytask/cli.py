@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 import warnings
@@ -12,6 +13,8 @@ from pathlib import Path
 from .config import ConfigError, load_config
 from .data.readers import DataError
 from .errors import PolytaskError, PolytaskWarning
+
+logger = logging.getLogger("polytask")
 
 
 def _config(args) -> "ExperimentConfig":  # noqa: F821
@@ -47,7 +50,7 @@ def cmd_tune(args) -> int:
     try:
         require_optuna()
     except ImportError as exc:
-        print(f"polytask: error: {exc}", file=sys.stderr)
+        logger.error("%s", exc)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,12 +72,11 @@ def cmd_transfer(args) -> int:
 def cmd_serve(args) -> int:
     from .runner import load_run
     from .serving import make_server
-    print(f"[polytask] loading {args.run_dir} ...", file=sys.stderr, flush=True)
+    logger.info("loading %s ...", args.run_dir)
     server = make_server(load_run(args.run_dir), args.host, args.port)
     host, port = server.server_address[:2]
     # said once the socket listens: a script may wait for this line (or poll GET /health)
-    print(f"[polytask] ready: serving {args.run_dir} on http://{host}:{port} (GET /health, GET /tasks, "
-          "POST /predict)", file=sys.stderr, flush=True)
+    logger.info("ready: serving %s on http://%s:%s (GET /health, GET /tasks, POST /predict)", args.run_dir, host, port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -91,9 +93,9 @@ def cmd_export(args) -> int:
     tags = "; tags identical" if doc["kind"] == "tagging" else ""
     if "crf" in doc and not doc["crf"]["decoded_in_graph"]:
         tags += " (decoded outside the graph with the CRF scores of model.json)"
-    print(f"[polytask] wrote {Path(args.output) / doc['file']} and {Path(args.output) / 'model.json'}; "
-          f"checked on {checked['examples']} examples against polytask: max abs difference "
-          f"{checked['max_abs_difference']:.2e}{tags}", file=sys.stderr)
+    logger.info("wrote %s and %s; checked on %d examples against polytask: max abs difference %.2e%s",
+                Path(args.output) / doc["file"], Path(args.output) / "model.json", checked["examples"],
+                checked["max_abs_difference"], tags)
     return 0
 
 
@@ -121,7 +123,7 @@ def cmd_report(args) -> int:
     out = Path(args.output)
     build_report([Path(d) for d in args.run_dirs], out, Path(args.baseline) if args.baseline else None,
                  alpha=args.alpha, n_resamples=args.resamples)
-    print(f"[polytask] wrote {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)
+    logger.info("wrote %s and %s", out / "report.md", out / "report.html")
     return 0
 
 
@@ -212,11 +214,11 @@ def cmd_data_vectors(args) -> int:
         sentences += [ex.tokens_b for ex in task.train if ex.tokens_b]
         if not args.no_unlabeled:
             sentences += load_unlabeled(tc, data_dir)
-    print(f"[polytask] training word2vec ({args.dim}d, {args.epochs} epochs) on {len(sentences)} "
-          "sentences of train + unlabeled text (no dev, no test)", file=sys.stderr)
+    logger.info("training word2vec (%dd, %d epochs) on %d sentences of train + unlabeled text (no dev, no test)",
+                args.dim, args.epochs, len(sentences))
     n = train_word2vec(sentences, args.output, dim=args.dim, epochs=args.epochs, seed=cfg.seed,
                        min_count=args.min_count)
-    print(f"[polytask] wrote {n} vectors to {args.output}", file=sys.stderr)
+    logger.info("wrote %d vectors to %s", n, args.output)
     return 0
 
 
@@ -230,11 +232,15 @@ def cmd_data_download(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polytask", description="Multi-task learning for NLP.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    # --debug is also taken after the command (`polytask train cfg.yaml --debug`)
+    # --debug, --quiet and --verbose are also taken after the command (`polytask train cfg.yaml --debug`)
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error")
+    debug.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+    debug.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
 
     def with_config(p):
         p.add_argument("config", help="experiment YAML")
@@ -245,7 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--seeds", help="e.g. 1,2,3: one run per seed in OUTPUT_DIR/seed-N, then their mean ± std "
                                    "(finished seeds are skipped, interrupted ones resumed)")
     p.add_argument("--jobs", type=int, default=1, help="with --seeds: runs trained at once (processes)")
@@ -259,7 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--data-dir")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("tune", parents=[debug], help="hyper-parameter search with Optuna (TPE, median pruning)")
@@ -280,7 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--output-dir")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("evaluate", parents=[debug], help="evaluate a trained run on a split")
@@ -355,11 +358,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
-    """polytask's own warnings as one line, ``polytask: warning: ...``; others as Python shows them."""
+    """polytask's own warnings as one line, ``polytask: warning: ...`` (through the ``polytask``
+    logger); others as Python shows them."""
     if issubclass(category, PolytaskWarning):
-        print(f"polytask: warning: {message}", file=sys.stderr if file is None else file)
+        logger.warning("%s", message)
     else:
         _default(message, category, filename, lineno, file, line)
+
+
+QUIET_HELP = "only warnings and errors on stderr (train, transfer, sweep: no progress bar or tables either)"
+VERBOSE_HELP = "debug messages too"
+
+
+class _ConsoleHandler(logging.Handler):
+    """The ``polytask`` logger's messages on stderr, one line each, as the command line has always
+    written them: ``[polytask] ...`` (info, debug), ``polytask: warning: ...``, ``polytask:
+    error: ...``; through ``tqdm.write`` so that a progress bar on the terminal is redrawn below a
+    message instead of being cut by it."""
+
+    PREFIX = {logging.WARNING: "polytask: warning: ", logging.ERROR: "polytask: error: ",
+              logging.CRITICAL: "polytask: error: "}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.PREFIX.get(record.levelno, "[polytask] ") + record.getMessage()
+            try:
+                from tqdm import tqdm
+                tqdm.write(text, file=sys.stderr)
+            except ImportError:  # pragma: no cover
+                sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 (logging's own contract: report, never raise)
+            self.handleError(record)
 
 
 # the errors a user can fix, printed as one line (--debug: with the traceback)
@@ -375,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    console = _ConsoleHandler()
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    previous_level = logger.level
+    logger.addHandler(console)
+    logger.setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -383,10 +418,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"polytask: error: {msg}", file=sys.stderr)
+        logger.error("%s", msg)
         return 2
     except KeyboardInterrupt as exc:          # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
         return 128 + getattr(exc, "signum", 2)
+    finally:
+        logger.removeHandler(console)
+        logger.setLevel(previous_level)
 
 
 if __name__ == "__main__":  # pragma: no cover

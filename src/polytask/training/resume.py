@@ -1,7 +1,7 @@
 """Exact resume: the ``last/`` checkpoint and the files of a fresh run directory."""
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import torch
@@ -11,6 +11,8 @@ from ..config import ConfigError, config_differences, save_config, to_dict
 from . import checkpoint as ckpt
 from .callbacks import Callback
 from .nonfinite import refuse_nonfinite
+
+logger = logging.getLogger(__name__)
 
 # The settings a resumed run may change: each takes effect from the step the run resumes at (the
 # learning rates reach the optimizer's parameter groups; the LR and task schedules, the weighting's
@@ -79,7 +81,7 @@ class Checkpointing(Callback):
                 save_config(trainer.cfg, self.run_dir / "config.yaml")    # what the run goes on with
             return
         if resume:
-            print(f"[polytask] no checkpoint in {self.last}; starting from step 0", file=sys.stderr)
+            logger.warning("no checkpoint in %s; starting from step 0", self.last)
         elif self.last.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another output_dir")
@@ -101,8 +103,8 @@ class Checkpointing(Callback):
     def on_interrupt(self, trainer) -> None:
         if trainer.checkpoint_step != trainer.step:         # not saved at this step's evaluation
             self.save(trainer)
-        print(f"\n[polytask] interrupted at step {trainer.step}; checkpoint saved. Continue with "
-              f"--resume (output_dir {self.run_dir}).", file=sys.stderr)
+        logger.warning("interrupted at step %d; checkpoint saved. Continue with --resume (output_dir %s).",
+                       trainer.step, self.run_dir)
 
     def save(self, trainer) -> None:
         """Write ``last/`` from the trainer and its callbacks (never with non-finite weights)."""
@@ -116,6 +118,7 @@ class Checkpointing(Callback):
             ckpt.write_json(tmp / "state.json", state, "the training state")
 
         ckpt.atomic_dir_write(self.last, write, "last/")
+        logger.debug("saved %s at step %d", self.last, trainer.step)
 
     def restore(self, trainer) -> None:
         """Load ``last/`` into the model, the trainer and every callback."""
@@ -128,7 +131,7 @@ class Checkpointing(Callback):
             raise ckpt.CheckpointError(f"{self.last}: the saved trainer state does not fit this run "
                                        f"({type(exc).__name__}: {exc})", self.last) from exc
         trainer.callbacks.load_state_dict(state)
-        print(f"[polytask] resumed {self.run_dir} at step {trainer.step}", file=sys.stderr)
+        logger.info("resumed %s at step %d", self.run_dir, trainer.step)
 
     def _changed_settings(self, cfg) -> list[str]:
         """Say which settings differ from the ones the run was last trained with (a longer
@@ -138,6 +141,6 @@ class Checkpointing(Callback):
             return []
         changed = resume_changes(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, cfg)
         if changed:
-            print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml, "
-                  "in effect from the step it resumes at: " + "; ".join(changed), file=sys.stderr)
+            logger.info("resuming %s with settings that differ from its config.yaml, in effect from the step it "
+                        "resumes at: %s", self.run_dir, "; ".join(changed))
         return changed

@@ -3,8 +3,9 @@ optimizer, evaluate every ``trainer.eval_every`` steps. Models only compute loss
 
 Everything around the loop is a callback (:class:`~polytask.training.callbacks.Callback`):
 ``last/`` and resuming (:mod:`.resume`), best weights and early stopping (:mod:`.selection`),
-``metrics.jsonl``, TensorBoard and the progress bar (:mod:`.callbacks`), gradient similarity and
-structure adaptation (:mod:`.gradients`). :func:`default_callbacks` picks them from the config.
+``metrics.jsonl`` and the progress bar (:mod:`.callbacks`), the trackers of ``trainer.report_to``
+(:mod:`.tracking`), gradient similarity and structure adaptation (:mod:`.gradients`).
+:func:`default_callbacks` picks them from the config.
 
 Training is step-based: each step draws a task from the schedule, then the next batch of that
 task. Everything that decides what happens next (model, optimizer, LR schedule, task schedule,
@@ -18,10 +19,10 @@ or skips its batch (``skip_batch``); weights that are not finite are never evalu
 """
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -36,14 +37,17 @@ from ..kinds import get_kind
 from ..data.vocab import Vocab
 from ..evaluation.evaluate import evaluate_metrics, primary
 from . import checkpoint as ckpt
-from .callbacks import Callback, CallbackList, MetricsLog, ProgressBar, TensorBoardLog
+from .callbacks import Callback, CallbackList, MetricsLog, ProgressBar
 from .gradients import GradientSimilarity, StructureAdaptation
 from .nonfinite import NonFiniteError, nonfinite_tensors
 from .optim import build_lr_schedule, build_optimizer, parameter_groups
 from .resume import Checkpointing
 from .schedules import build_schedule
 from .selection import build_selection
+from .tracking import build_trackers
 from .weighting import build_weighting
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,14 +67,14 @@ def default_callbacks(cfg: ExperimentConfig, model: nn.Module, tasks: list[str],
     """The callbacks of a run, in the order their hooks are called: the progress bar (when
     ``progress``), ``last/`` and resuming, the selection ``trainer.select`` names, gradient
     similarity (when ``trainer.gradient_similarity``), structure adaptation, ``metrics.jsonl`` and
-    TensorBoard."""
+    the trackers of ``trainer.report_to``."""
     t = cfg.trainer
     callbacks: list[Callback] = [ProgressBar(t.max_steps)] if progress else []
     callbacks += [Checkpointing(run_dir), build_selection(cfg, model, tasks, run_dir / "best")]
     if t.gradient_similarity:
         callbacks.append(GradientSimilarity(cfg.data.batch_size))
     callbacks += [StructureAdaptation(t.structure_batches, cfg.data.batch_size),
-                  MetricsLog(run_dir / "metrics.jsonl"), TensorBoardLog(run_dir / "tensorboard")]
+                  MetricsLog(run_dir / "metrics.jsonl"), *build_trackers(cfg, run_dir)]
     return callbacks
 
 
@@ -167,8 +171,7 @@ class Trainer:
                 if mid_step:
                     since = "step 0: no checkpoint was written yet" if self.checkpoint_step is None \
                         else f"the checkpoint of step {self.checkpoint_step}"
-                    print(f"\n[polytask] stopped at once, without saving; --resume continues from {since}",
-                          file=sys.stderr)
+                    logger.warning("stopped at once, without saving; --resume continues from %s", since)
                 else:
                     self.callbacks.on_interrupt(self)
                 raise
