@@ -153,6 +153,11 @@ def test_bad_requests_name_what_is_supported(bilstm_run, tmp_path, capsys):
     run.cfg.model.architecture = "shared_private"
     with pytest.raises(ExportError, match="supports hard_sharing, single_task with bilstm, lstm, cnn, transformer"):
         export_task(bilstm_run, "a", "onnx", tmp_path / "y", run=run)
+    run.cfg.model.architecture = "hard_sharing"
+    run.cfg.model.pretrained = "models/all-MiniLM-L6-v2"
+    with pytest.raises(ExportError, match="pretrained model .* supports word-vector runs with bilstm, lstm, cnn"):
+        export_task(bilstm_run, "a", "torchscript", tmp_path / "v", run=run)
+    run.cfg.model.pretrained = None
     run.task_info["a"] = {**run.task_info["a"], "type": "qa"}
     run.cfg.model.architecture = "hard_sharing"
     with pytest.raises(ExportError, match="a qa task; export supports classification, pair_classification"):

@@ -71,6 +71,10 @@ def check_exportable(run: LoadedRun, task: str, fmt: str) -> None:
     if m.architecture not in ARCHITECTURES:
         raise ExportError(f"the run's architecture {m.architecture!r} cannot be exported yet; export supports "
                           f"{', '.join(ARCHITECTURES)} with {', '.join(ENCODERS)} encoders")
+    if getattr(m, "pretrained", None):
+        raise ExportError(f"the run's encoder is the pretrained model {m.pretrained!r} (model.pretrained), which "
+                          f"export does not handle yet; export supports word-vector runs with {', '.join(ENCODERS)} "
+                          "encoders")
     if m.encoder.type not in ENCODERS:
         raise ExportError(f"the run's encoder {m.encoder.type!r} cannot be exported; export supports "
                           f"{', '.join(ENCODERS)}")
