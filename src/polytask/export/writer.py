@@ -9,7 +9,9 @@ CNN encoders, so the CRF's Viterbi (a scripted loop) stays a loop in the graph; 
 dynamo exporter for the Transformer encoder, because the TorchScript-based one fixes the attention's
 reshapes to the example's length. The dynamo graph cannot hold a loop over a dynamic length, so a
 Transformer CRF tagger's ONNX file gives the emissions and the JSON the CRF scores to decode them
-(``crf`` in the JSON; :func:`viterbi_numpy` is the reference decoder).
+(``crf`` in the JSON; :func:`viterbi_numpy` is the reference decoder). The (Bi)LSTM encoder
+needs no export-only path: it never packs sequences (each direction runs within its own length on
+the padded batch), so one graph serves batches of mixed lengths, as the check shows.
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data.batching import char_ids
 from ..data.readers import _PTB_TOKEN, _REGEX_TOKEN, Example
 from ..errors import PolytaskError
 from ..kinds import get_kind
