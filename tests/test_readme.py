@@ -221,6 +221,10 @@ class Session:
             assert (self.work / "report" / "report.md").is_file()
         if command.startswith("polytask inspect"):
             assert json.loads(out.splitlines()[0])["inspect"]
+        if command.startswith("polytask export"):
+            directory = self.work / shlex.split(command)[-1]
+            spec = json.loads((directory / "model.json").read_text())
+            assert (directory / spec["file"]).is_file() and spec["verified"]["max_abs_difference"] < 1e-4, spec
         if command.startswith("polytask data download"):
             assert len(list((self.work / "downloads" / "fdu-mtl").iterdir())) == 48
 

@@ -1,4 +1,5 @@
-"""``polytask`` command line: train | sweep | tune | evaluate | predict | report | data {check, vectors, download}."""
+"""``polytask`` command line: train | sweep | tune | evaluate | predict | export | report | data {check, vectors,
+download}."""
 from __future__ import annotations
 
 import argparse
@@ -93,6 +94,19 @@ def cmd_serve(args) -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_task
+    doc = export_task(args.run_dir, args.task, args.format, args.output)
+    checked = doc["verified"]
+    tags = "; tags identical" if doc["kind"] == "tagging" else ""
+    if "crf" in doc and not doc["crf"]["decoded_in_graph"]:
+        tags += " (decoded outside the graph with the CRF scores of model.json)"
+    logger.info("wrote %s and %s; checked on %d examples against polytask: max abs difference %.2e%s",
+                Path(args.output) / doc["file"], Path(args.output) / "model.json", checked["examples"],
+                checked["max_abs_difference"], tags)
     return 0
 
 
@@ -300,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["json", "conll"], default="json",
                    help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", parents=[debug], help="one task as an ONNX or TorchScript model of plain tensors "
+                                                       "plus a JSON of its vocabulary, labels and pre-processing")
+    p.add_argument("run_dir")
+    p.add_argument("--task", required=True)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--output", required=True, help="directory for model.onnx / model.pt and model.json")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", parents=[debug], help="dump what the model exposes per example (fusion gates, ...)")
     p.add_argument("run_dir")
