@@ -1,9 +1,10 @@
 """The trainer's callbacks: the order of the hooks, an interrupt that saves ``last/`` and resumes
-exactly, the TensorBoard mirror (with a stand-in for TensorBoard, which is optional) and the
-console line for a change of structure."""
+exactly, the TensorBoard mirror (with a stand-in for TensorBoard's writer; off unless
+``trainer.report_to`` lists it) and the log line for a change of structure."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -89,7 +90,7 @@ class SigtermAt(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_saves_last_and_the_resumed_run_ends_as_an_uninterrupted_one(fdu_config, tmp_path, capsys):
+def test_sigterm_saves_last_and_the_resumed_run_ends_as_an_uninterrupted_one(fdu_config, tmp_path, caplog):
     raw = {**fdu_config, "model": {**fdu_config["model"], "dropout": 0.2},
            "trainer": {**fdu_config["trainer"], "max_steps": 20, "eval_every": 10}}
     reference = runner.train(load_config(raw=raw), quiet=True)
@@ -98,7 +99,7 @@ def test_sigterm_saves_last_and_the_resumed_run_ends_as_an_uninterrupted_one(fdu
     with pytest.raises(KeyboardInterrupt):
         train_with(stopped, SigtermAt(7))
     assert signal.getsignal(signal.SIGTERM) is handler                 # the handler is put back
-    assert "interrupted at step 7; checkpoint saved" in capsys.readouterr().err
+    assert "interrupted at step 7; checkpoint saved" in caplog.text
     assert json.loads((tmp_path / "stopped/last/state.json").read_text())["step"] == 7
     resumed = runner.train(load_config(raw=stopped), quiet=True, resume=True)
     assert resumed["dev"] == reference["dev"] and resumed["best_step"] == reference["best_step"]
@@ -124,13 +125,17 @@ class FakeSummaryWriter:
     def flush(self) -> None:
         self.flushes += 1
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def test_tensorboard_mirrors_each_record_when_installed(fdu_config, monkeypatch):
     module = types.ModuleType("torch.utils.tensorboard")
     module.SummaryWriter = FakeSummaryWriter
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
     FakeSummaryWriter.writers.clear()
-    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "max_steps": 4, "eval_every": 2}}
+    raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "max_steps": 4, "eval_every": 2,
+                                     "report_to": ["tensorboard"]}}
     runner.train(load_config(raw=raw), quiet=True)
     run = Path(fdu_config["output_dir"])
     [writer] = FakeSummaryWriter.writers
@@ -140,16 +145,17 @@ def test_tensorboard_mirrors_each_record_when_installed(fdu_config, monkeypatch)
         expected += [(f"dev/{t}", v, r["step"]) for t, v in r["dev"].items()]
         expected += [(f"train_loss/{t}", v, r["step"]) for t, v in r["train_loss"].items()]
         expected += [(key, r[key], r["step"]) for key in ("dev_mean", "lr", "tokens_per_s")]
-    assert writer.scalars == expected and writer.flushes == 2
+    assert writer.scalars == expected and writer.flushes == 2 and writer.closed
 
 
-def test_without_tensorboard_nothing_is_written(fdu_config, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)     # import fails
+def test_tensorboard_is_off_unless_listed(fdu_config):
+    # before: on whenever TensorBoard was installed (it is, here), with no way to turn it off
     raw = {**fdu_config, "trainer": {**fdu_config["trainer"], "max_steps": 2, "eval_every": 2}}
     runner.train(load_config(raw=raw), quiet=True)
     assert not (Path(fdu_config["output_dir"]) / "tensorboard").exists()
 
 
-def test_progress_prints_a_change_of_structure(capsys):
-    ProgressBar(10).on_log(None, {"step": 40, "event": "structure", "layer": 2, "groups": [["a", "c"], ["b"]]})
-    assert capsys.readouterr().err == "\n[polytask] step 40: layer 2 now branches as [['a', 'c'], ['b']]\n"
+def test_progress_logs_a_change_of_structure(caplog):
+    with caplog.at_level(logging.INFO, logger="polytask"):
+        ProgressBar(10).on_log(None, {"step": 40, "event": "structure", "layer": 2, "groups": [["a", "c"], ["b"]]})
+    assert caplog.messages == ["step 40: layer 2 now branches as [['a', 'c'], ['b']]"]

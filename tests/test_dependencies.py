@@ -1,5 +1,5 @@
 """The package's import graph flows one way (design.md, "Contracts, second version"):
-cli -> serving/tune -> runner/sweep -> tasks/experiment -> training -> evaluation loop, significance
+cli -> serving/export/tune -> runner/sweep -> tasks/experiment -> training -> evaluation loop, significance
 tests and reports -> models -> kinds -> modules/data/ops/metrics -> config -> errors. An import against that direction is a design bug."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "polytask"
 LAYERS = {"errors": 0, "config": 0, "catalog": 0, "data": 1, "modules": 1, "ops": 1, "evaluation": 1, "kinds": 2,
           "models": 3, "evaluation.evaluate": 4, "evaluation.significance": 4, "evaluation.report": 4,
           "training": 5, "tasks": 6, "experiment": 6, "data_check": 7, "runner": 7, "sweep": 7, "serving": 8,
-          "tune": 8, "cli": 9}
+          "export": 8, "tune": 8, "cli": 9}
 
 
 def layer(module: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import logging
 import os
 import socket
 import threading
@@ -67,35 +68,38 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
 
 
-def test_download_over_http(server, tmp_path, capsys):
+def test_download_over_http(server, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="polytask")
     paths = dl.download("fdu-mtl", tmp_path / "data", base_url=server)
     folder = tmp_path / "data" / "fdu-mtl"
     assert paths == [folder / name for name in sorted(FILES)]
     for name, data in FILES.items():
         assert (folder / name).read_bytes() == data
     assert _leftovers(folder) == []
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "fdu-mtl/one.task.test (1/3): downloaded" in err and "3 files verified" in err
 
 
-def test_skip_if_present_and_force(server, tmp_path, capsys):
+def test_skip_if_present_and_force(server, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="polytask")
     dl.download("fdu-mtl", tmp_path, base_url=server)
-    capsys.readouterr()
+    caplog.clear()
     dead = _dead_url()
     assert len(dl.download("fdu-mtl", tmp_path, base_url=dead)) == 3  # nothing fetched
-    assert capsys.readouterr().err.count("present, checksum ok") == 3
+    assert caplog.text.count("present, checksum ok") == 3
     with pytest.raises(dl.DownloadError):
         dl.download("fdu-mtl", tmp_path, base_url=dead, force=True)
     assert (tmp_path / "fdu-mtl" / "one.task.test").read_bytes() == FILES["one.task.test"]
 
 
-def test_corrupt_local_file_is_replaced(server, tmp_path, capsys):
+def test_corrupt_local_file_is_replaced(server, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="polytask")
     folder = tmp_path / "fdu-mtl"
     folder.mkdir()
     (folder / "one.task.test").write_bytes(b"truncated")
     dl.download("fdu-mtl", tmp_path, base_url=server)
     assert (folder / "one.task.test").read_bytes() == FILES["one.task.test"]
-    assert "present but its checksum differs" in capsys.readouterr().err
+    assert "present but its checksum differs" in caplog.text
 
 
 def test_hash_mismatch(server, mirror, tmp_path):

@@ -134,7 +134,7 @@ def test_train_without_data_dir_fetches_fdu_mtl_into_the_cache(fresh_machine, tm
     assert rc == 0, err
     cache = tmp_path / "cache" / "polytask" / "data"
     first = err.splitlines()[0]
-    assert first.startswith(f"[polytask] fdu-mtl/ is not in {cache}: downloading fdu-mtl once (4 files, 41 MB)")
+    assert first.startswith(f"polytask: warning: fdu-mtl/ is not in {cache}: downloading fdu-mtl once (4 files, 41 MB)")
     assert "checked against SHA-256" in first and "Offline? Pass --data-dir DIR (or set $POLYTASK_DATA)" in first
     assert sorted(p.name for p in (cache / "fdu-mtl").iterdir()) == ["a.task.test", "a.task.train",
                                                                     "b.task.test", "b.task.train"]

@@ -46,7 +46,7 @@ def test_patterns_fine_tune_a_local_encoder(fdu_config, tiny_bert, variant):
     results = train(load_config(raw=raw), quiet=True)
     assert results["dev_avg"] >= 89.99, results
     run = load_run(raw["output_dir"])                        # tokenizer saved in the run directory
-    assert (Path(raw["output_dir"]) / "tokenizer").is_dir()
+    assert (Path(raw["output_dir"]) / "pretrained" / "config.json").is_file()
     good, bad = predict(run, "a", ["the movie was good", "the movie was bad"])
     assert good["label"] == "1" and bad["label"] == "0"
 

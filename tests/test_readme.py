@@ -54,6 +54,12 @@ NOT_RUN = {
         "--output-dir runs/seeds/single-task",
         "polytask report runs/seeds/hard-sharing runs/seeds/single-task --output report-seeds/",
         "polytask sweep sweep.yaml")},
+    **{command: "needs several GPUs or machines; tests/test_distributed.py trains, kills and resumes 2 CPU "
+                "processes under torchrun with gloo" for command in (
+        "torchrun --nproc_per_node=4 -m polytask.cli train configs/fdu-mtl/hard-sharing.yaml --data-dir ../shared/data",
+        *(f"torchrun --nnodes=2 --node_rank={rank} --nproc_per_node=8 --rdzv_backend c10d --rdzv_endpoint "
+          "node0.example.org:29400 -m polytask.cli train configs/fdu-mtl/hard-sharing.yaml --data-dir ../shared/data"
+          for rank in (0, 1)))},
     **{command: "a 20-trial search on 16 domains; tests/test_tune.py runs and resumes a 3-trial study on toy data"
        for command in ("polytask tune configs/fdu-mtl/hard-sharing.yaml --space space.yaml --trials 20 "
                        "--data-dir ../shared/data output_dir=runs/tune/fs-mtl trainer.max_steps=3000",)},
@@ -217,6 +223,10 @@ class Session:
             assert (self.work / "report" / "report.md").is_file()
         if command.startswith("polytask inspect"):
             assert json.loads(out.splitlines()[0])["inspect"]
+        if command.startswith("polytask export"):
+            directory = self.work / shlex.split(command)[-1]
+            spec = json.loads((directory / "model.json").read_text())
+            assert (directory / spec["file"]).is_file() and spec["verified"]["max_abs_difference"] < 1e-4, spec
         if command.startswith("polytask data download"):
             assert len(list((self.work / "downloads" / "fdu-mtl").iterdir())) == 48
 

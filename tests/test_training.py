@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -160,17 +161,19 @@ def test_resume_continues_exactly(tmp_path, data_dir):
     assert evals("full") == evals("resumed")            # the resumed log also says what changed
 
 
-def test_resume_with_changed_settings_says_which(tmp_path, data_dir, capsys):
+def test_resume_with_changed_settings_says_which(tmp_path, data_dir, caplog):
+    caplog.set_level(logging.INFO, logger="polytask")
     raw = make_raw_config(data_dir, tmp_path / "run", max_steps=4, eval_every=4)
     runner.train(load_config(raw=raw), quiet=True)
-    capsys.readouterr()
+    caplog.clear()
     raw["trainer"]["max_steps"], raw["trainer"]["lr"] = 6, 0.5
     runner.train(load_config(raw=raw), resume=True, quiet=True)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "differ from its config.yaml" in err and "trainer.max_steps: 4 -> 6" in err and "trainer.lr" in err
     assert "max_steps: 6" in (tmp_path / "run" / "config.yaml").read_text()   # it goes on under them
+    caplog.clear()
     runner.train(load_config(raw=raw), resume=True, quiet=True)      # same settings again: nothing to say
-    assert "differ" not in capsys.readouterr().err
+    assert "differ" not in caplog.text
 
 
 def test_resume_under_a_spent_patience_stops_at_once(tmp_path, data_dir):

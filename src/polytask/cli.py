@@ -1,8 +1,10 @@
-"""``polytask`` command line: train | sweep | tune | evaluate | predict | serve | report | data {check, vectors, download}."""
+"""``polytask`` command line: train | sweep | tune | evaluate | predict | serve | export | report | data {check,
+vectors, download}."""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 import warnings
@@ -12,6 +14,8 @@ from .config import ConfigError, load_config
 from .data.readers import DataError
 from .errors import PolytaskError, PolytaskWarning
 
+logger = logging.getLogger("polytask")
+
 
 def _config(args) -> "ExperimentConfig":  # noqa: F821
     overrides = list(args.overrides)
@@ -20,10 +24,19 @@ def _config(args) -> "ExperimentConfig":  # noqa: F821
     return load_config(args.config, overrides)
 
 
+def _one_process(what: str) -> None:
+    """Refuse ``what`` (a command that starts trainings of its own) under torchrun."""
+    from .training.distributed import launched_world_size
+    if launched_world_size() > 1:
+        raise PolytaskError(f"{what} runs several trainings of its own and cannot run under torchrun; "
+                            "launch `polytask train CONFIG` with torchrun once per run")
+
+
 def cmd_train(args) -> int:
     cfg = _config(args)
     data_dir = Path(args.data_dir) if args.data_dir else None
     if args.seeds:
+        _one_process("polytask train --seeds")
         from .sweep import parse_seeds, train_seeds
         _, complete = train_seeds(cfg, parse_seeds(args.seeds), args.jobs, args.threads, data_dir, args.quiet)
         return 0 if complete else 1
@@ -33,6 +46,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    _one_process("polytask sweep")
     from .sweep import load_sweep, parse_seeds, run_sweep
     spec = load_sweep(Path(args.sweep), parse_seeds(args.seeds) if args.seeds else None, args.overrides)
     _, complete = run_sweep(spec, args.jobs, args.threads, Path(args.data_dir) if args.data_dir else None,
@@ -41,12 +55,13 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    _one_process("polytask tune")
     import torch
     from .tune import format_trials, require_optuna, tune
     try:
         require_optuna()
     except ImportError as exc:
-        print(f"polytask: error: {exc}", file=sys.stderr)
+        logger.error("%s", exc)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,6 +93,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_task
+    doc = export_task(args.run_dir, args.task, args.format, args.output)
+    checked = doc["verified"]
+    tags = "; tags identical" if doc["kind"] == "tagging" else ""
+    if "crf" in doc and not doc["crf"]["decoded_in_graph"]:
+        tags += " (decoded outside the graph with the CRF scores of model.json)"
+    logger.info("wrote %s and %s; checked on %d examples against polytask: max abs difference %.2e%s",
+                Path(args.output) / doc["file"], Path(args.output) / "model.json", checked["examples"],
+                checked["max_abs_difference"], tags)
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from .runner import inspect_examples, load_run
     run = load_run(args.run_dir)
@@ -102,7 +130,7 @@ def cmd_report(args) -> int:
     out = Path(args.output)
     build_report([Path(d) for d in args.run_dirs], out, Path(args.baseline) if args.baseline else None,
                  alpha=args.alpha, n_resamples=args.resamples)
-    print(f"[polytask] wrote {out / 'report.md'} and {out / 'report.html'}", file=sys.stderr)
+    logger.info("wrote %s and %s", out / "report.md", out / "report.html")
     return 0
 
 
@@ -193,11 +221,11 @@ def cmd_data_vectors(args) -> int:
         sentences += [ex.tokens_b for ex in task.train if ex.tokens_b]
         if not args.no_unlabeled:
             sentences += load_unlabeled(tc, data_dir)
-    print(f"[polytask] training word2vec ({args.dim}d, {args.epochs} epochs) on {len(sentences)} "
-          "sentences of train + unlabeled text (no dev, no test)", file=sys.stderr)
+    logger.info("training word2vec (%dd, %d epochs) on %d sentences of train + unlabeled text (no dev, no test)",
+                args.dim, args.epochs, len(sentences))
     n = train_word2vec(sentences, args.output, dim=args.dim, epochs=args.epochs, seed=cfg.seed,
                        min_count=args.min_count)
-    print(f"[polytask] wrote {n} vectors to {args.output}", file=sys.stderr)
+    logger.info("wrote %d vectors to %s", n, args.output)
     return 0
 
 
@@ -211,11 +239,15 @@ def cmd_data_download(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polytask", description="Multi-task learning for NLP.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    # --debug is also taken after the command (`polytask train cfg.yaml --debug`)
+    # --debug, --quiet and --verbose are also taken after the command (`polytask train cfg.yaml --debug`)
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error")
+    debug.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+    debug.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
 
     def with_config(p):
         p.add_argument("config", help="experiment YAML")
@@ -226,7 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--output-dir", help="run directory (overrides output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or tables")
     p.add_argument("--seeds", help="e.g. 1,2,3: one run per seed in OUTPUT_DIR/seed-N, then their mean ± std "
                                    "(finished seeds are skipped, interrupted ones resumed)")
     p.add_argument("--jobs", type=int, default=1, help="with --seeds: runs trained at once (processes)")
@@ -240,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--data-dir")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("tune", parents=[debug], help="hyper-parameter search with Optuna (TPE, median pruning)")
@@ -261,7 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--output-dir")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("evaluate", parents=[debug], help="evaluate a trained run on a split")
@@ -281,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["json", "conll"], default="json",
                    help="tagging tasks: JSON lines with tokens and tags, or CoNLL token<TAB>tag")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", parents=[debug], help="one task as an ONNX or TorchScript model of plain tensors "
+                                                       "plus a JSON of its vocabulary, labels and pre-processing")
+    p.add_argument("run_dir")
+    p.add_argument("--task", required=True)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--output", required=True, help="directory for model.onnx / model.pt and model.json")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", parents=[debug], help="dump what the model exposes per example (fusion gates, ...)")
     p.add_argument("run_dir")
@@ -342,11 +379,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
-    """polytask's own warnings as one line, ``polytask: warning: ...``; others as Python shows them."""
+    """polytask's own warnings as one line, ``polytask: warning: ...`` (through the ``polytask``
+    logger); others as Python shows them."""
     if issubclass(category, PolytaskWarning):
-        print(f"polytask: warning: {message}", file=sys.stderr if file is None else file)
+        logger.warning("%s", message)
     else:
         _default(message, category, filename, lineno, file, line)
+
+
+QUIET_HELP = "only warnings and errors on stderr (train, transfer, sweep: no progress bar or tables either)"
+VERBOSE_HELP = "debug messages too"
+
+
+class _ConsoleHandler(logging.Handler):
+    """The ``polytask`` logger's messages on stderr, one line each, as the command line has always
+    written them: ``[polytask] ...`` (info, debug), ``polytask: warning: ...``, ``polytask:
+    error: ...``; through ``tqdm.write`` so that a progress bar on the terminal is redrawn below a
+    message instead of being cut by it."""
+
+    PREFIX = {logging.WARNING: "polytask: warning: ", logging.ERROR: "polytask: error: ",
+              logging.CRITICAL: "polytask: error: "}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.PREFIX.get(record.levelno, "[polytask] ") + record.getMessage()
+            try:
+                from tqdm import tqdm
+                tqdm.write(text, file=sys.stderr)
+            except ImportError:  # pragma: no cover
+                sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 (logging's own contract: report, never raise)
+            self.handleError(record)
 
 
 # the errors a user can fix, printed as one line (--debug: with the traceback)
@@ -362,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    console = _ConsoleHandler()
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    previous_level = logger.level
+    logger.addHandler(console)
+    logger.setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -370,10 +439,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"polytask: error: {msg}", file=sys.stderr)
+        logger.error("%s", msg)
         return 2
     except KeyboardInterrupt as exc:          # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
         return 128 + getattr(exc, "signum", 2)
+    finally:
+        logger.removeHandler(console)
+        logger.setLevel(previous_level)
 
 
 if __name__ == "__main__":  # pragma: no cover

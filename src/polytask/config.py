@@ -189,6 +189,10 @@ class TrainerConfig:
     num_threads: Optional[int] = None
     progress: bool = True
     on_nonfinite: Literal["stop", "skip_batch"] = "stop"   # a NaN/Inf loss or gradient norm: stop the run, or skip that batch
+    # where each logged record goes besides metrics.jsonl (always written): [] for nowhere else
+    report_to: list[Literal["csv", "tensorboard", "mlflow"]] = field(default_factory=lambda: ["csv"])
+    mlflow_uri: Optional[str] = None     # default $MLFLOW_TRACKING_URI, else file:<output_dir>/mlruns
+    mlflow_experiment: Optional[str] = None  # default the name of output_dir
 
 
 @dataclass
@@ -625,6 +629,9 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: model.char_embedding_dim: character features are not "
                               "available for sentence-pair tasks yet; set it to 0")
     model.check(cfg.tasks, f"{source}: model")
+    if getattr(model, "pretrained", None) and cfg.data.vectors:   # the architectures that take one declare it
+        raise ConfigError(f"{source}: data.vectors: a pretrained encoder (model.pretrained) has its own embeddings "
+                          "and reads no word vectors; remove one of the two")
     unknown = [t for t in cfg.trainer.pretrain_tasks if t not in seen]
     if unknown:
         raise ConfigError(f"{source}: trainer.pretrain_tasks: unknown tasks {unknown} (tasks: {sorted(seen)})")
@@ -643,7 +650,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
 
 
 # Keys that say where and how a run executes, not what it trains: never a difference between runs.
-RUN_LOCAL_KEYS = ("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults")
+RUN_LOCAL_KEYS = ("output_dir", "trainer.num_threads", "trainer.progress", "task_defaults",
+                  "trainer.report_to", "trainer.mlflow_uri", "trainer.mlflow_experiment")
 # Mappings whose keys are the user's, not fields of a config class: compared as whole values.
 FREE_FORM_KEYS = ("weighting_options", "answer_words")
 

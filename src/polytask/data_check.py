@@ -47,7 +47,12 @@ def _length_stats(examples: list[Example], max_length: int) -> dict:
 
 
 def _unk_rate(examples: list[Example], vocab: Vocab, max_length: int) -> tuple[Optional[float], int, int]:
-    """Share of tokens (the first ``max_length`` of each text, as the model sees them) not in ``vocab``."""
+    """Share of tokens (the first ``max_length`` of each text, as the model sees them) not in ``vocab``
+    (of a pretrained tokenizer's sub-tokens: the share that are its unknown token)."""
+    if not isinstance(vocab, Vocab):
+        counts = [vocab.unknown(ex, max_length) for ex in examples]
+        unknown, total = sum(u for u, _ in counts), sum(n for _, n in counts)
+        return (round(unknown / total, 5) if total else None), unknown, total
     known, total, unknown = vocab.stoi, 0, 0
     for ex in examples:
         for tokens in (ex.tokens, ex.tokens_b or []):

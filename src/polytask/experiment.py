@@ -1,8 +1,9 @@
 """From a config to tasks, vocabulary, encoded splits and a model: what train/evaluate/predict share."""
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,8 @@ from .data.vocab import BOS, EOS, PAD, UNK, Vocab
 from .kinds import TaskSpec
 from .models import build_model
 from .tasks import Task, load_task, resolve_path, spec_from_info
+
+logger = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
@@ -40,10 +43,9 @@ def fetch_missing_data(cfg: ExperimentConfig, data_dir: Path) -> None:
                 if ds is not None:
                     missing[ds.name] = ds
     for ds in missing.values():
-        print(f"[polytask] {ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
-              f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
-              f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.",
-              file=sys.stderr, flush=True)
+        logger.warning(f"{ds.subdir}/ is not in {data_dir}: downloading {ds.name} once ({len(ds.sha256)} files"
+                       f"{', ' + ds.size if ds.size else ''}) from {ds.source}, checked against SHA-256. Offline? Pass "
+                       f"--data-dir DIR (or set $POLYTASK_DATA), DIR holding a copy of {ds.subdir}/.")
         download(ds.name, data_dir)
 
 
@@ -54,9 +56,9 @@ def load_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict[str, Tas
 def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
     """One vocabulary over every task's training text (dev and test never enter it), or the
     tokenizer of ``model.pretrained``."""
-    if getattr(cfg.model, "pretrained", None):   # only the transformer_* architectures take one
-        from .modules.pretrained import PretrainedVocab, load_tokenizer
-        return PretrainedVocab(load_tokenizer(cfg.model.pretrained), cfg.data.max_length)
+    if getattr(cfg.model, "pretrained", None):   # the architectures that take one declare the key
+        from .modules.pretrained import load_pretrained_vocab
+        return load_pretrained_vocab(cfg.model.pretrained, cfg.data.max_length)
     def sentences():
         for task in tasks.values():
             for ex in task.train:
@@ -69,6 +71,17 @@ def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
     if any(t.type == "qa" for t in tasks.values()):     # answers start and end with <s> ... </s>
         vocab = Vocab([PAD, UNK, BOS, EOS] + [t for t in vocab.itos[2:] if t not in (BOS, EOS)])
     return vocab
+
+
+def on_run_copy(cfg: ExperimentConfig, vocab) -> ExperimentConfig:
+    """``cfg`` with ``model.pretrained`` pointing at the run's own copy of the pretrained model's
+    tokenizer and config, when ``vocab`` was read from a run directory that has one: the model is
+    then built from that config and its weights come from the run, so the original model folder
+    may be gone."""
+    copy = getattr(vocab, "run_copy", None)
+    if copy is None or not getattr(cfg.model, "pretrained", None):
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=str(copy)))
 
 
 def build_char_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Optional[Vocab]:

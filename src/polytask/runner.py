@@ -4,6 +4,7 @@ The CLI is a thin layer over these functions; tests and notebooks call them dire
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -21,13 +22,18 @@ from .evaluation.evaluate import evaluate_metrics, evaluate_with_predictions, pr
 from .evaluation.predictions import write_predictions
 from .evaluation.tables import format_metric_table
 from .experiment import (build_char_vocab, build_vocab, default_data_dir, encode_split, fetch_missing_data,
-                         load_tasks, make_model, resolve_data_dir, specs_from_info, task_info, task_specs)
+                         load_tasks, make_model, on_run_copy, resolve_data_dir, specs_from_info, task_info,
+                         task_specs)
 from .kinds import get_kind
 from .models import build_model
 from .training import checkpoint as ckpt
 from .training.callbacks import Callback
+from .training.distributed import SingleProcess, process_group, refuse_unsupported, launched_world_size
 from .training.lock import RunLock
+from .training.tracking import require_trackers
 from .training.trainer import Trainer, default_callbacks, resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool = False,
@@ -43,22 +49,37 @@ def train(cfg: ExperimentConfig, data_dir: Optional[Path] = None, resume: bool =
 
     The run holds the lock of its directory (:class:`~polytask.training.lock.RunLock`) from the
     start to the end: a second run there fails at once, naming this one's process.
+
+    Launched by ``torchrun`` with several processes, each process trains its share of every batch
+    (:mod:`polytask.training.distributed`); rank 0 holds the lock, writes the run directory and
+    returns the results, the other ranks return their training summary only.
     """
     wall0 = time.perf_counter()
     if transfer_from is not None and not cfg.model.transferable:
         raise ValueError(f"{transfer_from}: a {cfg.model.architecture} run cannot be transferred: its layers are a "
                          "tree of branches grown for its own tasks, and a new task has no branch in it")
-    with RunLock(cfg.output_dir):
-        return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0)
+    refuse_unsupported(cfg, launched_world_size())
+    group = process_group(resolve_device(cfg.trainer.device))
+    try:
+        if not group.is_main:
+            return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0, group)
+        with RunLock(cfg.output_dir):
+            return _train(cfg, data_dir, resume, quiet, transfer_from, callbacks, wall0, group)
+    finally:
+        group.close()
 
 
 def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet: bool,
-           transfer_from: Optional[Path], callbacks: Optional[list[Callback]], wall0: float) -> dict:
+           transfer_from: Optional[Path], callbacks: Optional[list[Callback]], wall0: float,
+           group: SingleProcess) -> dict:
+    require_trackers(cfg.trainer.report_to)         # before any data is read
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     data_dir = resolve_data_dir(str(data_dir) if data_dir else None, cfg)
     if data_dir == default_data_dir():               # no data directory given: fetch FDU-MTL on first use
-        fetch_missing_data(cfg, data_dir)
+        if group.is_main:
+            fetch_missing_data(cfg, data_dir)
+        group.barrier()
     run_dir = Path(cfg.output_dir)
     tasks = load_tasks(cfg, data_dir)
     source = transfer_from if transfer_from is not None else run_dir
@@ -68,8 +89,8 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
     else:
         vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg, task_specs(tasks), vocab, data_dir, char_vocab=chars,
-                       with_vectors=transfer_from is None)
+    model = make_model(_build_config(cfg, vocab, run_dir, resume, transfer_from), task_specs(tasks), vocab,
+                       data_dir, char_vocab=chars, with_vectors=transfer_from is None)
     if transfer_from is not None:
         _load_shared_and_freeze(model, Path(transfer_from))
     max_len = cfg.data.max_length
@@ -77,12 +98,16 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                           for n, t in tasks.items()}
     train_items, dev_items, test_items = split("train"), split("dev"), split("test")
     info = task_info(tasks)
-    progress = cfg.trainer.progress and not quiet
+    progress = cfg.trainer.progress and not quiet and group.is_main
+    extra = list(callbacks or []) if group.is_main else []      # rank 0 judges; the others follow
     trainer = Trainer(cfg, model, train_items, dev_items, vocab, info, run_dir, progress=progress,
-                      char_vocab=chars, callbacks=default_callbacks(cfg, model, list(train_items), run_dir,
-                                                                    progress) + list(callbacks or []))
+                      char_vocab=chars, group=group,
+                      callbacks=default_callbacks(cfg, model, list(train_items), run_dir, progress,
+                                                  group.rank) + extra)
     trainer.setup(resume=resume)
     summary = trainer.train()
+    if not group.is_main:
+        return summary
     trainer.load_best()
     itos = getattr(vocab, "itos", None)
     dev_metrics = _kept_dev_metrics(run_dir, dev_items)
@@ -102,6 +127,7 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                "params": model.num_parameters(),
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
+    trainer.callbacks.on_results(trainer, results)
     structure = learned_structure(model, dev_items or train_items, trainer.device)
     if structure:
         ckpt.write_json(run_dir / "structure.json", structure)
@@ -109,10 +135,27 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
         for layer, groups in enumerate(structure.get("fafs_tree", []), 1):
             print(f"layer {layer}: " + " | ".join(", ".join(g) for g in groups))
         print(format_metric_table({"dev": dev_metrics, "test": test_metrics}, list(tasks)))
-        print(f"[polytask] {summary['steps']} steps, {summary['train_tokens_per_s']:.0f} train tokens/s, "
-              f"best dev mean {summary['best_dev_mean']:.2f} at step {summary['best_step']}; "
-              f"run directory {run_dir}")
+        logger.info("%d steps, %.0f train tokens/s, best dev mean %.2f at step %s; run directory %s",
+                    summary["steps"], summary["train_tokens_per_s"], summary["best_dev_mean"],
+                    summary["best_step"], run_dir)
     return results
+
+
+def _build_config(cfg: ExperimentConfig, vocab, run_dir: Path, resume: bool,
+                  transfer_from: Optional[Path]) -> ExperimentConfig:
+    """The config the model is built from. A pretrained encoder whose weights are about to be
+    replaced by a checkpoint (a resumed run's ``last/``; a transfer's source run when the
+    original model folder is gone) is built from the run's own copy of the model's config, so
+    the original folder is not needed; otherwise from ``model.pretrained`` itself."""
+    if resume and (run_dir / "last" / "model.safetensors").is_file():
+        return on_run_copy(cfg, vocab)
+    if transfer_from is not None and getattr(cfg.model, "pretrained", None):
+        from .modules.pretrained import PretrainedModelError, resolve_pretrained
+        try:
+            resolve_pretrained(cfg.model.pretrained)
+        except PretrainedModelError:
+            return on_run_copy(cfg, vocab)
+    return cfg
 
 
 def _kept_dev_metrics(run_dir: Path, dev_items: dict) -> Optional[dict]:
@@ -210,7 +253,7 @@ def inspect_examples(run: LoadedRun, task: str, texts: list[str]) -> list[dict]:
     out = []
     for i, text in enumerate(texts):
         tokens = tokenize(text, tcfg.tokenizer, tcfg.lowercase) or ["<unk>"]
-        items = kind.encode([Example(tokens=tokens, line=i + 1)], run.vocab, info["labels"],
+        items = kind.encode([Example(tokens=tokens, line=i + 1, text=text)], run.vocab, info["labels"],
                             run.cfg.data.max_length, run.chars)
         with torch.no_grad():
             result = run.model(kind.collate(task, items).to(run.device))
@@ -274,7 +317,8 @@ def load_run(run_dir: str | Path, weights: str = "best", device: str = "cpu") ->
     vocab = load_vocab(run_dir / "vocab.json")
     chars = Vocab.load(run_dir / "chars.json") if (run_dir / "chars.json").is_file() else None
     info = ckpt.read_json(run_dir / "tasks.json")
-    model = build_model(cfg, specs_from_info(info), len(vocab), num_chars=len(chars) if chars else 0)
+    model = build_model(on_run_copy(cfg, vocab), specs_from_info(info), len(vocab),
+                        num_chars=len(chars) if chars else 0)
     path = run_dir / weights / "model.safetensors"
     if not path.is_file():
         path = run_dir / "last" / "model.safetensors"
@@ -338,17 +382,24 @@ def _finite(records: list[dict]) -> list[dict]:
 
 
 def _predict_tagging(run: LoadedRun, task: str, tcfg, examples: list[Example]) -> list[dict]:
-    """Tags for each sentence; sentences longer than ``data.max_length`` are tagged in consecutive
-    pieces. The records keep the sentence's own tokens (not lowercased)."""
+    """Tags for each sentence; sentences longer than ``data.max_length`` (words, or a pretrained
+    tokenizer's sub-tokens) are tagged in consecutive pieces. The records keep the sentence's own
+    tokens (not lowercased)."""
     info, kind = run.task_info[task], get_kind("tagging")
     limit = run.cfg.data.max_length
-    pieces, owner = [], []
+    items, owner = [], []
     for i, ex in enumerate(examples):
         model_toks = [t.lower() for t in ex.tokens] if tcfg.lowercase else ex.tokens
-        for start in range(0, len(model_toks), limit):
-            pieces.append(Example(tokens=model_toks[start:start + limit], line=ex.line))
+        start = 0
+        while start < len(model_toks):
+            piece = Example(tokens=model_toks[start:start + limit], line=ex.line, words=ex.tokens[start:start + limit])
+            item = kind.encode([piece], run.vocab, info["labels"], limit, run.chars)[0]
+            kept = len(item.word_starts) if item.word_starts is not None else len(piece.tokens)
+            if kept == 0:
+                raise ValueError(f"input {ex.line}: data.max_length {limit} leaves no room for a word")
+            items.append(item)
             owner.append(i)
-    items = kind.encode(pieces, run.vocab, info["labels"], limit, run.chars)
+            start += kept
     tags = kind.predict(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
     per_sentence: list[list[int]] = [[] for _ in examples]
     for i, pred in zip(owner, tags):

@@ -22,6 +22,7 @@ the finished seeds, goes to ``seeds.json`` and ``seeds.md`` beside its seed dire
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ import yaml
 
 from .config import ConfigError, ExperimentConfig, config_differences, load_config, save_config, to_dict
 from .evaluation.aggregate import format_aggregate, read_results, seed_dir, write_aggregate
+
+logger = logging.getLogger(__name__)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -91,7 +94,8 @@ def plan_system(cfg: ExperimentConfig, seeds: list[int], system_dir: Path, name:
 
 
 def _command(job: SeedJob, threads: int, data_dir: Optional[Path]) -> list[str]:
-    cmd = [sys.executable, "-m", "polytask.cli", "train", str(job.config), "--quiet",
+    # not --quiet: the job's train.log keeps its information lines (a resume, one line per evaluation)
+    cmd = [sys.executable, "-m", "polytask.cli", "train", str(job.config),
            f"seed={job.seed}", f"output_dir={job.run_dir}", f"trainer.num_threads={threads}"]
     if job.action == "resume":
         cmd.append("--resume")
@@ -108,7 +112,7 @@ def _environment(threads: int) -> dict[str, str]:
 
 
 def run_jobs(jobs: list[SeedJob], parallel: int = 1, threads: int = 1, data_dir: Optional[Path] = None,
-             say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> dict[tuple[str, int], int]:
+             say: Callable[[str], None] = logger.info) -> dict[tuple[str, int], int]:
     """Train the jobs that are not done, ``parallel`` processes at a time; returns each job's exit
     status (0 for a job that was already done). On Ctrl-C or SIGTERM every running job is sent
     SIGTERM, which makes it save a checkpoint and stop; the KeyboardInterrupt is re-raised after."""
@@ -117,7 +121,7 @@ def run_jobs(jobs: list[SeedJob], parallel: int = 1, threads: int = 1, data_dir:
     status = {(j.system, j.seed): 0 for j in jobs if j.action == "done"}
     for job in jobs:
         if job.action == "done":
-            say(f"[polytask] {job.run_dir}: finished before, skipped")
+            say(f"{job.run_dir}: finished before, skipped")
     queue = [j for j in jobs if j.action != "done"]
     running: dict[subprocess.Popen, tuple[SeedJob, float]] = {}
     env = _environment(threads)
@@ -134,7 +138,7 @@ def run_jobs(jobs: list[SeedJob], parallel: int = 1, threads: int = 1, data_dir:
                     proc = subprocess.Popen(_command(job, threads, data_dir), stdout=log, stderr=subprocess.STDOUT,
                                             env=env, start_new_session=True)
                 running[proc] = (job, time.perf_counter())
-                say(f"[polytask] {job.run_dir}: {'resuming' if job.action == 'resume' else 'training'} "
+                say(f"{job.run_dir}: {'resuming' if job.action == 'resume' else 'training'} "
                     f"(log: {job.run_dir / 'train.log'})")
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
@@ -146,7 +150,7 @@ def run_jobs(jobs: list[SeedJob], parallel: int = 1, threads: int = 1, data_dir:
             proc.send_signal(signal.SIGTERM)
         for proc, (job, _) in running.items():
             proc.wait()
-            say(f"[polytask] {job.run_dir}: stopped at a checkpoint; run the same command again to resume")
+            say(f"{job.run_dir}: stopped at a checkpoint; run the same command again to resume")
         raise
     finally:
         if main_thread:
@@ -161,11 +165,11 @@ def _raise_interrupt(signum, frame):
 def _finished_line(job: SeedJob, returncode: int, seconds: float) -> str:
     if returncode != 0:
         tail = (job.run_dir / "train.log").read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
-        return (f"[polytask] {job.run_dir}: failed (exit status {returncode}) after {seconds:.0f} s; "
+        return (f"{job.run_dir}: failed (exit status {returncode}) after {seconds:.0f} s; "
                 f"the end of its train.log:\n    " + "\n    ".join(tail))
     results = read_results(job.run_dir) or {}
     avg = results.get("test_avg")
-    return (f"[polytask] {job.run_dir}: finished in {seconds:.0f} s"
+    return (f"{job.run_dir}: finished in {seconds:.0f} s"
             + (f", test average {avg:.2f}" if avg is not None else ""))
 
 
@@ -175,14 +179,14 @@ def train_seeds(cfg: ExperimentConfig, seeds: list[int], jobs: int = 1, threads:
 
     Returns the aggregate (None when no seed finished) and whether every seed finished.
     """
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = (lambda msg: None) if quiet else logger.info
     system_dir = Path(cfg.output_dir)
     plan = plan_system(cfg, seeds, system_dir, system_dir.name)
     status = run_jobs(plan, jobs, threads, data_dir, say)
     agg = write_aggregate(system_dir, seeds)
     if agg is not None and not quiet:
         print(format_aggregate(agg))
-        print(f"[polytask] aggregate: {system_dir / 'seeds.json'}, {system_dir / 'seeds.md'}")
+        logger.info("aggregate: %s, %s", system_dir / "seeds.json", system_dir / "seeds.md")
     return agg, all(rc == 0 for rc in status.values())
 
 
@@ -244,7 +248,7 @@ def run_sweep(spec: SweepSpec, jobs: int = 1, threads: int = 1, data_dir: Option
               quiet: bool = False) -> tuple[dict[str, Optional[dict]], bool]:
     """Every system × seed, ``jobs`` processes at a time over the whole sweep; then each system's
     aggregate and a report of all systems (``<output_dir>/report``)."""
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = (lambda msg: None) if quiet else logger.info
     plan = [job for name, cfg in spec.systems.items()
             for job in plan_system(cfg, spec.seeds, spec.output_dir / name, name)]
     status = run_jobs(plan, jobs, threads, data_dir, say)

@@ -25,8 +25,8 @@ Needs ``pip install 'polytask[tune]'`` (Optuna).
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -35,6 +35,8 @@ import yaml
 
 from .config import ConfigError, load_config
 from .training.callbacks import Callback
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_S, GRACE_S = 60, 180
 
@@ -243,7 +245,7 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
     """
     optuna = require_optuna()
     from optuna.storages import RDBStorage
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    say = (lambda msg: None) if quiet else logger.info
     overrides = list(overrides or [])
     base = load_config(config, overrides)
     space = load_space(space_path, config, overrides)
@@ -263,7 +265,7 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
     study = optuna.create_study(study_name=name, storage=store, direction="maximize", load_if_exists=True,
                                 sampler=sampler, pruner=pruner or optuna.pruners.MedianPruner())
     for number in _retry_interrupted(study):
-        say(f"[polytask] trial {number} was interrupted; it runs again from its checkpoint")
+        say(f"trial {number} was interrupted; it runs again from its checkpoint")
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
     def objective(trial) -> float:
@@ -274,7 +276,7 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
         cfg = load_config(config, overrides + [override_text(k, v) for k, v in values.items()]
                           + [f"output_dir={run_dir}"])
         resume = (run_dir / "last" / "state.json").is_file()
-        say(f"[polytask] trial {trial.number}: {'resuming ' if resume else ''}"
+        say(f"trial {trial.number}: {'resuming ' if resume else ''}"
             + " ".join(override_text(k, v) for k, v in values.items()) + f" -> {run_dir}")
         try:
             results = train(cfg, data_dir, resume=resume, quiet=True,
@@ -286,17 +288,17 @@ def tune(config: Path, space_path: Path, n_trials: int, overrides: Optional[list
 
     def report_trial(study, trial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
-            say(f"[polytask] trial {trial.number}: mean dev {trial.value:.2f}")
+            say(f"trial {trial.number}: mean dev {trial.value:.2f}")
         elif trial.state == optuna.trial.TrialState.PRUNED:
             step = max(trial.intermediate_values, default=None)
-            say(f"[polytask] trial {trial.number}: pruned at step {step}")
+            say(f"trial {trial.number}: pruned at step {step}")
 
     done = len(study.get_trials(deepcopy=False, states=finished))
     if done < n_trials:
         study.optimize(objective, n_trials=None, gc_after_trial=False,
                        callbacks=[report_trial, optuna.study.MaxTrialsCallback(n_trials, states=finished)])
     else:
-        say(f"[polytask] the study {name!r} already holds {done} finished trials (--trials {n_trials})")
+        say(f"the study {name!r} already holds {done} finished trials (--trials {n_trials})")
     summary = study_summary(study)
     (out / "tune.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary

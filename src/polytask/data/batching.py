@@ -17,11 +17,20 @@ from .vocab import Vocab
 
 @dataclass
 class Text:
-    """One text of a batch, as an architecture reads it. B batch, T time, C characters per word."""
+    """One text of a batch, as an architecture reads it. B batch, T time (words, or a pretrained
+    tokenizer's sub-tokens), C characters per word, W words.
 
-    tokens: torch.Tensor                   # (B, T) word ids, 0 = padding
+    A pretrained tokenizer's text also has ``type_ids`` (which segment each sub-token is in, for a
+    cross-encoded pair ``[CLS] a [SEP] b [SEP]``) and, for tagging, ``word_starts``: the position
+    of each word's first sub-token, where the tagging kind reads the word's state.
+    """
+
+    tokens: torch.Tensor                   # (B, T) word or sub-token ids, 0 = padding
     mask: torch.Tensor                     # (B, T) bool, True at real tokens
     chars: Optional[torch.Tensor] = None   # (B, T, C) character ids, 0 = padding
+    type_ids: Optional[torch.Tensor] = None     # (B, T) segment ids (pretrained tokenizers)
+    word_starts: Optional[torch.Tensor] = None  # (B, W) first sub-token of each word, 0 = padding
+    word_mask: Optional[torch.Tensor] = None    # (B, W) bool, True at real words
 
 
 @dataclass
@@ -35,6 +44,9 @@ class Batch:
     labels: Optional[torch.Tensor] = None   # (B,) class ids or targets, or (B, T) tag ids (0 at padding)
     chars: Optional[torch.Tensor] = None    # (B, T, C) character ids of each token, 0 = padding
     index: Optional[list[int]] = None       # positions of the examples in their split
+    type_ids: Optional[torch.Tensor] = None     # (B, T) segment ids (pretrained tokenizers)
+    word_starts: Optional[torch.Tensor] = None  # (B, W) first sub-token of each word (pretrained tagging)
+    word_mask: Optional[torch.Tensor] = None    # (B, W) bool, True at real words
 
     def to(self, device: torch.device) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -47,7 +59,12 @@ class Batch:
     @property
     def text(self) -> Text:
         """The (first) text, as the architectures read it."""
-        return Text(self.tokens, self.mask, self.chars)
+        return Text(self.tokens, self.mask, self.chars, self.type_ids, self.word_starts, self.word_mask)
+
+    @property
+    def word_lengths(self) -> torch.Tensor:
+        """(B,) number of words: of sub-token-aligned words when the text has them, else of tokens."""
+        return self.word_mask.sum(1) if self.word_mask is not None else self.lengths
 
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
@@ -95,6 +112,8 @@ class Encoded:
     answers_text: Optional[list[str]] = None
     chars_b: Optional[list[list[int]]] = None  # qa: character ids per question token
     labelled: bool = True
+    type_ids: Optional[list[int]] = None     # segment of each sub-token (pretrained tokenizers)
+    word_starts: Optional[list[int]] = None  # tagging on sub-tokens: each kept word's first sub-token
 
 
 def char_ids(tokens: list[str], char_vocab: Optional[Vocab], max_word_length: int = 20) -> Optional[list[list[int]]]:
@@ -125,10 +144,16 @@ def pad_chars(words: list[list[list[int]]], length: int) -> torch.Tensor:
 
 
 def text_batch(task: str, items: list[Encoded], index: Optional[list[int]] = None) -> dict:
-    """The fields of a batch's first text: ids, mask, lengths, characters."""
+    """The fields of a batch's first text: ids, mask, lengths, characters (and a pretrained
+    tokenizer's segment ids and word starts, where the items have them)."""
     tokens, mask, lengths = pad([it.ids for it in items])
     chars = pad_chars([it.chars for it in items], tokens.shape[1]) if items[0].chars is not None else None
-    return {"task": task, "tokens": tokens, "mask": mask, "lengths": lengths, "chars": chars, "index": index}
+    fields = {"task": task, "tokens": tokens, "mask": mask, "lengths": lengths, "chars": chars, "index": index}
+    if items[0].type_ids is not None:
+        fields["type_ids"] = pad([it.type_ids for it in items])[0]
+    if items[0].word_starts is not None:
+        fields["word_starts"], fields["word_mask"], _ = pad([it.word_starts for it in items])
+    return fields
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,
@@ -149,30 +174,45 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,
 
 
 class TaskBatchIterator:
-    """Endless training batches of one task; state is ``(epoch, position)``."""
+    """Endless training batches of one task; state is ``(epoch, position)``.
+
+    With ``world_size`` > 1 (data-parallel training, :mod:`polytask.training.distributed`) every
+    rank plans the same global batches of ``batch_size × world_size`` examples, the plan of one
+    process with that batch size, and rank ``rank`` keeps every ``world_size``-th example of each,
+    from its own position on. ``share`` is the fraction of the last global batch that this rank
+    drew; a rank that a short last batch leaves without an example gets its first example, with
+    ``share`` 0 (its loss then weighs nothing)."""
 
     def __init__(self, task: str, items: list[Encoded], batch_size: int, seed: int,
-                 bucket: bool = True, window: int = 50, collate: Optional[Callable] = None):
+                 bucket: bool = True, window: int = 50, collate: Optional[Callable] = None,
+                 rank: int = 0, world_size: int = 1):
         if not items:
             raise ValueError(f"task {task!r} has no training examples")
         self.task, self.items, self.batch_size = task, items, batch_size
         self.collate = collate or collate_text
         self.seed, self.bucket, self.window = seed, bucket, window
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.position = 0, 0
+        self.share = 1.0
         self._plan: Optional[list[list[int]]] = None
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.world_size
 
     def _epoch_plan(self) -> list[list[int]]:
         rng = random.Random(f"{self.seed}/{self.task}/{self.epoch}")
+        size = self.global_batch_size
         if self.bucket:
             lengths = [len(it.ids) + (len(it.ids_b) if it.ids_b else 0) for it in self.items]
-            return bucketed_batches(lengths, self.batch_size, rng, self.window)
+            return bucketed_batches(lengths, size, rng, self.window)
         order = list(range(len(self.items)))
         rng.shuffle(order)
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return [order[i:i + size] for i in range(0, len(order), size)]
 
     @property
     def batches_per_epoch(self) -> int:
-        return (len(self.items) + self.batch_size - 1) // self.batch_size
+        return (len(self.items) + self.global_batch_size - 1) // self.global_batch_size
 
     def __next__(self) -> Batch:
         if self._plan is None:
@@ -182,6 +222,10 @@ class TaskBatchIterator:
             self._plan = self._epoch_plan()
         idx = self._plan[self.position]
         self.position += 1
+        if self.world_size > 1:
+            mine = idx[self.rank::self.world_size]
+            self.share = len(mine) / len(idx)
+            idx = mine or idx[:1]
         return self.collate(self.task, [self.items[i] for i in idx], idx)
 
     def state_dict(self) -> dict:

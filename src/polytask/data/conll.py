@@ -11,25 +11,27 @@ from typing import Optional
 from .readers import DataError, Example, ReadStats, _read_lines_keep_blank
 
 
-def _sentences(path: Path, lines: list[tuple[int, str]], parse) -> list[Example]:
+def _sentences(path: Path, lines: list[tuple[int, str]], parse, lowercase: bool) -> list[Example]:
     """Group numbered lines into sentences at blank lines; ``parse(number, line)`` returns a
-    (token, tag) pair or None for a line to skip. A sentence's ``line`` is its first token's."""
+    (word, tag) pair or None for a line to skip; ``lowercase`` gives the tokens the word-vector
+    models read (``words`` keeps the file's). A sentence's ``line`` is its first token's."""
     examples: list[Example] = []
-    tokens: list[str] = []
+    words: list[str] = []
     tags: list[str] = []
     start = 0
     for number, line in lines + [(0, "")]:
         if not line.strip():
-            if tokens:
-                examples.append(Example(tokens=tokens, tags=tags, line=start))
-                tokens, tags = [], []
+            if words:
+                tokens = [w.lower() for w in words] if lowercase else list(words)
+                examples.append(Example(tokens=tokens, tags=tags, line=start, words=words))
+                words, tags = [], []
             continue
         pair = parse(number, line)
         if pair is None:
             continue
-        if not tokens:
+        if not words:
             start = number
-        tokens.append(pair[0])
+        words.append(pair[0])
         tags.append(pair[1])
     if not examples:
         raise DataError(path, "no sentences found")
@@ -62,10 +64,10 @@ def read_conll(path: str | Path, *, token_column: int = 0, label_column: int = -
             token, label = fields[token_column], fields[label_column]
         except IndexError:
             raise DataError(path, f"no column {label_column} (the line has {len(fields)})", number) from None
-        return (token.lower() if lowercase else token), label
+        return token, label
 
     lines = _read_lines_keep_blank(path, encoding, fallback_encoding, stats)
-    return _sentences(path, lines, parse), stats
+    return _sentences(path, lines, parse, lowercase), stats
 
 
 def read_conllu(path: str | Path, *, label_field: str = "upos", lowercase: bool = False,
@@ -94,6 +96,6 @@ def read_conllu(path: str | Path, *, label_field: str = "upos", lowercase: bool 
         label = fields[column]
         if label in ("", "_"):
             raise DataError(path, f"missing {label_field.upper()} label", number)
-        return (fields[1].lower() if lowercase else fields[1]), label
+        return fields[1], label
 
-    return _sentences(path, _read_lines_keep_blank(path, encoding, encoding, stats), parse), stats
+    return _sentences(path, _read_lines_keep_blank(path, encoding, encoding, stats), parse, lowercase), stats

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import shutil
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Optional
 
 from .readers import DataError
+
+logger = logging.getLogger(__name__)
 
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 16
@@ -138,7 +140,7 @@ def sha256_of(path: Path) -> str:
 
 
 def _log(message: str) -> None:
-    print(f"[polytask] {message}", file=sys.stderr, flush=True)
+    logger.info("%s", message)
 
 
 def _local_root(base: str) -> Optional[Path]:

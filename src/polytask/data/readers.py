@@ -42,6 +42,9 @@ class Example:
     tags: Optional[list[str]] = None  # one label per token, for tagging tasks
     answer: Optional[list[str]] = None   # qa: the answer's tokens (context = tokens, question = tokens_b)
     answers_text: Optional[list[str]] = None  # qa: every gold answer, as text, for EM / F1
+    text: Optional[str] = None        # the text as the file gives it (case kept): what a pretrained
+    text_b: Optional[str] = None      # tokenizer reads; ``text_b`` the second text of a pair
+    words: Optional[list[str]] = None  # tagging: the words as the file gives them (case kept)
 
 
 @dataclass
@@ -172,7 +175,7 @@ def read_fdu(path: str | Path, *, labeled: bool = True, tokenizer: str = "whites
         tokens = tokenize(text, tokenizer, lowercase)
         if not tokens:  # kept (FDU-MTL has one such line) so line-based splits stay as published
             stats.empty_texts += 1
-        examples.append(Example(tokens=tokens, label=label, line=number))
+        examples.append(Example(tokens=tokens, label=label, line=number, text=text))
     return examples, stats
 
 
@@ -237,9 +240,10 @@ def read_table(path: str | Path, *, fmt: str, text_column: str | int, label_colu
 
         text = column(text_column)
         tokens = tokenize(text, tokenizer, lowercase)
-        tokens_b = None
+        tokens_b = text_b = None
         if text_b_column is not None:
-            tokens_b = tokenize(column(text_b_column), tokenizer, lowercase)
+            text_b = column(text_b_column)
+            tokens_b = tokenize(text_b, tokenizer, lowercase)
         if not tokens or (text_b_column is not None and not tokens_b):
             stats.empty_texts += 1
         label = None
@@ -247,5 +251,5 @@ def read_table(path: str | Path, *, fmt: str, text_column: str | int, label_colu
             label = column(label_column).strip()
             if not label:
                 raise DataError(path, f"missing label in column {label_column!r}", number)
-        examples.append(Example(tokens=tokens, label=label, tokens_b=tokens_b, line=number))
+        examples.append(Example(tokens=tokens, label=label, tokens_b=tokens_b, line=number, text=text, text_b=text_b))
     return examples, stats

@@ -11,7 +11,15 @@ BOS, EOS = "<s>", "</s>"          # answer start / end (qa tasks: ids 2 and 3)
 
 
 class Vocab:
-    """Maps tokens to ids. Id 0 is padding, id 1 the unknown token."""
+    """Maps tokens to ids. Id 0 is padding, id 1 the unknown token.
+
+    Besides ``encode`` it meets the input side of the encoder contract that a pretrained
+    tokenizer (:class:`polytask.modules.pretrained.PretrainedVocab`) also meets: the task kinds
+    ask for the ids of one text (``encode_text``), of a pair (``encode_pair``: here two separate
+    texts, each read on its own) or of the words of a tagged sentence (``encode_words``: here one
+    id per word). The word-vector path reads an example's ``tokens`` (lowercased when the task says
+    so); a pretrained tokenizer reads the raw ``text``.
+    """
 
     def __init__(self, tokens: list[str]):
         if tokens[:2] != [PAD, UNK]:
@@ -35,6 +43,18 @@ class Vocab:
     def encode(self, tokens: list[str]) -> list[int]:
         get = self.stoi.get
         return [get(t, 1) for t in tokens]
+
+    def encode_text(self, example, max_length: int) -> list[int]:
+        """The ids of an example's (first) text, cut to ``max_length`` tokens ([<unk>] if empty)."""
+        return self.encode(example.tokens[:max_length]) or [1]
+
+    def encode_pair(self, example, max_length: int) -> tuple[list[int], Optional[list[int]], Optional[list[int]]]:
+        """``(ids of text a, ids of text b, None)``: the two texts of a pair are encoded apart."""
+        return self.encode_text(example, max_length), self.encode(example.tokens_b[:max_length]) or [1], None
+
+    def encode_words(self, example, max_length: int) -> tuple[list[int], Optional[list[int]], int]:
+        """``(ids, None, number of words kept)``: one id per word, the first ``max_length`` words."""
+        return self.encode(example.tokens[:max_length]) or [1], None, min(len(example.tokens), max_length)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")

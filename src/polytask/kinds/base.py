@@ -51,6 +51,19 @@ class Encoding:
             self.sentence_vector = self.pool(self.states, self.mask)
         return self.sentence_vector
 
+    def words(self, text: Text) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states aligned to the input words (B, W, H) and their mask (B, W).
+
+        A text in word ids has one state per word, so these are ``states`` as they are. A text a
+        pretrained tokenizer split into sub-tokens gives each word the state of its first
+        sub-token (``text.word_starts``, BERT's tagging recipe); the word's other sub-tokens are
+        never read, so they count neither in the loss nor in the metric.
+        """
+        if text.word_starts is None:
+            return self.states, text.mask
+        index = text.word_starts[..., None].expand(-1, -1, self.states.shape[-1])   # (B, W, H)
+        return self.states.gather(1, index), text.word_mask
+
 
 @dataclass
 class TaskOutput:
@@ -91,6 +104,7 @@ class TaskSpec:
     scheme: Optional[str] = None      # BIO / BIOES, for CRF constraints
     head: str = "softmax"             # tagging head: softmax or crf
     pair: bool = False                # the task reads two texts (a pair task, or a pair regression)
+    cross_encoded: bool = False       # ... as one joint input (a pretrained encoder): one vector to the head
 
     @property
     def num_labels(self) -> int:

@@ -47,7 +47,7 @@ class ClassificationKind(TaskKind):
     def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
                char_vocab=None) -> list[Encoded]:
         ids = {label: i for i, label in enumerate(labels)}
-        return [Encoded(vocab.encode(ex.tokens[:max_length]) or [1], None,
+        return [Encoded(vocab.encode_text(ex, max_length), None,
                         ids[ex.label] if ex.label is not None else -1,
                         chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.label is not None)
                 for ex in examples]
@@ -93,5 +93,6 @@ class ClassificationKind(TaskKind):
             if not isinstance(text, str):
                 raise ValueError(f"input {i + 1}: task {task.name!r} takes one text per input, "
                                  f"got {type(text).__name__}")
-            examples.append(Example(tokenize(text, task.tokenizer, task.lowercase) or ["<unk>"], line=i + 1))
+            examples.append(Example(tokenize(text, task.tokenizer, task.lowercase) or ["<unk>"], line=i + 1,
+                                    text=text))
         return examples

@@ -1,8 +1,9 @@
 """Regression: one real-valued target per text or text pair (STS-B similarity, ratings).
 
 Reads ``tsv``, ``csv``, ``jsonl`` (and ``fdu``: ``target<TAB>text``) files; the label column holds
-a number. With a ``text_b_column`` each example is a pair, read as pair classification reads it.
-The head is a linear layer to one output (over ``[u; v; |u - v|; u * v]`` for pairs); the loss is
+a number. With a ``text_b_column`` each example is a pair, read as pair classification reads it
+(two texts apart, or cross-encoded by a pretrained tokenizer). The head is a linear layer to one
+output (over ``[u; v; |u - v|; u * v]`` for pairs read apart); the loss is
 the mean squared error. Metrics: Pearson (default, first) and Spearman correlation, times 100 as
 GLUE reports them.
 """
@@ -21,7 +22,7 @@ from ..data.readers import DataError, Example
 from ..modules.heads import ClassificationHead, PairClassificationHead
 from .base import TaskKind, TaskOutput, TaskSpec, finish, in_order, run_eval
 from .classification import ClassificationKind
-from .pair_classification import collate_pair, parse_pairs
+from .pair_classification import collate_pair, pair_item, pair_logits, parse_pairs
 
 
 class ScoreRecord(TypedDict):
@@ -70,11 +71,13 @@ class RegressionKind(TaskKind):
 
     def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
                char_vocab=None) -> list[Encoded]:
-        return [Encoded(vocab.encode(ex.tokens[:max_length]) or [1],
-                        (vocab.encode(ex.tokens_b[:max_length]) or [1]) if ex.tokens_b is not None else None,
-                        float(ex.label) if ex.label is not None else math.nan,
-                        chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.label is not None)
-                for ex in examples]
+        def item(ex: Example) -> Encoded:
+            target = float(ex.label) if ex.label is not None else math.nan
+            if ex.tokens_b is not None:
+                return pair_item(ex, vocab, max_length, target, char_vocab)
+            return Encoded(vocab.encode_text(ex, max_length), None, target,
+                           chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.label is not None)
+        return [item(ex) for ex in examples]
 
     def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:
         if items[0].ids_b is not None:
@@ -85,16 +88,16 @@ class RegressionKind(TaskKind):
         return batch
 
     def build_head(self, spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:
-        if spec.pair:
+        if spec.pair and not spec.cross_encoded:
             return PairClassificationHead(input_dim, 1, dropout)
         return ClassificationHead(input_dim, 1, dropout)
 
     def forward(self, model, batch: Batch) -> TaskOutput:
-        first = model.encode(batch.task, batch.text)
         if isinstance(batch, PairBatch):
-            second = model.encode(batch.task, batch.text_b)
-            scores = model.head(batch.task)(first.sentence(), second.sentence())[:, 0]   # (B,)
-        else:
+            logits, first = pair_logits(model, batch)
+            scores = logits[:, 0]                                                        # (B,)
+        else:                                   # one text, or a cross-encoded pair
+            first = model.encode(batch.task, batch.text)
             scores = model.head(batch.task)(first.sentence())[:, 0]                     # (B,)
         loss = F.mse_loss(scores.float(), batch.labels) if batch.labels is not None else None
         return finish(scores, loss, first)

@@ -77,17 +77,23 @@ class TaggingKind(TaskKind):
 
     def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
                char_vocab=None) -> list[Encoded]:
-        """Word ids and tag ids, both cut to ``max_length`` words."""
+        """Word ids and tag ids, both cut to ``max_length`` words; with a pretrained tokenizer the
+        sub-token ids of the given words (cut to ``max_length`` sub-tokens), each kept word's
+        first sub-token (``word_starts``) and the tags of the kept words."""
         ids = {label: i for i, label in enumerate(labels)}
-        return [Encoded(vocab.encode(ex.tokens[:max_length]) or [1], None, -1,
-                        tags=[ids[t] for t in ex.tags[:max_length]] if ex.tags is not None else None,
-                        chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.tags is not None)
-                for ex in examples]
+        out = []
+        for ex in examples:
+            token_ids, word_starts, kept = vocab.encode_words(ex, max_length)
+            out.append(Encoded(token_ids, None, -1,
+                               tags=[ids[t] for t in ex.tags[:kept]] if ex.tags is not None else None,
+                               chars=char_ids(ex.tokens[:max_length], char_vocab), labelled=ex.tags is not None,
+                               word_starts=word_starts))
+        return out
 
     def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:
         batch = Batch(**text_batch(task, items, index))
         if items[0].labelled:
-            batch.labels, _, _ = pad([it.tags for it in items])          # (B, T), 0 at padding
+            batch.labels, _, _ = pad([it.tags for it in items])          # (B, W), 0 at padding
         return batch
 
     def build_head(self, spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:
@@ -95,10 +101,11 @@ class TaggingKind(TaskKind):
 
     def forward(self, model, batch: Batch) -> TaskOutput:
         encoding = model.encode(batch.task, batch.text)
+        states, mask = encoding.words(batch.text)                             # (B, W, H), (B, W)
         head = model.head(batch.task)
-        logits = head(encoding.states)                                        # (B, T, C)
-        predictions = head.decode(logits.detach(), batch.mask)                # (B, T)
-        loss = head.loss(logits, batch.labels, batch.mask) if batch.labels is not None else None
+        logits = head(states)                                                 # (B, W, C)
+        predictions = head.decode(logits.detach(), mask)                      # (B, W)
+        loss = head.loss(logits, batch.labels, mask) if batch.labels is not None else None
         return finish(logits, loss, encoding, predictions)
 
     def predict(self, model, task: str, items: list[Encoded], batch_size: int, device, itos=None) -> list:
@@ -106,7 +113,7 @@ class TaggingKind(TaskKind):
         rows: list = []
 
         def keep(batch, out):
-            for row, i, n in zip(out.predictions.cpu().tolist(), batch.index, batch.lengths.tolist()):
+            for row, i, n in zip(out.predictions.cpu().tolist(), batch.index, batch.word_lengths.tolist()):
                 rows.append((i, row[:n]))
         run_eval(model, task, items, batch_size, device, self, keep)
         return in_order(len(items), rows)
@@ -140,5 +147,5 @@ class TaggingKind(TaskKind):
                                  "or a list of tokens")
             if not tokens:
                 raise ValueError(f"input {i + 1}: empty sentence")
-            examples.append(Example(tokens=tokens, line=i + 1))
+            examples.append(Example(tokens=tokens, line=i + 1, words=list(tokens)))
         return examples

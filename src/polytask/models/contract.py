@@ -13,6 +13,7 @@ Optional behaviour is declared here with a default, never probed with ``getattr`
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, ClassVar, Iterator, Optional
 
 import torch
@@ -74,8 +75,12 @@ class MultiTaskModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def task_head(spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:
-    """The output layer the task's kind builds over representations of width ``input_dim``."""
+def task_head(spec: TaskSpec, input_dim: int, dropout: float, cross_encoded: bool = False) -> nn.Module:
+    """The output layer the task's kind builds over representations of width ``input_dim``.
+    ``cross_encoded``: the encoder reads a pair as one joint input (a pretrained encoder), so a
+    pair task's head reads one vector, not two."""
+    if cross_encoded and spec.pair:
+        spec = dataclasses.replace(spec, cross_encoded=True)
     return get_kind(spec.kind).build_head(spec, input_dim, dropout)
 
 

@@ -7,6 +7,9 @@ One embedding and one encoder serve every task; each task has only its own outpu
 
 Tagging tasks read the encoder's per-token states instead of the pooled vector, so sentence-level
 and token-level tasks share one encoder.
+
+With ``model.pretrained`` the shared encoder is a pretrained Transformer fine-tuned under every
+task's head: MT-DNN (Liu, He, Chen, Gao, ACL 2019), pairs cross-encoded as one input.
 """
 from __future__ import annotations
 
@@ -15,20 +18,23 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import ModelConfig
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
+from .pretrained_encoder import PretrainedModelConfig, build_pretrained_encoder
 
 
 class HardSharingModel(MultiTaskModel):
-    def __init__(self, encoder: SentenceEncoder, tasks: list[TaskSpec], dropout: float):
+    """One encoder (word vectors + an encoder, or a pretrained model) under every task's head."""
+
+    def __init__(self, encoder: nn.Module, tasks: list[TaskSpec], dropout: float):
         super().__init__(tasks)
         self.encoder = encoder
-        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout, encoder.cross_encodes_pairs)
+                                    for t in tasks})
 
     def encode(self, task: str, text: Text) -> Encoding:
-        states = self.encoder.states(text.tokens, text.mask, text.chars)       # (B, T, H), every task
+        states = self.encoder.text_states(text)                               # (B, T, H), every task
         return Encoding(states, text.mask, pool=self.encoder.pool)
 
     def shared_parameters(self):
@@ -41,9 +47,11 @@ class HardSharingModel(MultiTaskModel):
 def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
           num_chars: int = 0) -> HardSharingModel:
     m = cfg.model
+    if m.pretrained:
+        return HardSharingModel(build_pretrained_encoder(m), tasks, m.dropout)
     embedding = build_embedding(m, vocab_size, vectors, num_chars)
     encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
     return HardSharingModel(encoder, tasks, m.dropout)
 
 
-ARCHITECTURES = {"hard_sharing": (ModelConfig, build)}
+ARCHITECTURES = {"hard_sharing": (PretrainedModelConfig, build)}

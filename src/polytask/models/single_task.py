@@ -6,6 +6,9 @@ hard-sharing model trained on that task alone (Caruana 1997's single-task baseli
     s^k = pool(Encoder^k(Embed^k(x)))        task k's own embedding and encoder
     ŷ^k = softmax(W^k s^k + b^k)
 
+With ``model.pretrained`` each task fine-tunes its own copy of the pretrained model (the single-task
+baseline of BERT and MT-DNN).
+
 With ``trainer.select: per_task`` each task keeps the weights of its own best dev step and stops on
 its own patience: every baseline gets the budget it needs rather than a slice of a shared one.
 """
@@ -16,16 +19,17 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import ModelConfig
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
+from .pretrained_encoder import PretrainedModelConfig, build_pretrained_encoder
 
 
 class TaskModel(nn.Module):
-    """One task's whole model: its encoder (with its own embedding table) and its head."""
+    """One task's whole model: its encoder (with its own embedding table, or its own copy of a
+    pretrained model) and its head."""
 
-    def __init__(self, encoder: SentenceEncoder, head: nn.Module):
+    def __init__(self, encoder: nn.Module, head: nn.Module):
         super().__init__()
         self.encoder, self.head = encoder, head
 
@@ -41,7 +45,7 @@ class SingleTaskModel(MultiTaskModel):
 
     def encode(self, task: str, text: Text) -> Encoding:
         encoder = self.models[task].encoder
-        states = encoder.states(text.tokens, text.mask, text.chars)          # (B, T, H), task's own
+        states = encoder.text_states(text)                                    # (B, T, H), task's own
         return Encoding(states, text.mask, pool=encoder.pool)
 
     def head(self, task: str) -> nn.Module:
@@ -59,10 +63,13 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     m = cfg.model
     models = {}
     for t in tasks:
-        embedding = build_embedding(m, vocab_size, vectors, num_chars)
-        encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
-        models[t.name] = TaskModel(encoder, task_head(t, encoder.output_dim, m.dropout))
+        if m.pretrained:
+            encoder = build_pretrained_encoder(m)
+        else:
+            embedding = build_embedding(m, vocab_size, vectors, num_chars)
+            encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
+        models[t.name] = TaskModel(encoder, task_head(t, encoder.output_dim, m.dropout, encoder.cross_encodes_pairs))
     return SingleTaskModel(models, tasks)
 
 
-ARCHITECTURES = {"single_task": (ModelConfig, build)}
+ARCHITECTURES = {"single_task": (PretrainedModelConfig, build)}

@@ -46,10 +46,11 @@ class TransformerSharingConfig(ModelConfig):
 
     def check(self, tasks, where: str) -> None:
         if self.pretrained:
-            tagging = [t.name for t in tasks if t.type == "tagging"]
-            if tagging:
-                raise ConfigError(f"{where}.pretrained: tagging tasks ({', '.join(tagging)}) are not supported "
-                                  "on pretrained encoders yet")
+            for task in tasks:
+                if task.type == "tagging":
+                    raise ConfigError(f"{where}.pretrained: the architecture {self.architecture!r} cannot serve "
+                                      f"tagging tasks ({task.name}) on a pretrained encoder yet (its word states "
+                                      "are not aligned to words); hard_sharing and single_task can")
             return
         if self.encoder.type not in self.encoders:
             raise ConfigError(f"{where}.encoder.type: {self.architecture} needs 'transformer', not "
@@ -153,8 +154,9 @@ class PretrainedSharingModel(MultiTaskModel):
 
     S-P pools the top layer; S-C reads the tokenizer's own first token ([CLS]); L-I prepends the
     task's new trainable token vector, L-E all K of them (before [CLS]), and reads the task's
-    position. Sentence-level tasks only (tagging would need subword-to-word alignment; the config
-    refuses it): the word states of an encoding are those of the subwords.
+    position. The tokenizer reads the raw text and cross-encodes pairs (``[CLS] a [SEP] b [SEP]``,
+    one vector to the head). Sentence-level tasks only (the config refuses tagging): the word
+    states of an encoding are those of the sub-tokens.
 
     With the encoder frozen (``model.freeze: all``), S-P and S-C sentence vectors depend on the text
     alone, so each is computed once and kept (``feature_cache``): from the second epoch on a step
@@ -175,34 +177,37 @@ class PretrainedSharingModel(MultiTaskModel):
             self.task_tokens = nn.Parameter(torch.randn(len(tasks), encoder.output_dim) * 0.02)
         self.prefix = {"sp": 0, "sc": 0, "li": 1, "le": len(tasks)}[variant]
         self.pool = Pooling(pooling)
-        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: task_head(t, encoder.output_dim, dropout, encoder.cross_encodes_pairs)
+                                    for t in tasks})
         self.feature_cache: Optional[dict[bytes, torch.Tensor]] = \
             {} if encoder.frozen and variant in ("sp", "sc") else None
 
     def encode(self, task: str, text: Text) -> Encoding:
         if self.feature_cache is not None:
-            sentence = self._cached(text.tokens, text.mask)                          # (B, H)
+            sentence = self._cached(text.tokens, text.mask, text.type_ids)           # (B, H)
             return Encoding(sentence.new_zeros(sentence.shape[0], 0, sentence.shape[1]), text.mask[:, :0],
                             sentence_vector=sentence)
-        words, sentence = self._read(task, text.tokens, text.mask)                    # (B, T, H), (B, H)
+        words, sentence = self._read(task, text.tokens, text.mask, text.type_ids)     # (B, T, H), (B, H)
         return Encoding(words, text.mask, sentence_vector=sentence)
 
-    def _read(self, task: str, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read(self, task: str, ids: torch.Tensor, mask: torch.Tensor,
+              type_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Subword states after the task tokens (B, T, H) and the sentence vector (B, H)."""
         prefix = None
         if self.variant == "li":
             prefix = self.task_tokens[self.index[task]][None, None].expand(ids.shape[0], 1, -1)   # (B, 1, H)
         elif self.variant == "le":
             prefix = self.task_tokens[None].expand(ids.shape[0], -1, -1)                       # (B, K, H)
-        states = self.encoder(ids, mask, prefix)                                  # (B, P+T, H)
+        states = self.encoder(ids, mask, prefix, type_ids)                        # (B, P+T, H)
         if self.variant == "sp":
             return states, self.pool(states, mask)
         position = self.index[task] if self.variant == "le" else 0                # [CLS] or the task token
         return states[:, self.prefix:], states[:, position]
 
-    def _cached(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _cached(self, ids: torch.Tensor, mask: torch.Tensor, type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Sentence vectors (B, H) from the cache, computing (without gradients) only the missing
-        ones. S-P and S-C read no task token, so a text's vector is the same for every task."""
+        ones. S-P and S-C read no task token, so a text's vector is the same for every task (the
+        segment ids of a cross-encoded pair follow from its ids: the key is the ids)."""
         lengths = mask.long().sum(1).tolist()
         keys = [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]
         missing = [i for i, k in enumerate(keys) if k not in self.feature_cache]
@@ -210,7 +215,8 @@ class PretrainedSharingModel(MultiTaskModel):
             rows = torch.tensor(missing, device=ids.device)
             width = max(lengths[i] for i in missing)
             with torch.no_grad():
-                _, fresh = self._read("", ids[rows, :width], mask[rows, :width])
+                _, fresh = self._read("", ids[rows, :width], mask[rows, :width],
+                                      type_ids[rows, :width] if type_ids is not None else None)
             fresh = fresh.detach().cpu()
             for j, i in enumerate(missing):
                 if len(self.feature_cache) < self.max_cached:

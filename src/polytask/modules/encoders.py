@@ -18,7 +18,9 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     steps = torch.arange(T, device=x.device)[None, :]                   # (1, T)
     index = (lengths[:, None] - 1 - steps).clamp_min(0)                  # (B, T)
     index = torch.where(steps < lengths[:, None], index, steps)          # padding maps to itself
-    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+    # expand(-1, -1, ...), not expand_as(x): the ONNX exporter turns expand_as into a shape that
+    # holds only for the example's length
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
 
 
 class LSTMEncoder(nn.Module):

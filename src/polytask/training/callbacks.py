@@ -1,5 +1,5 @@
-"""The trainer's hooks, and the callbacks that report a run: ``metrics.jsonl``, TensorBoard and the
-progress bar.
+"""The trainer's hooks, and the callbacks that report a run: ``metrics.jsonl`` and the progress
+bar (the trackers of ``trainer.report_to`` are in :mod:`.tracking`).
 
 A callback overrides the hooks it needs; the trainer calls every callback's hook in list order.
 The others live beside the job they do: :mod:`.resume` (``last/`` and resuming), :mod:`.selection`
@@ -8,10 +8,13 @@ The others live beside the job they do: :mod:`.resume` (``last/`` and resuming),
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
 from .checkpoint import writing
+
+logger = logging.getLogger(__name__)
 
 
 class Callback:
@@ -51,6 +54,10 @@ class Callback:
     def on_train_end(self, trainer, summary: dict) -> None:
         """The loop has ended; a callback may add fields to the run's ``summary``."""
 
+    def on_results(self, trainer, results: dict) -> None:
+        """:func:`polytask.runner.train` has written ``results.json`` (``results``: its content),
+        after the best weights were scored on dev and test."""
+
     def state_dict(self) -> dict:
         """What this callback needs to continue exactly after a resume, JSON-serialisable. The keys
         go to the top level of ``last/state.json`` beside the trainer's, so they must be unique."""
@@ -84,51 +91,30 @@ class MetricsLog(Callback):
             f.write(json.dumps(record) + "\n")
 
 
-class TensorBoardLog(Callback):
-    """Mirrors the numbers of each record to TensorBoard under ``log_dir`` when TensorBoard is
-    installed (``pip install 'polytask[tensorboard]'``), and does nothing when it is not: per-task
-    ``dev/<task>`` and ``train_loss/<task>``, and ``dev_mean``, ``lr``, ``tokens_per_s``. The writer
-    opens at the first record and flushes after each."""
-
-    SCALARS = ("dev_mean", "lr", "tokens_per_s")
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = Path(log_dir)
-        self._writer = None                  # None: not opened yet; False: TensorBoard is missing
-
-    def on_log(self, trainer, record: dict) -> None:
-        writer = self._open()
-        if writer is None:
-            return
-        step = record["step"]
-        for task, value in record.get("dev", {}).items():
-            writer.add_scalar(f"dev/{task}", value, step)
-        for task, value in record.get("train_loss", {}).items():
-            writer.add_scalar(f"train_loss/{task}", value, step)
-        for key in self.SCALARS:
-            if key in record:
-                writer.add_scalar(key, record[key], step)
-        writer.flush()
-
-    def _open(self):
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self._writer = SummaryWriter(str(self.log_dir))
-            except ImportError:  # tensorboard is optional: pip install 'polytask[tensorboard]'
-                self._writer = False
-        return self._writer or None
-
-
 class ProgressBar(Callback):
-    """The console view of a run: a tqdm bar over ``max_steps`` (none when tqdm is missing) showing
-    the last and best dev means, and a line for each change of the model's structure."""
+    """The console view of a run. On a terminal, a tqdm bar over ``max_steps`` (none when tqdm is
+    missing; a widget in Jupyter) showing the last and best dev means; where stderr is a file or a
+    pipe (a log, a job scheduler), no bar but one ``polytask`` log line per evaluation (step, dev
+    mean, best, speed), so a log holds lines, not carriage-return updates. In both, a log line for
+    each change of the model's structure.
 
-    def __init__(self, max_steps: int):
+    Args:
+        max_steps: the length of the bar.
+        interactive: draw the bar (True) or log lines (False); None: draw it when stderr is a
+            terminal or the process is a Jupyter kernel.
+    """
+
+    def __init__(self, max_steps: int, interactive: bool | None = None):
         self.max_steps = max_steps
+        self.interactive = interactive
         self.bar = None
 
     def on_train_start(self, trainer) -> None:
+        interactive = self.interactive
+        if interactive is None:             # a terminal, or a Jupyter kernel (tqdm.auto draws a widget there)
+            interactive = bool(getattr(sys.stderr, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+        if not interactive:
+            return
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover
@@ -142,11 +128,14 @@ class ProgressBar(Callback):
 
     def on_log(self, trainer, record: dict) -> None:
         if record["event"] == "structure":
-            print(f"\n[polytask] step {record['step']}: layer {record['layer']} now branches as "
-                  f"{record['groups']}", file=sys.stderr)
-        elif record["event"] == "eval" and self.bar is not None:
+            logger.info("step %d: layer %d now branches as %s", record["step"], record["layer"], record["groups"])
+        elif record["event"] == "eval":
             best = record.get("best_dev_mean", float("nan"))
-            self.bar.set_postfix(dev=f"{record['dev_mean']:.2f}", best=f"{best:.2f}")
+            if self.bar is not None:
+                self.bar.set_postfix(dev=f"{record['dev_mean']:.2f}", best=f"{best:.2f}")
+            else:
+                logger.info("step %d/%d: dev mean %.2f, best %.2f, %.0f tokens/s", record["step"], self.max_steps,
+                            record["dev_mean"], best, record.get("tokens_per_s", float("nan")))
         elif record["event"] == "nonfinite" and record["action"] == "stop":
             self._close()                    # the error message comes next, on a line of its own
 
@@ -199,6 +188,10 @@ class CallbackList(Callback):
     def on_train_end(self, trainer, summary: dict) -> None:
         for callback in self.callbacks:
             callback.on_train_end(trainer, summary)
+
+    def on_results(self, trainer, results: dict) -> None:
+        for callback in self.callbacks:
+            callback.on_results(trainer, results)
 
     def state_dict(self) -> dict:
         state: dict = {}

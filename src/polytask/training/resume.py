@@ -1,7 +1,7 @@
 """Exact resume: the ``last/`` checkpoint and the files of a fresh run directory."""
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import torch
@@ -11,6 +11,8 @@ from ..config import ConfigError, config_differences, save_config, to_dict
 from . import checkpoint as ckpt
 from .callbacks import Callback
 from .nonfinite import refuse_nonfinite
+
+logger = logging.getLogger(__name__)
 
 # The settings a resumed run may change: each takes effect from the step the run resumes at (the
 # learning rates reach the optimizer's parameter groups; the LR and task schedules, the weighting's
@@ -63,6 +65,12 @@ class Checkpointing(Callback):
     reads (``config.yaml``, ``vocab.json``, ``chars.json``, ``tasks.json``) and seeds torch from
     ``cfg.seed``; a directory that already holds a run is refused unless resumed. This callback
     must come before the callbacks whose ``on_setup`` reads the restored ``trainer.step``.
+
+    Under data-parallel training (:mod:`.distributed`) only rank 0 writes; every rank reads
+    ``last/`` on resume (so on several machines ``output_dir`` must be on a filesystem they all
+    see), a checkpoint of another world size is refused, and each rank restores its own random
+    state (rank 0 gathered them into ``trainer.pt``). A fresh run seeds rank r's torch RNG with
+    ``seed + r``, so the ranks' dropout masks differ.
     """
 
     def __init__(self, run_dir: Path):
@@ -71,18 +79,26 @@ class Checkpointing(Callback):
         self.changed: list[str] = []
 
     def on_setup(self, trainer, resume: bool) -> None:
-        ckpt.recover_dir(self.last)
+        group = trainer.group
+        if group.is_main:
+            ckpt.recover_dir(self.last)
+        group.barrier()                           # the other ranks read last/ once it is whole
         if resume and (self.last / "state.json").is_file():
-            self.changed = self._changed_settings(trainer.cfg)
+            self.changed = self._changed_settings(trainer.cfg, quiet=not group.is_main)
             self.restore(trainer)
-            with ckpt.writing(self.run_dir / "config.yaml", "the run's config"):
-                save_config(trainer.cfg, self.run_dir / "config.yaml")    # what the run goes on with
+            group.barrier()                       # every rank read config.yaml before it is rewritten
+            if group.is_main:
+                with ckpt.writing(self.run_dir / "config.yaml", "the run's config"):
+                    save_config(trainer.cfg, self.run_dir / "config.yaml")    # what the run goes on with
             return
-        if resume:
-            print(f"[polytask] no checkpoint in {self.last}; starting from step 0", file=sys.stderr)
-        elif self.last.exists():
+        if resume and group.is_main:
+            logger.warning("no checkpoint in %s; starting from step 0", self.last)
+        elif not resume and self.last.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it "
                                   "or choose another output_dir")
+        if not group.is_main:
+            torch.manual_seed(trainer.cfg.seed + group.rank)
+            return
         with ckpt.writing(self.run_dir, "the run's config and vocabularies"):
             save_config(trainer.cfg, self.run_dir / "config.yaml")
             trainer.vocab.save(self.run_dir / "vocab.json")
@@ -96,13 +112,16 @@ class Checkpointing(Callback):
             trainer.log({"step": trainer.step, "event": "resume", "changed": self.changed})
 
     def on_checkpoint(self, trainer) -> None:
-        self.save(trainer)
+        if trainer.group.is_main:
+            self.save(trainer)
 
     def on_interrupt(self, trainer) -> None:
+        if not trainer.group.is_main:
+            return
         if trainer.checkpoint_step != trainer.step:         # not saved at this step's evaluation
             self.save(trainer)
-        print(f"\n[polytask] interrupted at step {trainer.step}; checkpoint saved. Continue with "
-              f"--resume (output_dir {self.run_dir}).", file=sys.stderr)
+        logger.warning("interrupted at step %d; checkpoint saved. Continue with --resume (output_dir %s).",
+                       trainer.step, self.run_dir)
 
     def save(self, trainer) -> None:
         """Write ``last/`` from the trainer and its callbacks (never with non-finite weights)."""
@@ -116,10 +135,17 @@ class Checkpointing(Callback):
             ckpt.write_json(tmp / "state.json", state, "the training state")
 
         ckpt.atomic_dir_write(self.last, write, "last/")
+        logger.debug("saved %s at step %d", self.last, trainer.step)
 
     def restore(self, trainer) -> None:
         """Load ``last/`` into the model, the trainer and every callback."""
         state = ckpt.read_json(self.last / "state.json")
+        saved, world = state.get("world_size", 1), trainer.group.world_size
+        if saved != world:
+            raise ConfigError(f"{self.last}: this run was trained by {saved} process{'es' if saved > 1 else ''} and "
+                              f"is resumed by {world}; resume it with the same world size (torchrun "
+                              f"--nnodes × --nproc_per_node = {saved}{', or without torchrun' if saved == 1 else ''}): "
+                              "each process's batches and random state are part of the checkpoint")
         ckpt.load_weights(trainer.model, self.last / "model.safetensors")
         tensors = ckpt.load_trainer_state(self.last / "trainer.pt")
         try:
@@ -128,16 +154,17 @@ class Checkpointing(Callback):
             raise ckpt.CheckpointError(f"{self.last}: the saved trainer state does not fit this run "
                                        f"({type(exc).__name__}: {exc})", self.last) from exc
         trainer.callbacks.load_state_dict(state)
-        print(f"[polytask] resumed {self.run_dir} at step {trainer.step}", file=sys.stderr)
+        if trainer.group.is_main:
+            logger.info("resumed %s at step %d", self.run_dir, trainer.step)
 
-    def _changed_settings(self, cfg) -> list[str]:
+    def _changed_settings(self, cfg, quiet: bool = False) -> list[str]:
         """Say which settings differ from the ones the run was last trained with (a longer
         ``trainer.max_steps`` is the usual, deliberate one); refuse those that cannot change."""
         saved = self.run_dir / "config.yaml"
         if not saved.is_file():
             return []
         changed = resume_changes(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, cfg)
-        if changed:
-            print(f"[polytask] resuming {self.run_dir} with settings that differ from its config.yaml, "
-                  "in effect from the step it resumes at: " + "; ".join(changed), file=sys.stderr)
+        if changed and not quiet:
+            logger.info("resuming %s with settings that differ from its config.yaml, in effect from the step it "
+                        "resumes at: %s", self.run_dir, "; ".join(changed))
         return changed

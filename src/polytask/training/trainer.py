@@ -3,8 +3,9 @@ optimizer, evaluate every ``trainer.eval_every`` steps. Models only compute loss
 
 Everything around the loop is a callback (:class:`~polytask.training.callbacks.Callback`):
 ``last/`` and resuming (:mod:`.resume`), best weights and early stopping (:mod:`.selection`),
-``metrics.jsonl``, TensorBoard and the progress bar (:mod:`.callbacks`), gradient similarity and
-structure adaptation (:mod:`.gradients`). :func:`default_callbacks` picks them from the config.
+``metrics.jsonl`` and the progress bar (:mod:`.callbacks`), the trackers of ``trainer.report_to``
+(:mod:`.tracking`), gradient similarity and structure adaptation (:mod:`.gradients`).
+:func:`default_callbacks` picks them from the config.
 
 Training is step-based: each step draws a task from the schedule, then the next batch of that
 task. Everything that decides what happens next (model, optimizer, LR schedule, task schedule,
@@ -13,15 +14,19 @@ batch iterators, torch RNG, the callbacks' state) is saved in ``last/`` at every
 at the end of the step they land in, and ``last/`` is saved there; a second one stops at once
 (landing mid-step, it leaves ``last/`` at the checkpoint before, as SIGKILL does).
 
+Under ``torchrun`` with several processes (:mod:`.distributed`) every rank runs this loop on its
+share of each global batch; the gradients are averaged after the backward passes, rank 0 alone
+evaluates and writes, and the others follow its decisions.
+
 A loss or gradient norm that is NaN or infinite stops the run (``trainer.on_nonfinite: stop``)
 or skips its batch (``skip_batch``); weights that are not finite are never evaluated or saved.
 """
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -36,14 +41,18 @@ from ..kinds import get_kind
 from ..data.vocab import Vocab
 from ..evaluation.evaluate import evaluate_metrics, primary
 from . import checkpoint as ckpt
-from .callbacks import Callback, CallbackList, MetricsLog, ProgressBar, TensorBoardLog
+from .callbacks import Callback, CallbackList, MetricsLog, ProgressBar
+from .distributed import SingleProcess, refuse_unsupported
 from .gradients import GradientSimilarity, StructureAdaptation
 from .nonfinite import NonFiniteError, nonfinite_tensors
 from .optim import build_lr_schedule, build_optimizer, parameter_groups
 from .resume import Checkpointing
 from .schedules import build_schedule
 from .selection import build_selection
+from .tracking import build_trackers
 from .weighting import build_weighting
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,18 +68,22 @@ def peak_rss_mb() -> float:
 
 
 def default_callbacks(cfg: ExperimentConfig, model: nn.Module, tasks: list[str], run_dir: Path,
-                      progress: bool) -> list[Callback]:
+                      progress: bool, rank: int = 0) -> list[Callback]:
     """The callbacks of a run, in the order their hooks are called: the progress bar (when
     ``progress``), ``last/`` and resuming, the selection ``trainer.select`` names, gradient
     similarity (when ``trainer.gradient_similarity``), structure adaptation, ``metrics.jsonl`` and
-    TensorBoard."""
+    the trackers of ``trainer.report_to``. Under data-parallel training the ranks other than 0 write
+    nothing: they keep resuming (they read ``last/``) and structure adaptation (every rank's model
+    changes alike)."""
     t = cfg.trainer
+    if rank != 0:
+        return [Checkpointing(run_dir), StructureAdaptation(t.structure_batches, cfg.data.batch_size)]
     callbacks: list[Callback] = [ProgressBar(t.max_steps)] if progress else []
     callbacks += [Checkpointing(run_dir), build_selection(cfg, model, tasks, run_dir / "best")]
     if t.gradient_similarity:
         callbacks.append(GradientSimilarity(cfg.data.batch_size))
     callbacks += [StructureAdaptation(t.structure_batches, cfg.data.batch_size),
-                  MetricsLog(run_dir / "metrics.jsonl"), TensorBoardLog(run_dir / "tensorboard")]
+                  MetricsLog(run_dir / "metrics.jsonl"), *build_trackers(cfg, run_dir)]
     return callbacks
 
 
@@ -88,21 +101,26 @@ class Trainer:
         char_vocab: the character vocabulary, saved with the checkpoint when there is one.
         callbacks: instead of :func:`default_callbacks` (:func:`polytask.runner.train` reads the
             ``best_dev_mean`` and ``best_step`` that a selection adds to the summary).
+        group: this process's place in data-parallel training
+            (:func:`polytask.training.distributed.process_group`); None: one process.
     """
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, train: dict[str, list[Encoded]],
                  dev: dict[str, list[Encoded]], vocab: Vocab, task_info: dict, run_dir: Path,
                  progress: bool = True, char_vocab: Optional[Vocab] = None,
-                 callbacks: Optional[list[Callback]] = None):
+                 callbacks: Optional[list[Callback]] = None, group: Optional[SingleProcess] = None):
+        self.group = group or SingleProcess()
+        refuse_unsupported(cfg, self.group.world_size)
         self.cfg, self.model, self.train_items, self.dev_items = cfg, model, train, dev
         self.vocab, self.char_vocab, self.task_info, self.run_dir = vocab, char_vocab, task_info, Path(run_dir)
         self.tasks = list(train)
         t = cfg.trainer
-        self.callbacks = CallbackList(default_callbacks(cfg, model, self.tasks, self.run_dir, progress)
-                                      if callbacks is None else callbacks)
-        self.device = resolve_device(t.device)
+        self.callbacks = CallbackList(default_callbacks(cfg, model, self.tasks, self.run_dir, progress,
+                                                        self.group.rank) if callbacks is None else callbacks)
+        self.device = self.group.device if self.group.distributed else resolve_device(t.device)
         self.model.to(self.device)
         self.weighting = build_weighting(cfg, self.tasks, cfg.seed).to(self.device)
+        self.weighting.average_task_gradients(self.group.average)
         self.params = [p for p in model.parameters() if p.requires_grad] + list(self.weighting.parameters())
         self.optimizer = build_optimizer(cfg, parameter_groups(cfg, model, self.params))
         self.lr_schedule = build_lr_schedule(cfg, self.optimizer)
@@ -112,7 +130,8 @@ class Trainer:
                                            enabled=t.precision == "fp16" and self.device.type == "cuda")
         self.collate = {task: get_kind(task_info[task]["type"]).collate for task in train}
         self.iterators = {task: TaskBatchIterator(task, items, cfg.data.batch_size, cfg.seed,
-                                                  cfg.data.bucket, cfg.data.bucket_window, self.collate[task])
+                                                  cfg.data.bucket, cfg.data.bucket_window, self.collate[task],
+                                                  self.group.rank, self.group.world_size)
                           for task, items in train.items()}
         sizes = {task: len(items) for task, items in train.items()}
         batches = {task: it.batches_per_epoch for task, it in self.iterators.items()}
@@ -129,23 +148,32 @@ class Trainer:
         self.should_stop = False             # set by the loop at max_steps, or by a callback
         self.earlier_wall_seconds = 0.0      # wall time of the processes before a --resume
         self.earlier_peak_rss_mb: Optional[float] = 0.0   # their peak memory (None: not recorded)
+        self.stop_requested = False          # a SIGINT/SIGTERM noted on some rank (data-parallel)
+        self._signals: Optional[_StopAtStepEnd] = None
+        self.rank_rng_states: Optional[list] = None   # every rank's RNG state at the checkpoint point
         self._process_start = time.perf_counter()
 
     # ------------------------------------------------------------------ the recipe
 
     def setup(self, resume: bool = False) -> None:
         """Prepare the run directory; with ``resume`` continue the run saved in it."""
-        with ckpt.writing(self.run_dir, "the run directory"):
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.group.is_main:
+            with ckpt.writing(self.run_dir, "the run directory"):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
         self.callbacks.on_setup(self, resume)
+        # every rank starts from rank 0's weights (built from the same seed, or loaded from last/)
+        self.group.broadcast_tensors(list(self.model.state_dict().values())
+                                     + list(self.weighting.state_dict().values()))
 
     def train(self) -> dict:
         """Run until ``max_steps`` or until a callback stops the run; returns a summary."""
         t = self.cfg.trainer
         self.should_stop = self.step >= t.max_steps
         self.callbacks.on_train_start(self)
+        self._follow_rank0()
         mid_step = False                        # within train_step a KeyboardInterrupt leaves an inexact state
         with _StopAtStepEnd() as signals:
+            self._signals = signals
             try:
                 while not self.should_stop:
                     t0 = time.perf_counter()
@@ -156,10 +184,13 @@ class Trainer:
                     self.train_seconds += time.perf_counter() - t0
                     if self.step % t.eval_every == 0 or self.step >= t.max_steps:
                         self.evaluate(weights)
+                        self._gather_rng_states()
                         self.callbacks.on_checkpoint(self)
                         self.checkpoint_step = self.step
-                    if signals.received is not None:
-                        raise TrainingInterrupted(signals.received)
+                    # data-parallel: every rank stops at the step where some rank noted the signal
+                    stop = self.stop_requested if self.group.distributed else signals.received is not None
+                    if stop:
+                        raise TrainingInterrupted(signals.received or signal.SIGTERM)
             except KeyboardInterrupt:
                 # between two steps (a signal noted during the step, or a KeyboardInterrupt a
                 # second signal or a callback raised there) the state is exact: save it; in the
@@ -167,9 +198,9 @@ class Trainer:
                 if mid_step:
                     since = "step 0: no checkpoint was written yet" if self.checkpoint_step is None \
                         else f"the checkpoint of step {self.checkpoint_step}"
-                    print(f"\n[polytask] stopped at once, without saving; --resume continues from {since}",
-                          file=sys.stderr)
+                    logger.warning("stopped at once, without saving; --resume continues from %s", since)
                 else:
+                    self._gather_rng_states()
                     self.callbacks.on_interrupt(self)
                 raise
         return self.summary()
@@ -188,19 +219,28 @@ class Trainer:
         step_losses: list[tuple[str, float]] = []
         for _ in range(t.grad_accumulation):
             step_tasks = active if t.step_mode == "all_tasks" else [self.schedule.next(active, self.step)]
-            losses = {}
+            losses, tokens = {}, 0
             for task in step_tasks:
-                batch = next(self.iterators[task]).to(self.device)
+                iterator = self.iterators[task]
+                batch = next(iterator).to(self.device)
                 with self._autocast():
-                    losses[task] = self.model(batch).loss.float() / t.grad_accumulation
-                self.tokens += batch.num_tokens()
+                    loss = self.model(batch).loss.float()
+                if self.group.distributed:      # this rank's part of the global batch's mean loss
+                    loss = loss * (iterator.share * self.group.world_size)
+                losses[task] = loss / t.grad_accumulation
+                tokens += batch.num_tokens() if iterator.share else 0
             values = {task: loss.item() * t.grad_accumulation for task, loss in losses.items()}
+            noted = self._signals is not None and self._signals.received is not None
+            values, tokens, self.stop_requested = self.group.reduce_step(values, tokens,
+                                                                         self.stop_requested or noted)
+            self.tokens += tokens
             bad = {task: v for task, v in values.items() if not math.isfinite(v)}
             if bad:
                 return self._nonfinite("loss", bad)
             # the weighting sees the true losses; only what it backpropagates is scaled
             self._weights = self.weighting.backward(losses, self.model, scale=self.scaler.scale)
             step_losses += values.items()
+        self.group.average_gradients(self.params)
         self.scaler.unscale_(self.optimizer)
         if t.clip_norm:
             norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.clip_norm))
@@ -249,6 +289,8 @@ class Trainer:
             raise NonFiniteError(f"step {self.step}: the weights are not finite ({len(bad)} tensors: "
                                  f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); training stopped "
                                  f"before this evaluation. {self._kept()}", self.step, (), "weights")
+        if not self.group.is_main:
+            return {}                           # rank 0 evaluates; _follow_rank0 brings its decisions
         # every metric (what evaluate_model computes anyway): the selection keeps them with best/
         # so that the runner need not score dev again (see polytask.runner._kept_dev_metrics)
         self.last_dev_metrics = evaluate_metrics(self.model, self.dev_items, self.cfg.data.eval_batch_size,
@@ -269,8 +311,32 @@ class Trainer:
         return record
 
     def log(self, record: dict) -> None:
-        """Hand ``record`` (``{"step", "event", ...}``) to the logging callbacks."""
-        self.callbacks.on_log(self, record)
+        """Hand ``record`` (``{"step", "event", ...}``) to the logging callbacks (rank 0's)."""
+        if self.group.is_main:
+            self.callbacks.on_log(self, record)
+
+    # ------------------------------------------------------------------ data-parallel training
+
+    def _follow_rank0(self) -> None:
+        """Data-parallel: after rank 0's callbacks judged the dev scores, every rank takes their
+        decisions (stop, finished tasks), so that the ranks keep drawing the same tasks."""
+        if self.group.distributed:
+            self.should_stop, finished = self.group.broadcast_object((self.should_stop, self.finished))
+            self.finished[:] = finished
+
+    def _gather_rng_states(self) -> None:
+        """Data-parallel, at a checkpoint point: every rank's RNG states, for rank 0's ``last/``;
+        and a check that the ranks' weights are still equal."""
+        if self.group.distributed:
+            self._follow_rank0()
+            self.group.check_same_weights(self.model.state_dict())
+            self.rank_rng_states = self.group.gather_objects(self._rng_state())
+
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def summary(self) -> dict:
         """The run's figures: steps, the selection's best dev mean and step, time, memory."""
@@ -308,13 +374,16 @@ class Trainer:
                 "finished": self.finished, "tokens": self.tokens, "train_seconds": self.train_seconds,
                 "wall_seconds": self.wall_seconds(), "peak_rss_mb": self.peak_rss_mb(),
                 "weighting": self.weighting.extra_state(), "running_losses": self.running_losses,
-                "nonfinite_skipped": self.nonfinite_skipped}
+                "nonfinite_skipped": self.nonfinite_skipped, "world_size": self.group.world_size}
 
     def tensor_state_dict(self) -> dict:
         """The loop's tensors (``last/trainer.pt``): optimizer, weighting parameters, LR schedule,
         torch RNG."""
-        return {"optimizer": self.optimizer.state_dict(), "weighting": self.weighting.state_dict(),
-                "lr_schedule": self.lr_schedule.state_dict(), "torch_rng": torch.get_rng_state()}
+        tensors = {"optimizer": self.optimizer.state_dict(), "weighting": self.weighting.state_dict(),
+                   "lr_schedule": self.lr_schedule.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.group.distributed:             # each rank's own (dropout masks differ between ranks)
+            tensors["rank_rng"] = self.rank_rng_states
+        return tensors
 
     def load_state_dict(self, state: dict, tensors: dict) -> None:
         """Restore what :meth:`state_dict` and :meth:`tensor_state_dict` saved.
@@ -328,7 +397,13 @@ class Trainer:
         self.weighting.load_extra_state(state.get("weighting", {}))
         self.lr_schedule.load_state_dict(tensors["lr_schedule"])
         self._use_configured_lr(configured)
-        torch.set_rng_state(tensors["torch_rng"])
+        if self.group.distributed:
+            rng = tensors["rank_rng"][self.group.rank]
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+        else:
+            torch.set_rng_state(tensors["torch_rng"])
         if state.get("schedule_name", self.cfg.trainer.schedule) == self.cfg.trainer.schedule:
             self.schedule.load_state_dict(state["schedule"])
         for task, s in state["iterators"].items():

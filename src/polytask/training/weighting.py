@@ -31,8 +31,21 @@ def unscaled(loss: torch.Tensor) -> torch.Tensor:
     return loss
 
 
+def _no_averaging(tensors: list[torch.Tensor]) -> None:
+    """One process: each task's gradient is already the whole batch's."""
+
+
 class EqualWeighting(nn.Module):
     """Σ_k L_k: the plain sum (one task per step reduces to that task's loss)."""
+
+    # data-parallel training sets this (:meth:`average_task_gradients`)
+    _average: Callable[[list[torch.Tensor]], None] = staticmethod(_no_averaging)
+
+    def average_task_gradients(self, average: Callable[[list[torch.Tensor]], None]) -> None:
+        """Under data-parallel training, ``average`` replaces tensors with their mean over the
+        processes, in place; a method that combines per-task gradients averages them with it
+        first, so that every process combines the gradients of the whole global batch."""
+        self._average = average
 
     def backward(self, losses: Losses, model: nn.Module, scale: Scale = unscaled) -> dict[str, float]:
         """Put the gradients of this step's ``losses`` (task -> scalar, unscaled) in ``.grad``,
@@ -244,6 +257,7 @@ class JacobianAggregation(EqualWeighting):
             for p, g in zip(own, grads[len(shared):]):
                 if g is not None:
                     p.grad = g if p.grad is None else p.grad + g
+        self._average(jacobians)                # data-parallel: the global batch's rows
         for p, jac in zip(shared, jacobians):
             p.jac = jac                                              # (K, *p.shape), read by jac_to_grad
         del jacobians
