@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -362,7 +363,9 @@ class PretrainedEncoder(nn.Module):
             peft = _peft()
             lora = dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets))
             names = list(self.adapters.values())
-            self.model = peft.get_peft_model(base, peft.LoraConfig(**lora), adapter_name=names[0])
+            with warnings.catch_warnings():      # transformers' deprecation notice about a call peft makes
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model = peft.get_peft_model(base, peft.LoraConfig(**lora), adapter_name=names[0])
             for name in names[1:]:
                 self.model.add_adapter(name, peft.LoraConfig(**lora))
             self._adapter_params = {name: [p for n, p in self.model.named_parameters() if f".{peft_name}." in n]
