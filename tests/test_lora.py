@@ -246,3 +246,13 @@ def test_shared_private_on_a_pretrained_encoder_trains_pair_regression(tmp_path,
     run = load_run(raw["output_dir"])
     high, low = predict(run, "s", [["the movie was", "the movie indeed"], ["the movie was", "the movie never"]])
     assert high["score"] > low["score"]
+
+
+def test_without_peft_an_adapter_config_names_the_extra(tmp_path, bert, monkeypatch):
+    import sys
+    from polytask.errors import PolytaskError
+    monkeypatch.setitem(sys.modules, "peft", None)           # import peft fails
+    with pytest.raises(PolytaskError, match=r"model\.adapter: .*pip install 'polytask\[peft\]'"):
+        built(tmp_path, bert, "hard_sharing")
+    cfg = load_config(raw=pair_raw(tmp_path, bert, "hard_sharing"))       # no adapter: peft is not needed
+    assert trainable(build_model(cfg, [classes("a", 2)], vocab_size=0)) > 0

@@ -277,11 +277,16 @@ class AdapterTargetError(PolytaskError, ValueError):
     """A LoRA target module name the model does not have."""
 
 
+class MissingPeftError(PolytaskError, ImportError):
+    """``model.adapter`` without the ``peft`` package installed."""
+
+
 def _peft():
     try:
         import peft
     except ImportError:
-        raise ImportError("model.adapter needs peft: pip install 'polytask[peft]'") from None
+        raise MissingPeftError("model.adapter: LoRA adapters need the package peft: pip install 'polytask[peft]'"
+                               ) from None
     return peft
 
 
