@@ -256,3 +256,27 @@ def test_without_peft_an_adapter_config_names_the_extra(tmp_path, bert, monkeypa
         built(tmp_path, bert, "hard_sharing")
     cfg = load_config(raw=pair_raw(tmp_path, bert, "hard_sharing"))       # no adapter: peft is not needed
     assert trainable(build_model(cfg, [classes("a", 2)], vocab_size=0)) > 0
+
+
+def test_transfer_from_an_adapter_only_run_whose_model_folder_is_gone(tmp_path, bert):
+    """The shared adapter is the source run's and stays fixed; the base comes from its pretrained/
+    copy; only the new task's head trains."""
+    from polytask.runner import transfer_config
+    from conftest import write_yaml
+    write_data(tmp_path)
+    raw = pair_raw(tmp_path, bert, "hard_sharing", adapter={"r": 4})
+    raw["trainer"].update(max_steps=30, eval_every=15, lr=0.01)
+    train(load_config(raw=raw), quiet=True)
+    shutil.move(str(bert), str(tmp_path / "elsewhere"))
+    new = make_raw_config(tmp_path / "data", tmp_path / "transfer-run")
+    new["tasks"] = [{"name": "b"}]
+    new["trainer"].update(max_steps=20, eval_every=10)
+    cfg = transfer_config(raw["output_dir"], write_yaml(new, tmp_path / "new.yaml"))
+    results = train(cfg, quiet=True, transfer_from=Path(raw["output_dir"]))
+    assert results["trainable_params"] == H * 2 + 2                        # b's head only
+    source = ckpt.read_weights(Path(raw["output_dir"]) / "best" / "model.safetensors")
+    moved = ckpt.read_weights(Path(new["output_dir"]) / "best" / "model.safetensors")
+    lora = [k for k in source if ".lora_" in k]
+    assert lora and all(torch.equal(source[k], moved[k]) for k in lora)
+    assert (Path(new["output_dir"]) / "pretrained" / "model.safetensors").is_file()
+    assert predict(load_run(new["output_dir"]), "b", ["yes it was"])[0]["label"] in ("0", "1")
