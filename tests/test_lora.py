@@ -280,3 +280,9 @@ def test_transfer_from_an_adapter_only_run_whose_model_folder_is_gone(tmp_path, 
     assert lora and all(torch.equal(source[k], moved[k]) for k in lora)
     assert (Path(new["output_dir"]) / "pretrained" / "model.safetensors").is_file()
     assert predict(load_run(new["output_dir"]), "b", ["yes it was"])[0]["label"] in ("0", "1")
+
+
+def test_task_names_become_distinct_peft_adapter_names():
+    from polytask.modules.pretrained import adapter_names
+    assert adapter_names(["books", "a.b", "a-b", "shared"]) == {
+        "books": "lora_books", "a.b": "lora_a_b", "a-b": "lora_a_b_2", "shared": "lora_shared"}

@@ -306,10 +306,14 @@ def check_lora_targets(model: nn.Module, targets: Sequence[str], where: Path,
                                      f"layers are named {', '.join(linear_layer_names(model))}")
 
 
-def adapter_name(name: str) -> str:
-    """A peft adapter name for ``name`` (a task's): peft keeps adapters in ModuleDicts, whose keys
-    may not hold dots."""
-    return "lora_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
+def adapter_names(names: Sequence[str]) -> dict[str, str]:
+    """A peft adapter name for each of ``names`` (tasks'): peft keeps adapters in ModuleDicts,
+    whose keys may not hold dots; two names that read alike there get their position added."""
+    out: dict[str, str] = {}
+    for i, name in enumerate(names):
+        peft_name = "lora_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
+        out[name] = peft_name if peft_name not in out.values() else f"{peft_name}_{i}"
+    return out
 
 
 class PretrainedEncoder(nn.Module):
@@ -360,7 +364,7 @@ class PretrainedEncoder(nn.Module):
         if freeze not in ("none", "all", "bottom"):
             raise ValueError(f"model.freeze: unknown value {freeze!r} (none, all, bottom)")
         base = self.model
-        self.adapters = {name: adapter_name(name) for name in adapters}
+        self.adapters = adapter_names(adapters)
         self.active: Optional[str] = None
         self._adapter_params: dict[str, list[nn.Parameter]] = {}
         if adapters:
