@@ -96,10 +96,10 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                        data_dir, char_vocab=chars, with_vectors=transfer_from is None)
     if transfer_from is not None:
         _load_shared_and_freeze(model, Path(transfer_from))
-    params = parameter_counts(model)
     if not quiet and group.is_main:
-        logger.info("%d of %d parameters train (%.2f%%)", params["trainable_params"], params["params"],
-                    100.0 * params["trainable_params"] / max(params["params"], 1))
+        counts = parameter_counts(model)
+        logger.info("%d of %d parameters train (%.2f%%)", counts["trainable_params"], counts["params"],
+                    100.0 * counts["trainable_params"] / max(counts["params"], 1))
     max_len = cfg.data.max_length
     split = lambda name: {n: encode_split(t, name, vocab, max_len, chars)  # noqa: E731
                           for n, t in tasks.items()}
@@ -131,7 +131,7 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": trainer.earlier_wall_seconds + time.perf_counter() - wall0,
                "wall_includes_resumes": True,
-               **params,
+               **parameter_counts(model),          # at the end: a structure-adapting model has grown
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
     trainer.callbacks.on_results(trainer, results)
