@@ -4,7 +4,6 @@ runs that save adapters and heads (the base kept once in pretrained/), exact res
 target module, and shared-private on a pretrained encoder. Tiny random BERT (H = 32, 2 layers)."""
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def test_a_per_task_lora_run_resumes_exactly(tmp_path, bert):
 
 
 def test_a_target_module_the_model_lacks_is_one_clear_error_before_training(tmp_path, bert):
-    from polytask.modules.pretrained import AdapterTargetError
+    from polytask.modules.lora import AdapterTargetError
     write_data(tmp_path)
     raw = pair_raw(tmp_path, bert, "hard_sharing", adapter={"target_modules": ["query", "q_proj"]})
     with pytest.raises(AdapterTargetError, match=r"model\.adapter\.target_modules: the model in .*tiny-bert has no "
@@ -283,6 +282,6 @@ def test_transfer_from_an_adapter_only_run_whose_model_folder_is_gone(tmp_path, 
 
 
 def test_task_names_become_distinct_peft_adapter_names():
-    from polytask.modules.pretrained import adapter_names
+    from polytask.modules.lora import adapter_names
     assert adapter_names(["books", "a.b", "a-b", "shared"]) == {
         "books": "lora_books", "a.b": "lora_a_b", "a-b": "lora_a_b_2", "shared": "lora_shared"}

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import warnings
 from pathlib import Path
@@ -33,6 +32,8 @@ import torch
 from torch import nn
 
 from ..errors import PolytaskError
+from .lora import (keep_base_weights, leave_out_base_weights,
+                   load_peft, adapter_names, check_lora_targets)
 
 # the file that marks a run's copy of a pretrained model's tokenizer and config (no weights: those
 # are in the run's model.safetensors)
@@ -273,49 +274,6 @@ def _layers(model: nn.Module) -> Optional[nn.ModuleList]:
     return None
 
 
-class AdapterTargetError(PolytaskError, ValueError):
-    """A LoRA target module name the model does not have."""
-
-
-class MissingPeftError(PolytaskError, ImportError):
-    """``model.adapter`` without the ``peft`` package installed."""
-
-
-def _peft():
-    try:
-        import peft
-    except ImportError:
-        raise MissingPeftError("model.adapter: LoRA adapters need the package peft: pip install 'polytask[peft]'"
-                               ) from None
-    return peft
-
-
-def linear_layer_names(model: nn.Module) -> list[str]:
-    """The last name part of every Linear layer of ``model`` (what LoRA's target_modules match)."""
-    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
-
-
-def check_lora_targets(model: nn.Module, targets: Sequence[str], where: Path,
-                       key: str = "model.adapter.target_modules") -> None:
-    """Refuse a target that names no Linear layer of ``model`` (peft matches a name or its last
-    parts: ``query`` or ``attention.self.query``), listing the names it has."""
-    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    for target in targets:
-        if not any(name == target or name.endswith("." + target) for name in linear):
-            raise AdapterTargetError(f"{key}: the model in {where} has no Linear layer named {target!r}; its Linear "
-                                     f"layers are named {', '.join(linear_layer_names(model))}")
-
-
-def adapter_names(names: Sequence[str]) -> dict[str, str]:
-    """A peft adapter name for each of ``names`` (tasks'): peft keeps adapters in ModuleDicts,
-    whose keys may not hold dots; two names that read alike there get their position added."""
-    out: dict[str, str] = {}
-    for i, name in enumerate(names):
-        peft_name = "lora_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
-        out[name] = peft_name if peft_name not in out.values() else f"{peft_name}_{i}"
-    return out
-
-
 class PretrainedEncoder(nn.Module):
     """ids (B, T), mask (B, T) [, prefix vectors (B, P, H), segment ids (B, T)] -> states (B, P + T, H).
 
@@ -369,7 +327,7 @@ class PretrainedEncoder(nn.Module):
         self._adapter_params: dict[str, list[nn.Parameter]] = {}
         if adapters:
             check_lora_targets(base, lora_targets, where)
-            peft = _peft()
+            peft = load_peft()
             lora = dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets))
             names = list(self.adapters.values())
             with warnings.catch_warnings():      # transformers' deprecation notice about a call peft makes
@@ -405,8 +363,8 @@ class PretrainedEncoder(nn.Module):
         if self.adapter_only:
             own = self.state_dict()
             self._base_keys = [k for k in own if ".lora_" not in k]
-            self.register_state_dict_post_hook(_leave_out_base_weights)
-            self.register_load_state_dict_pre_hook(_keep_base_weights)
+            self.register_state_dict_post_hook(leave_out_base_weights)
+            self.register_load_state_dict_pre_hook(keep_base_weights)
 
     # ------------------------------------------------------------------ adapters
 
@@ -478,25 +436,6 @@ class PretrainedEncoder(nn.Module):
             return states[:, 0]
         m = mask[..., None].to(states.dtype)
         return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-def _leave_out_base_weights(module: PretrainedEncoder, state: dict, prefix: str, local_metadata) -> None:
-    """state_dict hook of an adapter-only encoder: the base weights are the run's pretrained/ copy."""
-    for key in module._base_keys:
-        state.pop(prefix + key, None)
-
-
-def _keep_base_weights(module: PretrainedEncoder, state: dict, prefix: str, local_metadata, strict,
-                       missing_keys, unexpected_keys, error_msgs) -> None:
-    """load_state_dict pre-hook of an adapter-only encoder: a state without the base weights keeps
-    those the encoder was built with."""
-    own = None
-    for key in module._base_keys:
-        if prefix + key not in state:
-            if own is None:
-                own = {**dict(module.named_parameters(remove_duplicate=False)),
-                       **dict(module.named_buffers(remove_duplicate=False))}
-            state[prefix + key] = own[key].detach()
 
 
 WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
