@@ -285,3 +285,14 @@ def test_task_names_become_distinct_peft_adapter_names():
     from polytask.modules.lora import adapter_names
     assert adapter_names(["books", "a.b", "a-b", "shared"]) == {
         "books": "lora_books", "a.b": "lora_a_b", "a-b": "lora_a_b_2", "shared": "lora_shared"}
+
+
+def test_tagging_trains_through_a_per_task_adapter(tmp_path, bert):
+    from test_pretrained_encoders import tagging_raw
+    raw = tagging_raw(tmp_path, bert, "hard_sharing")
+    raw["model"]["adapter"] = {"r": 8, "per_task": True, "target_modules": ["query", "value", "dense"]}
+    raw["trainer"].update(lr=0.01)
+    results = train(load_config(raw=raw), quiet=True)
+    assert results["dev"]["t"] >= 95.0, results
+    [record] = predict(load_run(raw["output_dir"]), "t", ["the cats playing a dog"])
+    assert record["tags"] == ["D", "N", "V", "D", "N"]
