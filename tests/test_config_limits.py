@@ -159,8 +159,9 @@ def _numeric_keys(cls: type, prefix: str, pattern: str) -> dict[str, type]:
         tp = hints[f.name]
         key = f"{pattern}.{f.name}" if pattern else f.name
         inner = typing.get_args(tp) if typing.get_origin(tp) is typing.Union else (tp,)
-        if dataclasses.is_dataclass(tp):
-            out.update(_numeric_keys(tp, f"{prefix}.{f.name}", key))
+        nested = next((a for a in inner if dataclasses.is_dataclass(a)), None)   # a section, or an optional one
+        if nested is not None:
+            out.update(_numeric_keys(nested, f"{prefix}.{f.name}", key))
         elif typing.get_origin(tp) is dict:
             if _numeric(typing.get_args(tp)[1]) is not None:
                 out[f"{key}.*"] = _numeric(typing.get_args(tp)[1])

@@ -114,6 +114,25 @@ class EncoderConfig:
     max_positions: int = 512
 
 
+@dataclass
+class AdapterConfig:
+    """Parameter-efficient fine-tuning of a pretrained encoder (``model.adapter``) with ``peft``.
+
+    ``type``: ``lora`` (Hu et al. 2021: a frozen weight W plus a trained low-rank update
+    (alpha / r) B A, A of shape (r, in) and B (out, r), on each Linear layer named in
+    ``target_modules``); ``dropout`` on the LoRA input; ``per_task``: one adapter per task on the
+    shared encoder (each task reads the encoder through its own adapter) instead of one for all.
+    The base weights stay as ``model.freeze`` says (``all`` when it is left out).
+    """
+
+    type: Literal["lora"] = "lora"
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    per_task: bool = False
+
+
 # the task kinds an architecture serves when it produces encodings (every kind but qa, which needs
 # an architecture that generates answers)
 ENCODING_KINDS = ("classification", "pair_classification", "regression", "tagging")
@@ -246,6 +265,9 @@ LIMITS: dict[str, str] = {
     "model.word_dropout": "[0, 1)",
     "model.char_embedding_dim": ">= 0",   # 0: no character encoder
     "model.char_hidden_dim": ">= 1",
+    "model.adapter.r": ">= 1",
+    "model.adapter.alpha": "> 0",
+    "model.adapter.dropout": "[0, 1)",
     "trainer.max_steps": ">= 1",
     "trainer.lr": "> 0",
     "trainer.embedding_lr": "> 0 or null (trainer.lr)",

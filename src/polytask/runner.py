@@ -26,6 +26,7 @@ from .experiment import (build_char_vocab, build_vocab, default_data_dir, encode
                          task_specs)
 from .kinds import get_kind
 from .models import build_model
+from .models.pretrained_encoder import adapter_only
 from .training import checkpoint as ckpt
 from .training.callbacks import Callback
 from .training.distributed import SingleProcess, process_group, refuse_unsupported, launched_world_size
@@ -88,11 +89,17 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
         chars = Vocab.load(Path(source) / "chars.json") if (Path(source) / "chars.json").is_file() else None
     else:
         vocab, chars = build_vocab(cfg, tasks), build_char_vocab(cfg, tasks)
+    if adapter_only(cfg.model):
+        vocab.keep_weights = True          # the base never changes: the run keeps it once, in pretrained/
     torch.manual_seed(cfg.seed)
     model = make_model(_build_config(cfg, vocab, run_dir, resume, transfer_from), task_specs(tasks), vocab,
                        data_dir, char_vocab=chars, with_vectors=transfer_from is None)
     if transfer_from is not None:
         _load_shared_and_freeze(model, Path(transfer_from))
+    if not quiet and group.is_main:
+        counts = parameter_counts(model)
+        logger.info("%d of %d parameters train (%.2f%%)", counts["trainable_params"], counts["params"],
+                    100.0 * counts["trainable_params"] / max(counts["params"], 1))
     max_len = cfg.data.max_length
     split = lambda name: {n: encode_split(t, name, vocab, max_len, chars)  # noqa: E731
                           for n, t in tasks.items()}
@@ -124,7 +131,7 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                "dev_avg": _avg(dev), "test_avg": _avg(test), **summary,
                "wall_seconds": trainer.earlier_wall_seconds + time.perf_counter() - wall0,
                "wall_includes_resumes": True,
-               "params": model.num_parameters(),
+               **parameter_counts(model),          # at the end: a structure-adapting model has grown
                "vocab_size": len(vocab)}
     ckpt.write_json(run_dir / "results.json", results)
     trainer.callbacks.on_results(trainer, results)
@@ -139,6 +146,13 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
                     summary["steps"], summary["train_tokens_per_s"], summary["best_dev_mean"],
                     summary["best_step"], run_dir)
     return results
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """``params`` (all, each shared tensor once) and ``trainable_params`` (those that train:
+    under an adapter-only run the adapters and heads)."""
+    return {"params": model.num_parameters(),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 def _build_config(cfg: ExperimentConfig, vocab, run_dir: Path, resume: bool,
@@ -179,10 +193,12 @@ def _kept_dev_metrics(run_dir: Path, dev_items: dict) -> Optional[dict]:
 
 
 def _load_shared_and_freeze(model: torch.nn.Module, source: Path) -> None:
-    """Copy the source run's shared parameters into ``model`` and freeze them."""
+    """Copy the source run's shared parameters into ``model`` and freeze them. The frozen base of
+    an adapter-only encoder is not in the run's weights: the model was built with it already."""
     state = ckpt.read_weights(source / "best" / "model.safetensors")
     names = {id(p): n for n, p in model.named_parameters()}
-    shared = list(model.shared_parameters())
+    saved = set(model.state_dict())
+    shared = [p for p in model.shared_parameters() if names[id(p)] in saved]
     missing = [names[id(p)] for p in shared if names[id(p)] not in state]
     if missing:
         raise ValueError(f"{source}: the trained run has no weights for {missing[:3]}; "

@@ -17,6 +17,16 @@ ASP-MTL (§4) adds two terms to the loss (Eq. 19), L = L_task + λ L_adv + γ L_
   :func:`difference_loss`).
 
 The word embedding table is shared by the shared and private encoders.
+
+On a pretrained Transformer (``model.pretrained``, SP-MTL only) both encoders are one model: the
+shared encoder E_s is the pretrained model with its adapters bypassed (frozen, or fine-tuned by
+every task: ``model.freeze``), and the private encoder E_k of task k is the same model read
+through task k's own LoRA adapter (``model.adapter`` with ``per_task: true``, required)::
+
+    s = E(x)                 h^k = E_{W + ΔW^k}(x)         ŷ^k = softmax(W^k [s; h^k] + b^k)
+
+so the private part costs r (in + out) parameters per adapted layer and task, not a second
+Transformer. A text is encoded twice per step (once without adapters, once through the task's).
 """
 from __future__ import annotations
 
@@ -27,17 +37,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ConfigError
 from ..modules import GradientReversal, SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
+from .pretrained_encoder import PretrainedModelConfig, adapter_names, build_pretrained_encoder
 
 
 @dataclass
-class SharedPrivateConfig(ModelConfig):
-    """SP-MTL: a shared and a private encoder per task; sentence-level tasks."""
+class SharedPrivateConfig(PretrainedModelConfig):
+    """SP-MTL: a shared and a private encoder per task; sentence-level tasks. On a pretrained
+    encoder the private encoders are per-task LoRA adapters (module docstring)."""
 
     kinds: ClassVar[tuple[str, ...]] = ("classification", "pair_classification", "regression")
+    pretrained_kinds: ClassVar[tuple[str, ...]] = kinds
+
+    def check(self, tasks, where: str) -> None:
+        super().check(tasks, where)
+        if self.pretrained and (self.adapter is None or not self.adapter.per_task):
+            raise ConfigError(f"{where}.adapter: the architecture {self.architecture!r} on a pretrained encoder takes "
+                              "its private encoders as per-task LoRA adapters: set model.adapter: {type: lora, "
+                              "per_task: true}")
 
 
 @dataclass
@@ -48,6 +68,14 @@ class AdversarialSharedPrivateConfig(SharedPrivateConfig):
 
     adversarial_weight: float = 0.05
     orthogonality_weight: float = 0.01
+
+    def check(self, tasks, where: str) -> None:
+        if self.pretrained:
+            raise ConfigError(f"{where}.pretrained: the architecture {self.architecture!r} does not run on a "
+                              "pretrained encoder (its discriminator and orthogonality terms are defined for "
+                              "separate shared and private encoders); use shared_private, whose private part "
+                              "is per-task LoRA adapters there")
+        super().check(tasks, where)
 
 
 class SharedPrivateModel(MultiTaskModel):
@@ -79,6 +107,36 @@ class SharedPrivateModel(MultiTaskModel):
         for p in self.private[task].parameters():
             if id(p) not in shared_ids:   # the embedding table is shared
                 yield p
+
+
+class PretrainedSharedPrivateModel(MultiTaskModel):
+    """SP-MTL on one pretrained encoder: s from the model without adapters, h^k through task k's
+    LoRA adapter, the head reading [s; h^k] (Eq. 9)."""
+
+    def __init__(self, encoder: nn.Module, tasks: list[TaskSpec], dropout: float):
+        super().__init__(tasks)
+        self.encoder = encoder
+        self.heads = nn.ModuleDict({t.name: task_head(t, 2 * encoder.output_dim, dropout, encoder.cross_encodes_pairs)
+                                    for t in tasks})
+
+    def encode(self, task: str, text: Text) -> Encoding:
+        with self.encoder.without_adapters():
+            s = self.encoder.text_states(text)                                # (B, T, H) shared: E_s
+        self.encoder.select(task)
+        h = self.encoder.text_states(text)                                    # (B, T, H) private: E_k
+        H, pool = s.shape[-1], self.encoder.pool
+
+        def pooled(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # [s; h^k] (Eq. 9)
+            return torch.cat([pool(states[..., :H], mask), pool(states[..., H:], mask)], dim=-1)
+        return Encoding(torch.cat([s, h], dim=-1), text.mask, pool=pooled)
+
+    def shared_parameters(self):
+        private = {id(p) for p in self.encoder.adapter_parameters()}
+        return (p for p in self.encoder.parameters() if id(p) not in private)
+
+    def task_parameters(self, task: str):
+        yield from self.heads[task].parameters()
+        yield from self.encoder.adapter_parameters(task)
 
 
 def difference_loss(shared: torch.Tensor, private: torch.Tensor) -> torch.Tensor:
@@ -143,7 +201,10 @@ def _build_sp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[tor
 
 
 def build_sp(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.Tensor] = None,
-             num_chars: int = 0) -> SharedPrivateModel:
+             num_chars: int = 0) -> MultiTaskModel:
+    m = cfg.model
+    if m.pretrained:
+        return PretrainedSharedPrivateModel(build_pretrained_encoder(m, adapter_names(m, tasks)), tasks, m.dropout)
     return _build_sp(cfg, tasks, vocab_size, vectors, num_chars)
 
 

@@ -7,14 +7,15 @@ hard-sharing model trained on that task alone (Caruana 1997's single-task baseli
     ŷ^k = softmax(W^k s^k + b^k)
 
 With ``model.pretrained`` each task fine-tunes its own copy of the pretrained model (the single-task
-baseline of BERT and MT-DNN).
+baseline of BERT and MT-DNN); with ``model.adapter`` each copy carries its own LoRA adapter.
 
 With ``trainer.select: per_task`` each task keeps the weights of its own best dev step and stops on
 its own patience: every baseline gets the budget it needs rather than a slice of a shared one.
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
@@ -22,7 +23,14 @@ from torch import nn
 from ..modules import SentenceEncoder, build_encoder
 from ..modules.embeddings import build_embedding
 from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
-from .pretrained_encoder import PretrainedModelConfig, build_pretrained_encoder
+from .pretrained_encoder import PretrainedModelConfig, adapter_names, build_pretrained_encoder
+
+
+@dataclass
+class SingleTaskConfig(PretrainedModelConfig):
+    """Each task its own model: on a pretrained encoder, its own copy (so no per-task adapters)."""
+
+    shared_encoder: ClassVar[bool] = False
 
 
 class TaskModel(nn.Module):
@@ -64,7 +72,7 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     models = {}
     for t in tasks:
         if m.pretrained:
-            encoder = build_pretrained_encoder(m)
+            encoder = build_pretrained_encoder(m, adapter_names(m, [t]))
         else:
             embedding = build_embedding(m, vocab_size, vectors, num_chars)
             encoder = SentenceEncoder(embedding, build_encoder(m.encoder, embedding.output_dim), m.pooling)
@@ -72,4 +80,4 @@ def build(cfg, tasks: list[TaskSpec], vocab_size: int, vectors: Optional[torch.T
     return SingleTaskModel(models, tasks)
 
 
-ARCHITECTURES = {"single_task": (PretrainedModelConfig, build)}
+ARCHITECTURES = {"single_task": (SingleTaskConfig, build)}

