@@ -37,7 +37,8 @@ RUNS = {
 # fine-tuned per task, and MT-DNN on BERT-large; first metric of each task (MRPC: F1; STS-B: Pearson)
 SOURCE = "Liu, He, Chen, Gao ACL 2019 (MT-DNN) Table 3, GLUE dev, BERT-large"
 PUBLISHED = [
-    {"name": "BERT-large single-task", "source": SOURCE, "test": {"rte": 71.1, "mrpc": 89.5, "cola": 61.8, "stsb": 89.6}},
+    {"name": "BERT-large single-task", "source": SOURCE,
+     "test": {"rte": 71.1, "mrpc": 89.5, "cola": 61.8, "stsb": 89.6}},
     {"name": "MT-DNN", "source": SOURCE, "test": {"rte": 83.4, "mrpc": 91.0, "cola": 63.5, "stsb": 90.7}},
 ]
 
