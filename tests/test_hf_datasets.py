@@ -271,3 +271,13 @@ def test_a_pair_with_an_empty_second_column_names_the_file_and_line(tmp_path):
     path.write_text("s1,s2,label\n,c d,yes\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"pairs.tsv:2: the first text of the pair \(column 's1'\) is empty"):
         read_table(path, fmt="csv", text_column="s1", text_b_column="s2", label_column="label")
+
+
+def test_a_regression_target_that_is_not_a_number_names_the_csv_file_and_line(tmp_path):
+    (tmp_path / "sts.csv").write_text("a,b,score\none text,another,1.5\ntwo,texts,n/a\n", encoding="utf-8")
+    task = {"name": "s", "type": "regression", "format": "csv", "train": "sts.csv", "text_column": "a",
+            "text_b_column": "b", "label_column": "score", "dev_split": {"policy": "none"}}
+    with pytest.raises(DataError) as info:
+        load_task(load_config(raw=raw_config(tmp_path, tmp_path, [task])).tasks[0], tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'sts.csv'}:3: target 'n/a' in column 'score' is not a finite number "
+                               "(a regression task)")
