@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,53 @@ class InterruptAt(Callback):
     def on_step_end(self, trainer) -> None:
         if trainer.step == self.step:
             raise KeyboardInterrupt
+
+
+# ----------------------------------------------------------------------------- a run of every kind, served
+
+@pytest.fixture(scope="session")
+def served_run(tmp_path_factory) -> Path:
+    """A tiny hard-sharing run trained once per session with a task of each kind the server answers
+    for but qa: ``a`` (classification, "good"/"bad"), ``p`` (pair classification, "indeed"/"never"
+    in the second text), ``sim`` (pair regression: how often "same" is in the second text) and
+    ``chunk`` (BIO chunks of "the dog runs", CRF head). Returns its run directory."""
+    from polytask.config import load_config
+    from polytask.runner import train
+    from test_kinds import write_similarity
+    from test_tagging import write_conll
+    root = tmp_path_factory.mktemp("served")
+    data_dir = write_pair_dataset(write_fdu_dataset(root))
+    write_similarity(data_dir, 120, 1, "train.tsv")
+    write_similarity(data_dir, 40, 2, "test.tsv")
+    write_conll(data_dir / "chunk.train", 80, 1)
+    write_conll(data_dir / "chunk.test", 20, 2)
+    raw = make_raw_config(data_dir, root / "run", max_steps=240, eval_every=80)
+    raw["tasks"] = [
+        {"name": "a"}, copy.deepcopy(PAIR_TASK),
+        {"name": "sim", "type": "regression", "format": "tsv", "train": "sim/train.tsv", "test": "sim/test.tsv",
+         "text_column": "sentence1", "text_b_column": "sentence2", "label_column": "score", "header": True,
+         "labels": None},
+        {"name": "chunk", "type": "tagging", "format": "conll", "train": "chunk.train", "test": "chunk.test",
+         "labels": None, "tag_column": 2, "tag_scheme": "BIO", "tagging_head": "crf", "lowercase": False},
+    ]
+    train(load_config(raw=raw), quiet=True)
+    return root / "run"
+
+
+@contextmanager
+def live_server(app):
+    """``app`` on uvicorn in a thread on a free loopback port, as ``polytask serve`` runs it; yields
+    its base URL and stops it afterwards."""
+    from polytask.serving.server import ReadyServer, uvicorn_config
+    server = ReadyServer(uvicorn_config(app, "127.0.0.1", 0), "test")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -376,3 +376,22 @@ def test_glue_targets_and_left_out_runs_from_hand_made_runs():
     assert "- sp-lora: not run: this checkout's config does not take its settings (model.adapter: unknown key)" in md
     ok, missing = available(RUNS, ["model.no_such_key=1"])           # every run refused: none is run
     assert ok == {} and set(missing) == set(RUNS) and "no_such_key" in missing["mt-dnn"]
+
+
+@pytest.mark.slow
+def test_serving_benchmark_smoke(tmp_path: Path, served_run: Path):
+    """The load test on the tiny run of every kind: its single-text tasks get every request answered."""
+    cmd = [sys.executable, "benchmarks/serving.py", str(served_run), "--data-dir", str(served_run.parent / "data"),
+           "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path), "--clients", "6", "--requests", "4",
+           "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "serving.json").read_text())
+    serving = report["runs"][0]["serving"]
+    assert serving["requests"] == 24 and serving["errors"] == 0, serving["error_samples"]
+    assert serving["requests_per_s"] == pytest.approx(24 / serving["wall_s"], rel=0.05)
+    assert serving["latency_ms"]["p50"] <= serving["latency_ms"]["p99"] <= serving["latency_ms"]["max"]
+    assert serving["health_ms_slow_client_only"]["n"] == 20 and serving["slow_client"]["connections"] >= 1
+    assert report["runs"][0]["settings"]["tasks"] == 4
+    assert "| 6 x 4 |" in (tmp_path / "serving.md").read_text()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from polytask.config import load_config
 from polytask.data.readers import DataError
 from polytask.data.vectors import read_vectors
 from polytask.runner import load_run, predict, train
-from polytask.serving import make_server
+from polytask.serving import create_app
 from polytask.training.checkpoint import read_weights, save_weights
 
-from conftest import write_yaml
+from conftest import live_server, write_yaml
 from run_hooks import PoisonLoss, PoisonWeights, train_with
 
 
@@ -185,16 +184,10 @@ def test_predict_never_emits_nan(nan_run, tmp_path, capsys):
 
 
 def test_serve_never_emits_nan(nan_run):
-    server = make_server(load_run(nan_run), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/predict"
+    with live_server(create_app(load_run(nan_run))) as url:
         body = json.dumps({"task": "a", "texts": ["a good movie"]}).encode()
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url + "/predict", data=body, method="POST"),
+                                    timeout=10) as resp:
             answer = strict_json(resp.read().decode())
-    finally:
-        server.shutdown()
-        server.server_close()
     [prediction] = answer["predictions"]
     assert set(prediction) == {"error"} and "not finite" in prediction["error"]

@@ -1,5 +1,5 @@
-"""``polytask`` command line: train | sweep | tune | evaluate | predict | export | report | data {check, vectors,
-download}."""
+"""``polytask`` command line: train | sweep | tune | evaluate | predict | serve | export | report | data {check,
+vectors, download}."""
 from __future__ import annotations
 
 import argparse
@@ -81,19 +81,15 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .runner import load_run
-    from .serving import make_server
-    logger.info("loading %s ...", args.run_dir)
-    server = make_server(load_run(args.run_dir), args.host, args.port)
-    host, port = server.server_address[:2]
-    # said once the socket listens: a script may wait for this line (or poll GET /health)
-    logger.info("ready: serving %s on http://%s:%s (GET /health, GET /tasks, POST /predict)", args.run_dir, host, port)
+    from .serving import ServeLimits, require_serve, serve
+    require_serve()
+    limits = ServeLimits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+                         request_timeout=args.request_timeout, body_timeout=args.body_timeout,
+                         batch_wait_ms=args.batch_wait_ms, max_batch_texts=args.max_batch_texts)
     try:
-        server.serve_forever()
+        serve(args.run_dir, args.host, args.port, args.workers, limits, args.threads)
     except KeyboardInterrupt:
         pass
-    finally:
-        server.server_close()
     return 0
 
 
@@ -339,10 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=10000, help="shuffles of the approximate randomisation test")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("serve", parents=[debug], help="serve predictions of a trained run over HTTP (JSON)")
+    p = sub.add_parser("serve", parents=[debug], help="serve predictions of a trained run over HTTP (JSON API and a page)")
     p.add_argument("run_dir")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="processes, each with its own copy of the model")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    from .serving.limits import ServeLimits
+    limits = ServeLimits()
+    p.add_argument("--max-texts", type=int, default=limits.max_texts, help="inputs per request at most")
+    p.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes, help="request body size at most")
+    p.add_argument("--request-timeout", type=float, default=limits.request_timeout,
+                   help="seconds for a prediction before a 503")
+    p.add_argument("--body-timeout", type=float, default=limits.body_timeout,
+                   help="seconds for a request body to arrive before a 408")
+    p.add_argument("--batch-wait-ms", type=float, default=limits.batch_wait_ms,
+                   help="how long a request waits for others of its task to share a forward pass (0: none)")
+    p.add_argument("--max-batch-texts", type=int, default=limits.max_batch_texts,
+                   help="inputs in one forward pass at most")
     p.set_defaults(func=cmd_serve)
 
     data = sub.add_parser("data", parents=[debug], help="inspect, download or embed data").add_subparsers(

@@ -237,6 +237,21 @@ class TaskKind(ABC):
         them) as examples tokenised the way ``task`` (a TaskConfig) reads its files; a bad input
         raises ValueError naming it."""
 
+    # ------------------------------------------------------------------ the server's schema
+    # Plain typing annotations, no web library: polytask.serving builds its pydantic request and
+    # response models from them (and its page reads ``input_parts`` to draw a form).
+
+    #: One prediction record as :meth:`records` writes it (a ``TypedDict``).
+    record_type: ClassVar[Any] = dict
+
+    def input_type(self, task) -> Any:
+        """The annotation of one raw input :meth:`parse_inputs` takes for ``task`` (a TaskConfig)."""
+        return str
+
+    def input_parts(self, task) -> tuple[str, ...]:
+        """The texts one input is made of, in order (a form shows one box for each)."""
+        return ("text",)
+
 
 def run_eval(model, task: str, items: list[Encoded], batch_size: int, device, kind: TaskKind,
              step: Callable[[Batch, Any], None], call: Callable = lambda model, batch: model(batch)) -> None:

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import TypedDict
 
 from ..data.batching import Batch, Encoded, char_ids, collate_text
 from ..data.hf import read_hf
@@ -19,12 +20,20 @@ from ..modules.heads import ClassificationHead
 from .base import TaskKind, TaskOutput, TaskSpec, finish, in_order, run_eval
 
 
+class LabelRecord(TypedDict):
+    """The predicted label, its probability and every label's."""
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
 class ClassificationKind(TaskKind):
     name = "classification"
     formats = ("fdu", "tsv", "csv", "jsonl", "hf")
     metrics = ("accuracy", "macro_f1", "f1", "mcc")
     default_metrics = ("accuracy",)
     options = frozenset({"text_column", "label_column", "header", "split"})
+    record_type = LabelRecord
 
     def read(self, task, path, labelled: bool = True, role: str = "train"):
         if task.format == "hf":

@@ -38,6 +38,12 @@ class PairClassificationKind(ClassificationKind):
     def pair(self, task) -> bool:
         return True
 
+    def input_type(self, task):
+        return tuple[str, str]
+
+    def input_parts(self, task) -> tuple[str, ...]:
+        return ("text", "text_b")
+
     def encode(self, examples: list[Example], vocab, labels: list[str], max_length: int,
                char_vocab=None) -> list[Encoded]:
         ids = {label: i for i, label in enumerate(labels)}

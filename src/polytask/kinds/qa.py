@@ -12,12 +12,18 @@ import dataclasses
 from typing import Optional
 
 from torch import nn
+from typing_extensions import TypedDict
 
 from ..data.batching import Encoded, QABatch, char_ids, pad, pad_chars
 from ..data.qa import read_squad
 from ..data.readers import DataError, Example, tokenize
 from ..data.vocab import Vocab
 from .base import TaskKind, TaskOutput, TaskSpec, in_order, run_eval
+
+
+class AnswerRecord(TypedDict):
+    """The generated answer."""
+    answer: str
 
 
 def question_tokenizer(task) -> str:
@@ -92,6 +98,13 @@ class QAKind(TaskKind):
     options = frozenset({"question", "answer_words", "article_split", "text_column", "text_b_column",
                          "label_column", "header"})
     labelled = False
+    record_type = AnswerRecord
+
+    def input_type(self, task):
+        return tuple[str, str]
+
+    def input_parts(self, task) -> tuple[str, ...]:
+        return ("context", "question")
 
     def default_metric(self, task) -> tuple[str, ...]:
         return ("squad_f1", "em") if task.format == "squad" else ("em",)

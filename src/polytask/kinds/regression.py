@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import TypedDict
 
 from ..data.batching import Batch, Encoded, PairBatch, char_ids, text_batch
 from ..data.readers import DataError, Example
@@ -24,6 +25,11 @@ from .classification import ClassificationKind
 from .pair_classification import collate_pair, pair_item, pair_logits, parse_pairs
 
 
+class ScoreRecord(TypedDict):
+    """The predicted value."""
+    score: float
+
+
 class RegressionKind(TaskKind):
     name = "regression"
     formats = ("fdu", "tsv", "csv", "jsonl", "hf")
@@ -31,9 +37,16 @@ class RegressionKind(TaskKind):
     default_metrics = ("pearson", "spearman")
     options = frozenset({"text_column", "text_b_column", "label_column", "header", "split"})
     labelled = False
+    record_type = ScoreRecord
 
     def pair(self, task) -> bool:
         return task.text_b_column is not None
+
+    def input_type(self, task):
+        return tuple[str, str] if self.pair(task) else str
+
+    def input_parts(self, task) -> tuple[str, ...]:
+        return ("text", "text_b") if self.pair(task) else ("text",)
 
     def check_config(self, task, where: str) -> None:
         super().check_config(task, where)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+from typing import Union
+
 from torch import nn
+from typing_extensions import TypedDict
 
 from ..data.batching import Batch, Encoded, char_ids, pad, text_batch
 from ..data.conll import read_conll, read_conllu
@@ -29,12 +32,25 @@ def complete_tag_set(tags: list[str], scheme: str) -> list[str]:
     return sorted(set(tags) | {f"{p}-{k}" for k in kinds for p in prefixes})
 
 
+class TagsRecord(TypedDict):
+    """The sentence's tokens (as given) and one tag per token."""
+    tokens: list[str]
+    tags: list[str]
+
+
 class TaggingKind(TaskKind):
     name = "tagging"
     formats = ("conll", "conllu", "hf")
     metrics = ("span_f1", "accuracy")
     default_metrics = ("accuracy",)
     options = frozenset({"token_column", "tag_column", "conllu_field", "tag_scheme", "tagging_head", "split"})
+    record_type = TagsRecord
+
+    def input_type(self, task):
+        return Union[str, list[str]]         # a whitespace-tokenised sentence, or its tokens
+
+    def input_parts(self, task) -> tuple[str, ...]:
+        return ("tokens",)
 
     def default_metric(self, task) -> tuple[str, ...]:
         return ("span_f1",) if task.tag_scheme else ("accuracy",)
