@@ -323,6 +323,61 @@ def test_precision_benchmark_smoke(tmp_path: Path):
     assert report["command"] == "python benchmarks/precision.py " + " ".join(cmd[4:])
 
 
+def glue_data() -> Path:
+    for c in (os.environ.get("POLYTASK_DATA"), ROOT.parent / "shared" / "data"):
+        if c and (Path(c) / "glue" / "RTE" / "train.tsv").is_file() and (Path(c) / "sick" / "SICK_train.txt").is_file():
+            return Path(c)
+    pytest.skip("GLUE/SICK data not found (set $POLYTASK_DATA)")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_glue_benchmark_smoke(tmp_path: Path):
+    """Two steps of the single-task and MT-DNN runs on the real GLUE/SICK files with a tiny BERT in
+    place of MiniLM; the shared-private LoRA run is left out (and the report says why) where this
+    checkout's config does not take its keys, and run otherwise."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_pretrained_encoders import save_tiny_bert
+    bert = save_tiny_bert(tmp_path / "bert", ["the", "a", "man", "is", "and", "of", "to", "in", "dog", "was"])
+    cmd = [sys.executable, "benchmarks/glue.py", "--data-dir", str(glue_data()), "--work-dir", str(tmp_path / "w"),
+           "--results-dir", str(tmp_path / "results"), "--jobs", "1", "--speed-length", "16", "trainer.max_steps=2",
+           "trainer.eval_every=2", f"model.pretrained={bert}", "data.max_length=32", "data.eval_batch_size=512"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / "glue.json").read_text())
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from glue import RUNS, available
+    runnable, _ = available(RUNS, [])
+    assert [r["name"] for r in report["runs"]] == list(runnable)
+    assert set(report["left_out"]) == set(RUNS) - set(runnable)
+    assert [r["architecture"] for r in report["runs"]][:2] == ["single_task", "hard_sharing"]
+    assert set(report["runs"][0]["test"]) == {"rte", "mrpc", "cola", "stsb", "sick_relatedness", "sick_entailment"}
+    assert all(r["s_per_step"] > 0 and r["peak_rss_mb"] > 0 for r in report["runs"])
+    [speed] = report["speed"]
+    assert (speed["a"], speed["b"], speed["length"]) == ("bf16", "fp32", 16) and speed["b_tokens_per_s"] > 0
+    assert f"model.pretrained={bert}" in report["command"]
+
+
+def test_glue_targets_and_left_out_runs_from_hand_made_runs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from glue import RUNS, available, targets
+
+    def row(name, test):
+        return {"name": name, "test": test, "test_avg": sum(test.values()) / len(test), "s_per_step": 1.5,
+                "train_tokens_per_s": 900, "peak_rss_mb": 1200, "steps": 100}
+    runs = [row("single-task", {"rte": 60.0, "cola": 35.0, "stsb": 86.0}),
+            row("mt-dnn", {"rte": 65.0, "cola": 25.0, "stsb": 84.0})]
+    md = targets(runs, {"sp-lora": "model.adapter: unknown key"})
+    assert "- mt-dnn beats single-task on test average: missed (58.00 vs 60.33, -2.33)" in md
+    assert "- mt-dnn beats single-task on RTE accuracy: met (65.00 vs 60.00, +5.00)" in md
+    assert "- single-task: CoLA MCC > 30: met (35.00)" in md and "- mt-dnn: CoLA MCC > 30: missed (25.00)" in md
+    assert "- mt-dnn: STS-B Pearson ≥ 85: missed (84.00)" in md
+    assert "| mt-dnn | 1.5 | 900 | 1200 | 100 |" in md
+    assert "- sp-lora: not run: this checkout's config does not take its settings (model.adapter: unknown key)" in md
+    ok, missing = available(RUNS, ["model.no_such_key=1"])           # every run refused: none is run
+    assert ok == {} and set(missing) == set(RUNS) and "no_such_key" in missing["mt-dnn"]
+
+
 @pytest.mark.slow
 def test_serving_benchmark_smoke(tmp_path: Path, served_run: Path):
     """The load test on the tiny run of every kind: its single-text tasks get every request answered."""

@@ -317,7 +317,8 @@ def test_every_config_loads_and_builds(path):
         items = [Encoded([2, 3, 4, 5], None, -1, [0, 1, 2, 0], [[3, 4]] * 4),
                  Encoded([6, 7], None, -1, [2, 0], [[5], [6, 7]])]
     else:
-        second = ([8, 9], [3]) if specs[0].pair else (None, None)
+        cross_encoded = getattr(cfg.model, "pretrained", None)     # a pretrained tokenizer joins a pair's texts
+        second = ([8, 9], [3]) if specs[0].pair and not cross_encoded else (None, None)
         items = [Encoded([2, 3, 4, 5], second[0], 0), Encoded([6, 7], second[1], 1)]
     batch = get_kind(specs[0].kind).collate(first, items, [0, 1])
     with torch.no_grad():

@@ -46,6 +46,11 @@ NOT_RUN = {
         "a load test of minutes on FDU-MTL; tests/test_benchmark_scripts.py runs it on a tiny run",
     "python benchmarks/fdu_mtl.py --data-dir ../shared/data":
         "a benchmark of hours; tests/test_benchmark_scripts.py runs it on the real data",
+    **{command: "MiniLM fine-tuning on GLUE, hours on a CPU; tests/test_glue_configs.py loads every GLUE config "
+                "on the real data and tests/test_benchmark_scripts.py runs the benchmark for two steps"
+       for command in ("polytask train configs/glue/rte.yaml --data-dir ../shared/data",
+                       "polytask train configs/glue/mt-dnn.yaml --data-dir ../shared/data",
+                       "python benchmarks/glue.py --data-dir ../shared/data")},
     **{command: "three seeds of 16 domains each; tests/test_seeds.py trains seeds, resumes them and reports "
                 "their significance on toy data" for command in (
         "polytask train configs/fdu-mtl/hard-sharing.yaml --data-dir ../shared/data --seeds 1,2,3 --jobs 2 "

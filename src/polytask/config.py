@@ -53,11 +53,12 @@ class TaskConfig:
 
     name: str = ""
     type: str = "classification"        # a task kind: classification, pair_classification, regression, tagging, qa
-    format: Literal["fdu", "tsv", "csv", "jsonl", "conll", "conllu", "squad"] = "fdu"
+    format: Literal["fdu", "tsv", "csv", "jsonl", "conll", "conllu", "squad", "hf"] = "fdu"
     train: Optional[str] = None
     dev: Optional[str] = None
     test: Optional[str] = None
     unlabeled: Optional[str] = None
+    split: Optional[dict[str, str]] = None  # hf: role (train/dev/test/unlabeled) -> the DatasetDict's split name
     dev_split: DevSplitConfig = field(default_factory=DevSplitConfig)
     text_column: Union[str, int] = "text"       # a column name, or a 0-based column number
     text_b_column: Optional[Union[str, int]] = None
@@ -69,8 +70,8 @@ class TaskConfig:
     tokenizer: Literal["whitespace", "regex", "ptb"] = "whitespace"
     unlabeled_tokenizer: Optional[Literal["whitespace", "regex", "ptb"]] = None
     labels: Optional[list[str]] = None
-    token_column: int = 0
-    tag_column: int = -1
+    token_column: Union[int, str] = 0   # conll: a 0-based column number; hf: the column of word lists
+    tag_column: Union[int, str] = -1    # conll: a column number (negative from the end); hf: the column of tag lists
     conllu_field: Literal["upos", "xpos"] = "upos"
     tag_scheme: Optional[Literal["BIO", "BIOES"]] = None
     tagging_head: Literal["softmax", "crf"] = "crf"
@@ -627,7 +628,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
             except LookupError:
                 raise ConfigError(f"{where}.{key}: unknown encoding {getattr(task, key)!r} "
                                   "(e.g. utf-8, utf-16, cp1252, latin-1)") from None
-        if task.dev_split.policy == "file" and task.dev is None:
+        if task.dev_split.policy == "file" and task.dev is None and "dev" not in (task.split or {}):
             raise ConfigError(f"{where}.dev: dev_split.policy is 'file' but no dev path")
         try:
             kind.check_config(task, f"tasks[{i}]")

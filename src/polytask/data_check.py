@@ -143,7 +143,8 @@ def check_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict:
         stats = {file: dataclasses.asdict(st) for file, st in task.stats.items()}
         unlabeled = 0
         if tc.unlabeled is not None:
-            examples, st = get_kind(tc.type).read(tc, resolve_path(data_dir, tc.unlabeled), labelled=False)
+            examples, st = get_kind(tc.type).read(tc, resolve_path(data_dir, tc.unlabeled), labelled=False,
+                                                  role="unlabeled")
             unlabeled, stats["unlabeled"] = len(examples), dataclasses.asdict(st)
         for st in stats.values():
             st.pop("extra", None)

@@ -70,8 +70,26 @@ def resolve_path(data_dir: Optional[Path], rel: str) -> Path:
     return path
 
 
+def split_source(cfg: TaskConfig, data_dir: Optional[Path], role: str) -> Optional[Path]:
+    """The path the task's ``role`` split (dev, test) is read from: its own path, or, for a Hugging
+    Face dataset whose ``split`` mapping names the role, the train path's dataset; None if neither."""
+    given = getattr(cfg, role)
+    if given is not None:
+        return resolve_path(data_dir, given)
+    if cfg.format == "hf" and role in (cfg.split or {}):
+        return resolve_path(data_dir, cfg.train)
+    return None
+
+
+def _read(kind: TaskKind, cfg: TaskConfig, path: Path, role: str, paths: dict, stats: dict) -> list[Example]:
+    examples, stats[role] = kind.read(cfg, path, role=role)
+    paths[role] = getattr(stats[role], "extra", {}).get("source") or str(path)   # an hf split: its path and name
+    return examples
+
+
 def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
-    """Read a task's files with its kind's reader and carve its dev set as ``cfg.dev_split`` says."""
+    """Read a task's files with its kind's reader and carve its dev set as ``cfg.dev_split`` says
+    (a Hugging Face dataset's named dev split, or a dev path, is its dev set)."""
     kind = get_kind(cfg.type)
     paths, stats = {}, {}
     train_path = resolve_path(data_dir, cfg.train)
@@ -83,12 +101,11 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
         train, split_test = qa_examples(cfg, first), qa_examples(cfg, second)
         stats["train"] = ReadStats(lines=len(train))
     else:
-        train, stats["train"] = kind.read(cfg, train_path)
+        train = _read(kind, cfg, train_path, "train", paths, stats)
     policy, size = cfg.dev_split.policy, cfg.dev_split.size
-    if policy == "file" and cfg.dev is not None:
-        dev_path = resolve_path(data_dir, cfg.dev)
-        paths["dev"] = str(dev_path)
-        dev, stats["dev"] = kind.read(cfg, dev_path)
+    dev_path = split_source(cfg, data_dir, "dev")
+    if dev_path is not None and (policy == "file" or cfg.format == "hf"):
+        dev = _read(kind, cfg, dev_path, "dev", paths, stats)
     elif policy == "file":
         raise DataError(cfg.name, "dev_split.policy is 'file' but the task has no dev path")
     elif policy == "none":
@@ -106,10 +123,9 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
             dev = [ex for i, ex in enumerate(train) if i in held]
             train = [ex for i, ex in enumerate(train) if i not in held]
     test = split_test or []
-    if cfg.test is not None and split_test is None:
-        test_path = resolve_path(data_dir, cfg.test)
-        paths["test"] = str(test_path)
-        test, stats["test"] = kind.read(cfg, test_path)
+    test_path = split_source(cfg, data_dir, "test")
+    if test_path is not None and split_test is None:
+        test = _read(kind, cfg, test_path, "test", paths, stats)
     labels = kind.label_set(cfg, train)
     if cfg.labels is None:
         warn_of_rare_labels(cfg.name, kind, train, paths["train"])
@@ -153,5 +169,5 @@ def load_unlabeled(cfg: TaskConfig, data_dir: Optional[Path]) -> list[list[str]]
         return []
     if cfg.unlabeled_tokenizer is not None:
         cfg = dataclasses.replace(cfg, tokenizer=cfg.unlabeled_tokenizer)
-    examples, _ = get_kind(cfg.type).read(cfg, resolve_path(data_dir, cfg.unlabeled), labelled=False)
+    examples, _ = get_kind(cfg.type).read(cfg, resolve_path(data_dir, cfg.unlabeled), labelled=False, role="unlabeled")
     return [ex.tokens for ex in examples]

@@ -18,11 +18,20 @@ from typing import Optional
 from ..errors import PolytaskError, PolytaskWarning
 
 
+class RowSource(str):
+    """Where examples that are numbered as rows come from (a split of a Hugging Face dataset:
+    ``"data/rte (split 'train')"``): a :class:`DataError` there names ``row N``, not ``:N``."""
+
+
 class DataError(PolytaskError, ValueError):
-    """A problem in a data file; the message names the file and, where there is one, the line."""
+    """A problem in a data file; the message names the file and, where there is one, the line
+    (the row, for a :class:`RowSource`)."""
 
     def __init__(self, path: str | Path, message: str, line: Optional[int] = None):
-        where = f"{path}:{line}" if line is not None else str(path)
+        if line is None:
+            where = str(path)
+        else:
+            where = f"{path}, row {line}" if isinstance(path, RowSource) else f"{path}:{line}"
         super().__init__(f"{where}: {message}")
         self.path, self.line = str(path), line
 
@@ -244,7 +253,11 @@ def read_table(path: str | Path, *, fmt: str, text_column: str | int, label_colu
         if text_b_column is not None:
             text_b = column(text_b_column)
             tokens_b = tokenize(text_b, tokenizer, lowercase)
-        if not tokens or (text_b_column is not None and not tokens_b):
+        if text_b_column is not None:
+            for which, name, value in (("first", text_column, text), ("second", text_b_column, text_b)):
+                if not value.strip():
+                    raise DataError(path, f"the {which} text of the pair (column {name!r}) is empty", number)
+        elif not tokens:
             stats.empty_texts += 1
         label = None
         if label_column is not None:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..data.batching import Batch, Encoded, Text, cached_eval_batches, eval_batches  # noqa: F401  (Text: re-exported)
+from ..data.hf import ROLES as HF_ROLES
 from ..data.readers import DataError, Example
 from ..evaluation.metrics import compute
 
@@ -138,6 +139,15 @@ class TaskKind(ABC):
         if task.format not in self.formats:
             raise ValueError(f"{where}.format: {self.name} tasks read {'/'.join(self.formats)} files, "
                              f"not {task.format!r} ({task.name})")
+        if task.split is not None:
+            if task.format != "hf":
+                raise ValueError(f"{where}.split: names the splits of a Hugging Face dataset (format: hf); "
+                                 f"a {task.format} task reads one file per split ({task.name})")
+            for role, name in task.split.items():
+                if role not in HF_ROLES:
+                    raise ValueError(f"{where}.split.{role}: not a role of a split (roles: {', '.join(HF_ROLES)})")
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"{where}.split.{role}: expected the name of a split of the dataset")
 
     def default_metric(self, task) -> tuple[str, ...]:
         return self.default_metrics
@@ -147,8 +157,9 @@ class TaskKind(ABC):
         return False
 
     @abstractmethod
-    def read(self, task, path, labelled: bool = True) -> tuple[list[Example], Any]:
-        """Examples and read statistics of one file of ``task`` (a TaskConfig)."""
+    def read(self, task, path, labelled: bool = True, role: str = "train") -> tuple[list[Example], Any]:
+        """Examples and read statistics of one file of ``task`` (a TaskConfig); ``role`` (train, dev,
+        test, unlabeled) picks the split of a Hugging Face dataset (``format: hf``)."""
 
     def gold_labels(self, example: Example) -> list[str]:
         """The label strings of an example that must be in the label set (none without one)."""

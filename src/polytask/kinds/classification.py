@@ -14,6 +14,7 @@ from torch import nn
 from typing_extensions import TypedDict
 
 from ..data.batching import Batch, Encoded, char_ids, collate_text
+from ..data.hf import read_hf
 from ..data.readers import Example, read_fdu, read_table, tokenize
 from ..modules.heads import ClassificationHead
 from .base import TaskKind, TaskOutput, TaskSpec, finish, in_order, run_eval
@@ -28,13 +29,18 @@ class LabelRecord(TypedDict):
 
 class ClassificationKind(TaskKind):
     name = "classification"
-    formats = ("fdu", "tsv", "csv", "jsonl")
+    formats = ("fdu", "tsv", "csv", "jsonl", "hf")
     metrics = ("accuracy", "macro_f1", "f1", "mcc")
     default_metrics = ("accuracy",)
-    options = frozenset({"text_column", "label_column", "header"})
+    options = frozenset({"text_column", "label_column", "header", "split"})
     record_type = LabelRecord
 
-    def read(self, task, path, labelled: bool = True):
+    def read(self, task, path, labelled: bool = True, role: str = "train"):
+        if task.format == "hf":
+            return read_hf(path, role=role, split=(task.split or {}).get(role), text_column=task.text_column,
+                           label_column=task.label_column if labelled else None,
+                           text_b_column=task.text_b_column if labelled and self.pair(task) else None,
+                           numeric=not self.labelled, tokenizer=task.tokenizer, lowercase=task.lowercase)
         if task.format == "fdu":
             return read_fdu(path, labeled=labelled, tokenizer=task.tokenizer, lowercase=task.lowercase,
                             encoding=task.encoding, fallback_encoding=task.fallback_encoding)

@@ -27,8 +27,8 @@ from .classification import ClassificationKind
 
 class PairClassificationKind(ClassificationKind):
     name = "pair_classification"
-    formats = ("tsv", "csv", "jsonl")
-    options = frozenset({"text_column", "text_b_column", "label_column", "header"})
+    formats = ("tsv", "csv", "jsonl", "hf")
+    options = frozenset({"text_column", "text_b_column", "label_column", "header", "split"})
 
     def check_config(self, task, where: str) -> None:
         super().check_config(task, where)

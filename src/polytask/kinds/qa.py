@@ -115,7 +115,7 @@ class QAKind(TaskKind):
             raise ValueError(f"{where}.question: a qa task read from a {task.format} file needs a question "
                              "template and answer_words (label -> answer)")
 
-    def read(self, task, path, labelled: bool = True):
+    def read(self, task, path, labelled: bool = True, role: str = "train"):
         if task.format == "squad":
             from ..data.readers import ReadStats
             return qa_examples(task, read_squad(path)), ReadStats()

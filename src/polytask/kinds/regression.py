@@ -32,10 +32,10 @@ class ScoreRecord(TypedDict):
 
 class RegressionKind(TaskKind):
     name = "regression"
-    formats = ("fdu", "tsv", "csv", "jsonl")
+    formats = ("fdu", "tsv", "csv", "jsonl", "hf")
     metrics = ("pearson", "spearman")
     default_metrics = ("pearson", "spearman")
-    options = frozenset({"text_column", "text_b_column", "label_column", "header"})
+    options = frozenset({"text_column", "text_b_column", "label_column", "header", "split"})
     labelled = False
     record_type = ScoreRecord
 
@@ -55,8 +55,8 @@ class RegressionKind(TaskKind):
         if task.format == "fdu" and self.pair(task):
             raise ValueError(f"{where}.format: the fdu format has one text column; use tsv/csv/jsonl for pairs")
 
-    def read(self, task, path, labelled: bool = True):
-        reader = ClassificationKind.read(self, task, path, labelled)    # same files, a numeric label
+    def read(self, task, path, labelled: bool = True, role: str = "train"):
+        reader = ClassificationKind.read(self, task, path, labelled, role)    # same files, a numeric label
         examples, stats = reader
         if labelled:
             for ex in examples:

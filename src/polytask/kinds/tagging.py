@@ -17,6 +17,7 @@ from typing_extensions import TypedDict
 
 from ..data.batching import Batch, Encoded, char_ids, pad, text_batch
 from ..data.conll import read_conll, read_conllu
+from ..data.hf import read_hf_tagging
 from ..data.readers import Example
 from ..evaluation.metrics import compute
 from ..modules.tagging import build_tagging_head
@@ -39,10 +40,10 @@ class TagsRecord(TypedDict):
 
 class TaggingKind(TaskKind):
     name = "tagging"
-    formats = ("conll", "conllu")
+    formats = ("conll", "conllu", "hf")
     metrics = ("span_f1", "accuracy")
     default_metrics = ("accuracy",)
-    options = frozenset({"token_column", "tag_column", "conllu_field", "tag_scheme", "tagging_head"})
+    options = frozenset({"token_column", "tag_column", "conllu_field", "tag_scheme", "tagging_head", "split"})
     record_type = TagsRecord
 
     def input_type(self, task):
@@ -58,8 +59,18 @@ class TaggingKind(TaskKind):
         super().check_config(task, where)
         if task.metric and "span_f1" in task.metric and not task.tag_scheme:
             raise ValueError(f"{where}.metric: span_f1 reads chunks, so it needs a tag_scheme (BIO or BIOES)")
+        for key in ("token_column", "tag_column"):
+            value = getattr(task, key)
+            if task.format == "hf" and not isinstance(value, str):
+                raise ValueError(f"{where}.{key}: a Hugging Face dataset's columns are named; give the name of "
+                                 f"its column of {'words' if key == 'token_column' else 'tags'} ({task.name})")
+            if task.format != "hf" and not isinstance(value, int):
+                raise ValueError(f"{where}.{key}: {task.format} columns are numbered from 0, not named ({task.name})")
 
-    def read(self, task, path, labelled: bool = True):
+    def read(self, task, path, labelled: bool = True, role: str = "train"):
+        if task.format == "hf":
+            return read_hf_tagging(path, role=role, split=(task.split or {}).get(role), token_column=task.token_column,
+                                   tag_column=task.tag_column if labelled else None, lowercase=task.lowercase)
         if task.format == "conll":
             return read_conll(path, token_column=task.token_column, label_column=task.tag_column,
                               lowercase=task.lowercase, encoding=task.encoding,
