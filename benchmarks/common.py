@@ -247,7 +247,7 @@ def run_suite(args, runs: dict[str, Run]) -> list[dict]:
         return {"name": name, "architecture": res["architecture"], "config": config, "settings": settings,
                 "overrides": overrides, "test": res["test"], "dev": res["dev"],
                 "test_avg": res["test_avg"], "dev_avg": res["dev_avg"], "seeds": [1],
-                "wall_s": round(res["wall_seconds"], 1), "train_s": round(res.get("train_seconds", 0.0), 1),
+                "wall_s": round(res["wall_seconds"], 1), "train_s": round(res.get("train_seconds", 0.0), 3),
                 "train_tokens_per_s": round(res["train_tokens_per_s"]),
                 "peak_rss_mb": round(res["peak_rss_mb"]), "params": res["params"], "steps": res["steps"],
                 "best_step": res.get("best_step"), "vocab_size": res.get("vocab_size"),

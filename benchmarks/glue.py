@@ -6,9 +6,9 @@ each task selects its best step on examples drawn from its train file (SICK: on 
 Runs (``--runs`` picks some):
   single-task   one fine-tuned copy of MiniLM per task (``single_task``, best step per task)
   mt-dnn        one shared MiniLM and a head per task (``hard_sharing``: MT-DNN, Liu et al. 2019)
-  sp-lora       shared-private on the shared MiniLM with a LoRA adapter per task as the private
-                part; it needs ``model.adapter`` under ``shared_private``, and is left out (the report
-                says so) where this checkout's config does not take those keys
+  sp-lora       shared-private on the shared MiniLM: the base model (frozen) is the shared part, a LoRA
+                adapter per task the private part (``model.adapter.per_task``); a run whose keys a
+                checkout's config does not take is left out, and the report says so
 
 Then the time of one training step of MT-DNN on one batch (32 pairs of ``--speed-length``
 sub-tokens) under fp32 and under bf16 autocast, in this one process, with tokens/s (``--no-speed``
