@@ -168,6 +168,7 @@ def record_commit(work_dir: str, name: str) -> None:
     ``<work-dir>/<name>.commit``; a resumed run keeps the one it started with."""
     path = Path(work_dir) / f"{name}.commit"
     if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(head_commit() + "\n")
 
 

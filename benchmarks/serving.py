@@ -316,8 +316,10 @@ def main() -> None:
              "serving": serving,
              "target_met": serving["errors"] == 0 and serving["latency_ms"]["p99"] < 1000}
             for serving in tests]
-    note = (f"Load average before the test {load_before[0]:.2f} (1 min): the machine was shared with other work "
-            "(background benchmarks), so the figures are a lower bound of what an idle machine does.")
+    busy = load_before[0] > 0.5 * (os.cpu_count() or 1)
+    note = (f"Load average before the test {load_before[0]:.2f} (1 min, {os.cpu_count()} cores): "
+            + ("the machine was busy with other work, so the figures are a lower bound of what an idle machine does."
+               if busy else "the machine was otherwise idle (the client runs on the same machine)."))
     write_report(args, "serving", "requests/s", rows, [], markdown=markdown, command=argv_command(),
                  fields={"note": note, "load_average_before": [round(x, 2) for x in load_before]})
     for row in rows:
