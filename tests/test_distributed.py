@@ -234,3 +234,21 @@ def test_what_cannot_run_under_torchrun_is_refused(tmp_path, monkeypatch, capsys
     assert main(["train", str(cfg), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_per_token_softmax_tagger_is_refused_under_torchrun_and_a_crf_is_not():
+    """Each rank's loss is weighed by its share of the global batch's sentences: right for a CRF (a
+    mean over sentences), wrong for a per-token softmax (a mean over tokens)."""
+    from types import SimpleNamespace
+
+    from polytask.config import ConfigError
+    from polytask.training.distributed import refuse_unsupported
+
+    def cfg(head):
+        return SimpleNamespace(trainer=SimpleNamespace(weighting="equal"), tasks=[
+            SimpleNamespace(name="reviews", type="classification", tagging_head="crf"),
+            SimpleNamespace(name="upos", type="tagging", tagging_head=head)])
+    with pytest.raises(ConfigError, match=r"tasks\[1\]\.tagging_head: 'softmax' \(upos\) cannot train under torchrun"):
+        refuse_unsupported(cfg("softmax"), 2)
+    refuse_unsupported(cfg("crf"), 2)
+    refuse_unsupported(cfg("softmax"), 1)           # one process: nothing to refuse

@@ -284,7 +284,17 @@ def test_transfer_from_an_adapter_only_run_whose_model_folder_is_gone(tmp_path, 
 def test_task_names_become_distinct_peft_adapter_names():
     from polytask.modules.lora import adapter_names
     assert adapter_names(["books", "a.b", "a-b", "shared"]) == {
-        "books": "lora_books", "a.b": "lora_a_b", "a-b": "lora_a_b_2", "shared": "lora_shared"}
+        "books": "task_books", "a.b": "task_a_b", "a-b": "task_a_b_2", "shared": "task_shared"}
+
+
+def test_tasks_named_like_peft_matrices_own_only_their_adapter(bert):
+    """Tasks named A and B: each owns its own adapter's matrices, not every adapter's lora_A / lora_B."""
+    from polytask.modules.pretrained import PretrainedEncoder
+    encoder = PretrainedEncoder(str(bert), freeze="all", adapters=["A", "B"], lora_r=4)
+    a, b = ({id(p) for p in encoder.adapter_parameters(t)} for t in ("A", "B"))
+    assert not a & b
+    assert sum(p.numel() for p in encoder.adapter_parameters("A")) == lora_count(4)
+    assert sum(p.numel() for p in encoder.adapter_parameters("B")) == lora_count(4)
 
 
 def test_tagging_trains_through_a_per_task_adapter(tmp_path, bert):

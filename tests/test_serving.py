@@ -201,6 +201,28 @@ def test_one_failing_request_fails_alone_in_a_shared_batch():
     assert calls == [["a", "b", "bad", "c"], ["a", "b"], ["bad"], ["c"]]     # together, then each alone
 
 
+def test_a_shared_batch_never_exceeds_max_items():
+    """A request that would overflow the forward pass opens the next one instead."""
+    import asyncio
+    from polytask.serving.batching import MicroBatcher
+    calls = []
+
+    def predict_fn(inputs):
+        calls.append(list(inputs))
+        return [x.upper() for x in inputs]
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(predict_fn, pool, wait_s=0.05, max_items=4)
+            batcher.start()
+            results = await asyncio.gather(batcher.submit(["a", "b", "c"]), batcher.submit(["d", "e", "f"]),
+                                           batcher.submit(["g"]))
+            await batcher.stop()
+            return results
+    assert asyncio.run(scenario()) == [["A", "B", "C"], ["D", "E", "F"], ["G"]]
+    assert calls == [["a", "b", "c"], ["d", "e", "f", "g"]]
+
+
 def test_health_answers_while_a_client_holds_back_its_body(run):
     with live_server(create_app(run, ServeLimits(body_timeout=3.0))) as url:
         port = int(url.rsplit(":", 1)[1])
@@ -279,3 +301,16 @@ def test_the_page_files_are_package_data():
              for p in (root / "src/polytask/serving/static").iterdir()]
     assert sorted(files) == ["static/app.js", "static/index.html", "static/style.css"]
     assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files)
+
+
+def test_a_failure_of_the_model_is_a_json_500_not_a_plain_text_page(run, monkeypatch):
+    import polytask.serving.app as app_module
+
+    def broken(run, task, inputs):
+        raise RuntimeError("out of memory")
+    monkeypatch.setattr(app_module, "predict", broken)
+    with TestClient(create_app(run, LIMITS)) as c:
+        task = next(iter(run.task_info))
+        answer = c.post("/predict", json={"task": task, "texts": ["good"]})
+    assert answer.status_code == 500
+    assert "RuntimeError: out of memory" in answer.json()["error"]

@@ -48,10 +48,12 @@ def check_lora_targets(model: nn.Module, targets: Sequence[str], where: Path,
 
 def adapter_names(names: Sequence[str]) -> dict[str, str]:
     """A peft adapter name for each of ``names`` (tasks'): peft keeps adapters in ModuleDicts,
-    whose keys may not hold dots; two names that read alike there get their position added."""
+    whose keys may not hold dots; two names that read alike there get their position added. The
+    prefix ``task_`` keeps them apart from peft's own parameter names (``lora_A``, ``lora_B``, ...):
+    a task named ``A`` must not collect the ``lora_A`` matrices of every adapter."""
     out: dict[str, str] = {}
     for i, name in enumerate(names):
-        peft_name = "lora_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
+        peft_name = "task_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
         out[name] = peft_name if peft_name not in out.values() else f"{peft_name}_{i}"
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import metadata, resources
@@ -27,6 +28,8 @@ from ..runner import LoadedRun, predict
 from .batching import MicroBatcher
 from .limits import ServeLimits
 from .schemas import ErrorResponse, Health, TaskDescription, TasksResponse, TaskSchemas
+
+logger = logging.getLogger(__name__)
 
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
@@ -168,7 +171,7 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
             raise APIError(422, str(exc)) from None
         return task, texts
 
-    errors = {status: {"model": ErrorResponse} for status in (400, 404, 408, 413, 422, 503)}
+    errors = {status: {"model": ErrorResponse} for status in (400, 404, 408, 413, 422, 500, 503)}
 
     @app.post("/predict", response_model=schemas.response, responses=errors,
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -185,6 +188,10 @@ def create_app(run: LoadedRun, limits: ServeLimits) -> FastAPI:
                                 "the server is busy; try again") from None
         except ValueError as exc:
             raise APIError(422, str(exc)) from None
+        except Exception as exc:        # a failure of the model itself: logged once, answered as JSON
+            logger.exception("prediction failed for task %s", task)
+            raise APIError(500, f"the model failed on this request ({type(exc).__name__}: {exc}); "
+                                "the server log has the details") from None
         # the records are the kind's own (its record_type, as response_model documents them): answered
         # as they are, without FastAPI validating them again on the event loop
         return JSONResponse({"task": task, "kind": kinds[task], "predictions": records})

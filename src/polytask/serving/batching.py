@@ -29,6 +29,7 @@ class MicroBatcher:
         self.predict, self.executor = predict, executor
         self.wait_s, self.max_items = wait_s, max_items
         self.queue: asyncio.Queue = asyncio.Queue()
+        self.held: tuple | None = None           # a request that did not fit the last batch: first in the next
         self.worker: asyncio.Task | None = None
         self.batches = 0                         # forward calls made (for the tests)
 
@@ -51,7 +52,10 @@ class MicroBatcher:
 
     async def _gather(self) -> list:
         loop = asyncio.get_running_loop()
-        batch = [await self.queue.get()]
+        if self.held is not None:
+            batch, self.held = [self.held], None
+        else:
+            batch = [await self.queue.get()]
         size, deadline = len(batch[0][0]), loop.time() + self.wait_s
         while size < self.max_items:
             left = deadline - loop.time()
@@ -60,6 +64,9 @@ class MicroBatcher:
             try:
                 item = self.queue.get_nowait() if left <= 0 else await asyncio.wait_for(self.queue.get(), left)
             except asyncio.TimeoutError:
+                break
+            if size + len(item[0]) > self.max_items:    # it would overflow the batch: it opens the next one
+                self.held = item
                 break
             batch.append(item)
             size += len(item[0])

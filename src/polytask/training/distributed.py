@@ -218,6 +218,14 @@ def refuse_unsupported(cfg, world_size: int) -> None:
                           f"{UNSUPPORTED_WEIGHTINGS[name]}. Use equal, fixed, uncertainty, rlw or a TorchJD "
                           "aggregator (upgrad, mgda, pcgrad, imtlg, cagrad, nashmtl: their per-task gradients "
                           "are averaged over the processes), or train in one process")
+    for i, task in enumerate(cfg.tasks):
+        # each rank's loss is weighed by its share of the global batch's examples; a per-token softmax
+        # averages over tokens, whose count differs between the ranks' parts, so the averaged gradient
+        # would not be the global batch's
+        if task.type == "tagging" and task.tagging_head == "softmax":
+            raise ConfigError(f"tasks[{i}].tagging_head: 'softmax' ({task.name}) cannot train under torchrun "
+                              f"({world_size} processes) yet: its loss is a mean over tokens, not over sentences. "
+                              "Use tagging_head: crf (a mean over sentences), or train in one process")
 
 
 def process_group(device: torch.device) -> SingleProcess:
