@@ -119,6 +119,23 @@ def best_seconds(fn, repeats: int, warm_up: bool = True) -> float:
     return best
 
 
+def training_step_seconds(model, batch, optimizer, repeats: int) -> dict[str, float]:
+    """The fastest training step (zero_grad, forward, backward, optimizer step) of ``model`` on
+    ``batch`` under fp32 and under bf16 autocast (what ``trainer.precision: bf16`` does), timed
+    in this process: ``{"fp32": s, "bf16": s}``."""
+    import torch
+
+    def step(bf16: bool):
+        def run():
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(batch).loss
+            loss.float().backward()
+            optimizer.step()
+        return run
+    return {"fp32": best_seconds(step(False), repeats), "bf16": best_seconds(step(True), repeats)}
+
+
 def binary_specs(tasks: list[str]) -> list:
     """Specs of binary classification tasks named ``tasks`` (labels "0", "1"), for timing models."""
     sys.path.insert(0, str(ROOT / "src"))

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, best_seconds, run_suite, selected_runs, suite_argument_parser, write_report  # noqa: E402
+from common import (ROOT, run_suite, selected_runs, suite_argument_parser, training_step_seconds,  # noqa: E402
+                    write_report)
 
 CONFIG = "configs/glue/mt-dnn.yaml"
 RUNS = {
@@ -81,17 +82,8 @@ def step_times(overrides: list[str], batch: int = 32, length: int = 128, repeats
     low = min(1000, vocab // 2)                      # past the special tokens of a BERT-style vocabulary
     items = [Encoded(torch.randint(low, vocab, (length,)).tolist(), None, i % 2) for i in range(batch)]
     data = collate_text(specs[0].name, items)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-5)
-
-    def step(bf16: bool):
-        def run():
-            opt.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = model(data).loss
-            loss.float().backward()
-            opt.step()
-        return run
-    fp32, bf16 = best_seconds(step(False), repeats), best_seconds(step(True), repeats)
+    seconds = training_step_seconds(model, data, torch.optim.AdamW(model.parameters(), lr=5e-5), repeats)
+    fp32, bf16 = seconds["fp32"], seconds["bf16"]
     tokens = batch * length
     return [{"name": "MT-DNN training step, bf16 autocast vs fp32 (same process, same batch)", "a": "bf16",
              "b": "fp32", "unit": "seconds per step", "ratio_a_over_b": round(bf16 / fp32, 3),

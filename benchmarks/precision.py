@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, best_seconds, binary_specs, provenance, random_batch  # noqa: E402
+from common import ROOT, binary_specs, provenance, random_batch, training_step_seconds  # noqa: E402
 
 FDU = "configs/fdu-mtl/hard-sharing.yaml"
 MODELS = {   # name -> overrides of the FS-MTL config (each architecture at its benchmark's size)
@@ -33,17 +33,7 @@ def step_time(name: str, overrides: list[str], batch, vocab: int, repeats: int) 
     cfg = load_config(ROOT / FDU, overrides=overrides)
     torch.manual_seed(1)
     model = build_model(cfg, binary_specs(["t"]), vocab)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step(bf16: bool):
-        def run():
-            opt.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = model(batch).loss
-            loss.float().backward()
-            opt.step()
-        return run
-    return {"fp32": best_seconds(step(False), repeats), "bf16": best_seconds(step(True), repeats)}
+    return training_step_seconds(model, batch, torch.optim.Adam(model.parameters(), lr=1e-3), repeats)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..kinds import Text
+from ..modules.crf import viterbi
 
 
 class _TaskInputs(nn.Module):
@@ -88,35 +89,10 @@ class ExportedSoftmaxTagger(_TaskInputs):
         return logits, logits.argmax(-1) * first.mask.long()
 
 
-def viterbi(emissions: torch.Tensor, mask: torch.Tensor, transitions: torch.Tensor,
-            start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """The best tag path (B, T) of a linear-chain CRF, 0 at padding: the same recursion as
-    :meth:`polytask.modules.crf.CRF.decode`, scripted so that its loops over T stay loops in a
-    traced graph (TorchScript) instead of being unrolled for the example's length.
-
-    ``transitions`` (C, C) [from, to], ``start`` and ``end`` (C,) already include the scheme's
-    forbidden-transition penalties."""
-    B, T, C = emissions.shape
-    delta = start[None] + emissions[:, 0]                                     # (B, C)
-    back = torch.zeros(B, T, C, dtype=torch.long, device=emissions.device)
-    stay = torch.arange(C, device=emissions.device)[None]                     # (1, C)
-    for t in range(1, T):
-        best, arg = (delta[:, :, None] + transitions[None]).max(dim=1)        # (B, C_to)
-        keep = mask[:, t, None]
-        delta = torch.where(keep, best + emissions[:, t], delta)
-        back[:, t] = torch.where(keep, arg, stay)          # padding points each tag back to itself
-    tag = (delta + end[None]).argmax(dim=1)                                   # (B,)
-    path = torch.zeros(B, T, dtype=torch.long, device=emissions.device)
-    path[:, T - 1] = tag
-    for t in range(T - 1, 0, -1):
-        tag = back[:, t].gather(1, tag[:, None]).squeeze(1)
-        path[:, t - 1] = tag
-    return path * mask.long()
-
-
 @functools.lru_cache(maxsize=None)
 def scripted_viterbi():
-    """:func:`viterbi` scripted (once; torch.jit.script warns that it is deprecated)."""
+    """The CRF's :func:`~polytask.modules.crf.viterbi` scripted (once; torch.jit.script warns that it is
+    deprecated)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.script(viterbi)

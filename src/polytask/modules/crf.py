@@ -125,24 +125,31 @@ class CRF(nn.Module):
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Viterbi: the best tag sequence (B, T); padded positions are 0."""
-        trans, start, end = self._scores()
-        B, T, C = emissions.shape
-        delta = start[None] + emissions[:, 0]                                # (B, C)
-        back = torch.zeros(B, T, C, dtype=torch.long, device=emissions.device)
-        for t in range(1, T):
-            best, arg = (delta[:, :, None] + trans[None]).max(dim=1)         # (B, C_to)
-            step = best + emissions[:, t]
-            keep = mask[:, t, None]
-            delta = torch.where(keep, step, delta)
-            # a padded step points each tag back to itself, so backtracking passes through
-            back[:, t] = torch.where(keep, arg, torch.arange(C, device=emissions.device)[None])
-        tag = (delta + end[None]).argmax(dim=1)                              # (B,)
-        path = torch.zeros(B, T, dtype=torch.long, device=emissions.device)
-        path[:, T - 1] = tag
-        for t in range(T - 1, 0, -1):
-            tag = back[:, t].gather(1, tag[:, None]).squeeze(1)
-            path[:, t - 1] = tag
-        return path * mask.long()
+        return viterbi(emissions, mask, *self._scores())
+
+
+def viterbi(emissions: torch.Tensor, mask: torch.Tensor, transitions: torch.Tensor,
+            start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """The best tag path (B, T) of a linear-chain CRF, 0 at padding. ``transitions`` (C, C)
+    [from, to], ``start`` and ``end`` (C,) already include a scheme's forbidden-transition
+    penalties. Plain tensor code that ``torch.jit.script`` compiles (the export keeps its loops over
+    T as loops instead of unrolling them for one length)."""
+    B, T, C = emissions.shape
+    delta = start[None] + emissions[:, 0]                                     # (B, C)
+    back = torch.zeros(B, T, C, dtype=torch.long, device=emissions.device)
+    stay = torch.arange(C, device=emissions.device)[None]                     # (1, C)
+    for t in range(1, T):
+        best, arg = (delta[:, :, None] + transitions[None]).max(dim=1)        # (B, C_to)
+        keep = mask[:, t, None]
+        delta = torch.where(keep, best + emissions[:, t], delta)
+        back[:, t] = torch.where(keep, arg, stay)          # padding points each tag back to itself
+    tag = (delta + end[None]).argmax(dim=1)                                   # (B,)
+    path = torch.zeros(B, T, dtype=torch.long, device=emissions.device)
+    path[:, T - 1] = tag
+    for t in range(T - 1, 0, -1):
+        tag = back[:, t].gather(1, tag[:, None]).squeeze(1)
+        path[:, t - 1] = tag
+    return path * mask.long()
 
 
 def brute_force(crf: CRF, emissions: torch.Tensor, length: Optional[int] = None):
