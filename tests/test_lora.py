@@ -19,8 +19,8 @@ from polytask.models import build_model  # noqa: E402
 from polytask.runner import evaluate, load_run, predict, train  # noqa: E402
 from polytask.training import checkpoint as ckpt  # noqa: E402
 
-from conftest import FILLER, InterruptAt, classes, make_raw_config  # noqa: E402
-from test_pretrained_encoders import bert, pair_raw, write_data  # noqa: E402,F401
+from conftest import InterruptAt, classes, make_raw_config  # noqa: E402
+from test_pretrained_encoders import bert, pair_raw, sts_raw, write_data  # noqa: E402,F401
 
 H, LAYERS = 32, 2                       # the tiny BERT of test_pretrained_encoders
 
@@ -227,18 +227,8 @@ def test_shared_private_on_a_pretrained_encoder_trains_classification_and_pairs(
 
 
 def test_shared_private_on_a_pretrained_encoder_trains_pair_regression(tmp_path, bert):
-    data = tmp_path / "data" / "sts"
-    data.mkdir(parents=True)
-    rows = [(" ".join(FILLER[i % 7: i % 7 + 3]), " ".join(FILLER[i % 5: i % 5 + 3]) + (" indeed" if i % 2 else " never"),
-             "4.0" if i % 2 else "1.0") for i in range(50)]
-    (data / "train.tsv").write_text("a\tb\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows), encoding="utf-8")
-    raw = make_raw_config(tmp_path / "data", tmp_path / "sts-run")
-    raw["task_defaults"] = {}
-    raw["tasks"] = [{"name": "s", "type": "regression", "format": "tsv", "train": "sts/train.tsv",
-                     "dev_split": {"policy": "tail", "size": 10}, "text_column": "a", "text_b_column": "b",
-                     "label_column": "score"}]
-    raw["model"] = {"architecture": "shared_private", "pretrained": str(bert), "dropout": 0.0,
-                    "adapter": {"r": 8, "per_task": True}, "freeze": "none"}
+    raw = sts_raw(tmp_path, bert, {"architecture": "shared_private", "adapter": {"r": 8, "per_task": True},
+                                   "freeze": "none"})
     raw["trainer"].update(max_steps=80, eval_every=40, lr=0.002)
     results = train(load_config(raw=raw), quiet=True)
     assert results["dev"]["s"] >= 90.0, results                 # Pearson x 100

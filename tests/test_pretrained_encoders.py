@@ -238,7 +238,9 @@ def test_tagging_on_first_sub_tokens_trains_and_predicts(tmp_path, bert, archite
     assert pieces["tokens"] == record["tokens"] and len(pieces["tags"]) == 5
 
 
-def test_pair_regression_is_cross_encoded(tmp_path, bert):
+def sts_raw(tmp_path, bert, model: dict) -> dict:
+    """A config of one pair-regression task (scores 4.0 / 1.0 told apart by the second text's last
+    word) on the tiny BERT, ``model`` its model section's other keys."""
     data = tmp_path / "data" / "sts"
     data.mkdir(parents=True)
     rows = [(" ".join(FILLER[i % 7: i % 7 + 3]), " ".join(FILLER[i % 5: i % 5 + 3]) + (" indeed" if i % 2 else " never"),
@@ -249,7 +251,12 @@ def test_pair_regression_is_cross_encoded(tmp_path, bert):
     raw["tasks"] = [{"name": "s", "type": "regression", "format": "tsv", "train": "sts/train.tsv",
                      "dev_split": {"policy": "tail", "size": 10}, "text_column": "a", "text_b_column": "b",
                      "label_column": "score"}]
-    raw["model"] = {"architecture": "hard_sharing", "pretrained": str(bert), "dropout": 0.0}
+    raw["model"] = {"pretrained": str(bert), "dropout": 0.0, **model}
+    return raw
+
+
+def test_pair_regression_is_cross_encoded(tmp_path, bert):
+    raw = sts_raw(tmp_path, bert, {"architecture": "hard_sharing"})
     raw["trainer"].update(max_steps=80, eval_every=40, lr=0.002)
     results = train(load_config(raw=raw), quiet=True)
     assert results["dev"]["s"] >= 90.0, results                 # Pearson x 100
