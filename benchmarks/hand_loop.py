@@ -7,6 +7,10 @@ batches padded to their longest text (no bucketing), dev = the last 200 lines of
 ``*.task.train``, evaluation every 500 steps, test accuracy at the best mean dev step.
 
     python benchmarks/hand_loop.py --data-dir ../shared/data --steps 6000 --out result.json
+
+At every evaluation it saves its whole state (weights, Adam, the best weights so far, the random
+generators, the dev curve and the counters) to ``<out>.state.pt``; started again with the same
+arguments it resumes from there and ends exactly as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -70,6 +74,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--exact-backward", action="store_true",
                     help="pack the batches, so the backward LSTM never reads padding")
     args = ap.parse_args()
@@ -109,8 +114,19 @@ def main() -> None:
         model.train()
         return out
 
-    best_dev, best_state, tokens, train_s, curve = -1.0, None, 0, 0.0, {}
-    for step in range(1, args.steps + 1):
+    best_dev, best_state, tokens, train_s, curve, first = -1.0, None, 0, 0.0, {}, 1
+    state_path = Path(str(args.out) + ".state.pt")
+    if state_path.is_file():                      # resume: everything the loop reads from here on
+        saved = torch.load(state_path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        random.setstate(saved["python_random"])
+        torch.set_rng_state(saved["torch_random"])
+        best_dev, best_state, tokens, train_s = saved["best_dev"], saved["best_state"], saved["tokens"], saved["train_s"]
+        curve, first = saved["curve"], saved["step"] + 1
+        t_start -= saved["wall_s"]
+        print(f"resumed at step {saved['step']}", flush=True)
+    for step in range(first, args.steps + 1):
         t0 = time.perf_counter()
         k = random.randrange(len(DOMAINS))
         batch = random.sample(enc[DOMAINS[k]]["train"], 32)
@@ -121,7 +137,7 @@ def main() -> None:
         loss.backward()
         opt.step()
         train_s += time.perf_counter() - t0
-        if step % 500 == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == args.steps:
             dev = accuracy("dev")
             mean = sum(dev.values()) / len(dev)
             curve[step] = mean
@@ -129,6 +145,12 @@ def main() -> None:
             if mean > best_dev:
                 best_dev = mean
                 best_state = {n: p.detach().clone() for n, p in model.state_dict().items()}
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "python_random": random.getstate(),
+                        "torch_random": torch.get_rng_state(), "best_dev": best_dev, "best_state": best_state,
+                        "tokens": tokens, "train_s": train_s, "curve": curve, "step": step,
+                        "wall_s": time.perf_counter() - t_start}, str(state_path) + ".tmp")
+            Path(str(state_path) + ".tmp").replace(state_path)
     model.load_state_dict(best_state)
     test = accuracy("test")
     result = {"test": test, "test_avg": sum(test.values()) / len(test), "dev_avg": best_dev,

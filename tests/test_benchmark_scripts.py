@@ -395,3 +395,35 @@ def test_serving_benchmark_smoke(tmp_path: Path, served_run: Path):
     assert serving["health_ms_slow_client_only"]["n"] == 20 and serving["slow_client"]["connections"] >= 1
     assert report["runs"][0]["settings"]["tasks"] == 4
     assert "| 6 x 4 |" in (tmp_path / "serving.md").read_text()
+
+
+def test_hand_loop_resumes_exactly(tmp_path: Path):
+    """The hand loop, stopped after an evaluation and started again with the same arguments, ends
+    with the weights, dev curve and test scores of an uninterrupted run (tiny FDU-like files)."""
+    import random as _random
+    import torch
+    rng = _random.Random(0)
+    words = ["good", "bad", "fine", "poor", "great", "awful", "ok", "meh"]
+    (tmp_path / "fdu-mtl").mkdir()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from hand_loop import DOMAINS
+    for d in DOMAINS:
+        for split, n in (("train", 240), ("test", 10)):
+            lines = [f"{i % 2}\t{' '.join(rng.choice(words) for _ in range(rng.randint(2, 6)))}" for i in range(n)]
+            (tmp_path / "fdu-mtl" / f"{d}.task.{split}").write_text("\n".join(lines) + "\n")
+
+    def hand_loop(out: Path, steps: int):
+        cmd = [sys.executable, "benchmarks/hand_loop.py", "--data-dir", str(tmp_path), "--steps", str(steps),
+               "--eval-every", "2", "--threads", "1", "--out", str(out)]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    hand_loop(tmp_path / "whole.json", 4)
+    hand_loop(tmp_path / "parts.json", 2)
+    assert "resumed at step 2" in hand_loop(tmp_path / "parts.json", 4)
+    whole, parts = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("whole", "parts"))
+    assert parts["test"] == whole["test"] and parts["dev_curve"] == whole["dev_curve"]
+    a, b = (torch.load(tmp_path / f"{n}.json.state.pt", weights_only=False) for n in ("whole", "parts"))
+    assert a["step"] == b["step"] == 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
