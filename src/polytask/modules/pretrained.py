@@ -41,6 +41,13 @@ RUN_COPY = "polytask_pretrained.json"
 POOLINGS = ("cls", "mean")
 
 
+def first_line(exc: BaseException, empty: str | None = None) -> str:
+    """The first line of an exception's message (transformers' are long), or ``empty`` (default:
+    the exception's type name) when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (empty if empty is not None else type(exc).__name__)
+
+
 class PretrainedModelError(PolytaskError, FileNotFoundError):
     """A ``model.pretrained`` that is not a usable local model: the message names the key and path."""
 
@@ -93,8 +100,7 @@ def load_tokenizer(path: str | Path, key: str = "model.pretrained"):
         return _transformers().AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PretrainedModelError(f"{key}: the tokenizer in {p} cannot be read: "
-                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                                   ) from None
+                                   + first_line(exc)) from None
 
 
 def load_model_config(path: str | Path, key: str = "model.pretrained"):
@@ -104,8 +110,7 @@ def load_model_config(path: str | Path, key: str = "model.pretrained"):
         return _transformers().AutoConfig.from_pretrained(str(p), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PretrainedModelError(f"{key}: {p / 'config.json'} is not a valid model config: "
-                                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                                   ) from None
+                                   + first_line(exc)) from None
 
 
 def trained_pooling(path: str | Path) -> str:
@@ -315,8 +320,7 @@ class PretrainedEncoder(nn.Module):
                 self.model = transformers.AutoModel.from_pretrained(str(where), local_files_only=True)
             except (OSError, ValueError, KeyError) as exc:
                 raise PretrainedModelError(f"{key}: the model in {where} cannot be loaded: "
-                                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
-                                           ) from None
+                                           + first_line(exc, repr(exc))) from None
         self.pooling = pooling or trained_pooling(where)
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pretrained_pooling: unknown pooling {self.pooling!r} ({', '.join(POOLINGS)})")
