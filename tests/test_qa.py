@@ -55,7 +55,7 @@ def test_every_task_type_renders_as_qa():
     from polytask.data.qa import classification_as_qa, pair_as_qa, tagging_as_qa
     words = {"0": "negative", "1": "positive"}
     ex = classification_as_qa("works great", "1", "Is this review {labels}?", words)
-    assert (ex.context, ex.question, ex.answers) == ("works great", "Is this review negative, positive?",
+    assert (ex.context, ex.question, ex.answers) == ("works great", "Is this review negative or positive?",
                                                      ["positive"])
     ex = pair_as_qa("A man sleeps.", "Nobody sleeps.", "c", "{b} -- entailment, neutral, or contradiction?",
                     {"c": "contradiction"})

@@ -75,8 +75,11 @@ class TaskConfig:
     conllu_field: Literal["upos", "xpos"] = "upos"
     tag_scheme: Optional[Literal["BIO", "BIOES"]] = None
     tagging_head: Literal["softmax", "crf"] = "crf"
-    question: Optional[str] = None       # qa from a labelled file: the question ({b}: second text, {labels})
-    answer_words: Optional[dict[str, Any]] = None  # qa from a labelled file: label -> answer text
+    # qa from a labelled file: the question template ({b}: the second text, {labels}: the answer words as
+    # options), and label -> answer text; lists of either: training draws one per example, the first is asked
+    # at evaluation and prediction
+    question: Optional[Union[str, list[str]]] = None
+    answer_words: Optional[Union[dict[str, Any], list[dict[str, Any]]]] = None
     article_split: Optional[float] = None  # squad: test fraction, split by article from the train file
     metric: Optional[Union[str, list[str]]] = None  # the metric(s) to report; the first selects on dev
 

@@ -122,6 +122,7 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
             held = set(order[:size])
             dev = [ex for i, ex in enumerate(train) if i in held]
             train = [ex for i, ex in enumerate(train) if i not in held]
+    train = kind.vary_training(cfg, train, seed)
     test = split_test or []
     test_path = split_source(cfg, data_dir, "test")
     if test_path is not None and split_test is None:

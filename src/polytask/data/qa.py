@@ -85,7 +85,16 @@ def split_by_article(examples: list[QAExample], test_fraction: float = 0.5,
 # decaNLP casts every task as (context, question, answer). The templates are the user's: a
 # classification task gives its question and the answer word of each label; a sentence-pair task
 # puts its second text into the question with ``{b}``; a tagging task answers with the tagged
-# spans rendered as text. ``{labels}`` in a question lists the answer words.
+# spans rendered as text. ``{labels}`` in a question names the answer words as options ("negative
+# or positive", "entailment, neutral, or contradiction"): see :func:`options_text`.
+
+
+def options_text(words: list[str]) -> str:
+    """The answer words as the options a question names: "a or b"; "a, b, or c"."""
+    words = list(words)
+    if len(words) <= 2:
+        return " or ".join(words)
+    return ", ".join(words[:-1]) + ", or " + words[-1]
 
 
 def classification_as_qa(text: str, label: str, question: str, answers: dict[str, str]) -> QAExample:
@@ -93,7 +102,7 @@ def classification_as_qa(text: str, label: str, question: str, answers: dict[str
     "1": "positive"}) -> context = the text, answer = "positive"."""
     if label not in answers:
         raise ValueError(f"no answer word for label {label!r} (answer words: {answers})")
-    return QAExample(context=text, question=question.format(labels=", ".join(answers.values())),
+    return QAExample(context=text, question=question.format(labels=options_text(answers.values())),
                      answers=[answers[label]])
 
 
@@ -104,7 +113,7 @@ def pair_as_qa(text_a: str, text_b: str, label: str, question: str, answers: dic
         raise ValueError(f"the question template of a sentence-pair task needs {{b}}: {question!r}")
     if label not in answers:
         raise ValueError(f"no answer word for label {label!r} (answer words: {answers})")
-    return QAExample(context=text_a, question=question.format(b=text_b, labels=", ".join(answers.values())),
+    return QAExample(context=text_a, question=question.format(b=text_b, labels=options_text(answers.values())),
                      answers=[answers[label]])
 
 

@@ -54,6 +54,7 @@ class Example:
     text: Optional[str] = None        # the text as the file gives it (case kept): what a pretrained
     text_b: Optional[str] = None      # tokenizer reads; ``text_b`` the second text of a pair
     words: Optional[list[str]] = None  # tagging: the words as the file gives them (case kept)
+    pair_b: Optional[list[str]] = None   # qa cast from a pair: the second text's tokens (the question's {b})
 
 
 @dataclass

@@ -161,6 +161,11 @@ class TaskKind(ABC):
         """Examples and read statistics of one file of ``task`` (a TaskConfig); ``role`` (train, dev,
         test, unlabeled) picks the split of a Hugging Face dataset (``format: hf``)."""
 
+    def vary_training(self, task, train: list[Example], seed: int) -> list[Example]:
+        """The training examples as training sees them, once the dev set is carved from them; a
+        kind may vary them (qa: a question drawn per example). Default: unchanged."""
+        return train
+
     def gold_labels(self, example: Example) -> list[str]:
         """The label strings of an example that must be in the label set (none without one)."""
         return [example.label] if self.labelled and example.label is not None else []

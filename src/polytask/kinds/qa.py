@@ -9,13 +9,14 @@ accepts a qa task. Metrics: exact match and SQuAD token F1 with SQuAD's answer n
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Optional
 
 from torch import nn
 from typing_extensions import TypedDict
 
 from ..data.batching import Encoded, QABatch, char_ids, pad, pad_chars
-from ..data.qa import read_squad
+from ..data.qa import options_text, read_squad
 from ..data.readers import DataError, Example, tokenize
 from ..data.vocab import Vocab
 from .base import TaskKind, TaskOutput, TaskSpec, in_order, run_eval
@@ -42,25 +43,56 @@ def qa_examples(task, items) -> list[Example]:
                     answers_text=list(q.answers), line=i + 1) for i, q in enumerate(items)]
 
 
-def cast_to_qa(task, examples: list[Example]) -> list[Example]:
+def question_templates(task) -> list[str]:
+    """The task's question templates; the first is the one asked at evaluation and prediction."""
+    return [task.question] if isinstance(task.question, str) else list(task.question or [])
+
+
+def answer_word_sets(task) -> list[dict[str, str]]:
+    """The task's answer-word sets (label -> answer text); the first is the evaluation's."""
+    sets = task.answer_words if isinstance(task.answer_words, list) else [task.answer_words or {}]
+    return [{str(k): str(v) for k, v in words.items()} for words in sets]
+
+
+def varied(task) -> bool:
+    """Whether training draws a question and answer words per example (several templates or sets)."""
+    return len(question_templates(task)) > 1 or len(answer_word_sets(task)) > 1
+
+
+def cast_to_qa(task, examples: list[Example], choose=None) -> list[Example]:
     """Labelled examples as (context, question, answer) with the task's question template. The
     template's own words go through :func:`question_tokenizer`; ``{b}`` (the second text of a pair)
-    keeps the tokens its file gave."""
-    words = {str(k): str(v) for k, v in task.answer_words.items()}
+    keeps the tokens its file gave; ``{labels}`` names the answer words as options.
+
+    Every example is asked the first template with the first answer-word set, options in the
+    order written, unless ``choose(example)`` gives (template index, set index, option order: the
+    labels in the order the question names them): training draws these (:meth:`QAKind.vary_training`)."""
+    templates, sets = question_templates(task), answer_word_sets(task)
     how = question_tokenizer(task)
-    parts = [tokenize(part.format(labels=", ".join(words.values())), how, task.lowercase)
-             for part in task.question.split("{b}")]
+    cache: dict = {}
+
+    def parts(t: int, s: int, order: tuple) -> list[list[str]]:
+        key = (t, s, order)
+        if key not in cache:
+            options = options_text(sets[s][label] for label in order)
+            cache[key] = [tokenize(part.format(labels=options), how, task.lowercase)
+                          for part in templates[t].split("{b}")]
+        return cache[key]
+
     out = []
     for ex in examples:
-        if ex.label not in words:
-            raise DataError(task.train, f"label {ex.label!r} has no entry in answer_words {words}", ex.line)
-        question = list(parts[0])
-        for part in parts[1:]:
-            question += list(ex.tokens_b or []) + part
-        answer = words[ex.label]
+        if ex.label not in sets[0]:
+            raise DataError(task.train, f"label {ex.label!r} has no entry in answer_words {sets[0]}", ex.line)
+        t, s, order = choose(ex) if choose is not None else (0, 0, tuple(sets[0]))
+        pieces = parts(t, s, tuple(order))
+        second = (ex.pair_b if ex.pair_b is not None else ex.tokens_b) if task.text_b_column is not None else None
+        question = list(pieces[0])
+        for part in pieces[1:]:
+            question += list(second or []) + part
+        answer = sets[s][ex.label]
         out.append(Example(tokens=ex.tokens, tokens_b=question,
                            answer=tokenize(answer, task.tokenizer, task.lowercase), answers_text=[answer],
-                           label=ex.label, line=ex.line))
+                           label=ex.label, line=ex.line, pair_b=second, text=ex.text, text_b=ex.text_b))
     return out
 
 
@@ -93,7 +125,7 @@ def encode_qa(ex: Example, vocab: Vocab, max_length: int, char_vocab: Optional[V
 class QAKind(TaskKind):
     name = "qa"
     formats = ("squad", "fdu", "tsv", "csv", "jsonl")
-    metrics = ("em", "squad_f1")
+    metrics = ("em", "squad_f1", "mcc")
     default_metrics = ("em",)
     options = frozenset({"question", "answer_words", "article_split", "text_column", "text_b_column",
                          "label_column", "header"})
@@ -111,9 +143,51 @@ class QAKind(TaskKind):
 
     def check_config(self, task, where: str) -> None:
         super().check_config(task, where)
-        if task.format != "squad" and (task.question is None or not task.answer_words):
+        if task.format == "squad":
+            return
+        templates, sets = question_templates(task), answer_word_sets(task)
+        if not templates or not sets or not sets[0]:
             raise ValueError(f"{where}.question: a qa task read from a {task.format} file needs a question "
                              "template and answer_words (label -> answer)")
+        for j, words in enumerate(sets):
+            key = f"{where}.answer_words" + (f"[{j}]" if isinstance(task.answer_words, list) else "")
+            if set(words) != set(sets[0]):
+                raise ValueError(f"{key}: labels {sorted(words)} differ from the first set's {sorted(sets[0])}: "
+                                 "every answer-word set names an answer for each label")
+            if any(not w.strip() for w in words.values()):
+                raise ValueError(f"{key}: an answer word is empty")
+            if len(set(words.values())) < len(words):
+                raise ValueError(f"{key}: two labels share an answer word ({words}), so an answer could not "
+                                 "tell them apart")
+        for k, template in enumerate(templates):
+            key = f"{where}.question" + (f"[{k}]" if isinstance(task.question, list) else "")
+            if task.text_b_column is not None and "{b}" not in template:
+                raise ValueError(f"{key}: a sentence-pair task's question needs {{b}} where the second text "
+                                 f"goes: {template!r}")
+            if len(sets) > 1 and "{labels}" not in template:
+                raise ValueError(f"{key}: with several answer_words sets every question names the options "
+                                 f"with {{labels}}, or the words a training example must answer with are "
+                                 f"nowhere in its question: {template!r}")
+            try:
+                template.replace("{b}", "").format(labels="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{key}: only {{b}} and {{labels}} may appear in braces ({exc!r} in "
+                                 f"{template!r}); write a literal brace as {{{{ or }}}}") from None
+
+    def vary_training(self, task, train: list[Example], seed: int) -> list[Example]:
+        """With several question templates or answer-word sets, each training example is asked
+        one template with one answer-word set, drawn with ``seed``, its options named in a random
+        order; dev and test keep the first template and set (the evaluation question)."""
+        if task.format == "squad" or not varied(task):
+            return train
+        templates, sets = question_templates(task), answer_word_sets(task)
+        rng = random.Random(f"{seed}/{task.name}/questions")
+
+        def choose(ex: Example):
+            order = list(sets[0])
+            rng.shuffle(order)
+            return rng.randrange(len(templates)), rng.randrange(len(sets)), tuple(order)
+        return cast_to_qa(task, train, choose)
 
     def read(self, task, path, labelled: bool = True, role: str = "train"):
         if task.format == "squad":
@@ -162,6 +236,22 @@ class QAKind(TaskKind):
                 rows.append((i, " ".join(words)))
         run_eval(model, task, items, batch_size, device, self, keep, call=lambda m, batch: m.generate(batch))
         return in_order(len(items), rows)
+
+    def score_against(self, gold: list, predictions: list, metrics: tuple[str, ...],
+                      info: Optional[dict] = None) -> dict[str, float]:
+        """EM and SQuAD F1 against every gold answer; ``mcc`` (Matthews correlation, CoLA's
+        metric) over the first gold answer and the predicted one as classes, after SQuAD's answer
+        normalisation (an answer that is no answer word is a class of its own)."""
+        from ..evaluation.metrics import compute
+        from ..evaluation.qa_metrics import normalize_answer
+        out = {}
+        for name in metrics:
+            if name == "mcc":
+                out[name] = compute(name, [normalize_answer(g[0]) if g else "" for g in gold],
+                                    [normalize_answer(p) for p in predictions], info or {})
+            else:
+                out[name] = compute(name, gold, predictions, info or {})
+        return out
 
     def gold(self, items: list[Encoded]) -> list:
         return [it.answers_text or [] for it in items]

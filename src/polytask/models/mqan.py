@@ -28,6 +28,7 @@ ngram``), which also gives context words outside the vocabulary a vector of thei
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -231,6 +232,29 @@ class MQAN(nn.Module):
             best = max(pool, key=lambda c: c[1] / math.sqrt(len(c[0])))
             results.append(best[0][1:])
         return results
+
+
+@contextmanager
+def first_answer_switches(net: MQAN):
+    """Record the switches at the first answer word of every example decoded inside the block:
+    yields a list that fills with (B, 2) tensors of γ (vocabulary rather than copying) and λ
+    (copying from the context rather than the question). Read with forward hooks: the first
+    decoder call of a greedy decode sees an answer of one word (the start symbol)."""
+    seen: list = []
+    first = [False]
+
+    def on_decoder(module, args, out):           # args[0]: the answer so far, (B, A, H)
+        first[0] = args[0].shape[1] == 1
+
+    def on_switches(module, args, out):          # out: the logits of γ and λ, (B, 2)
+        if first[0]:
+            seen.append(torch.sigmoid(out).detach())
+    hooks = [net.decoder.register_forward_hook(on_decoder), net.switches.register_forward_hook(on_switches)]
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 class MQANModel(MultiTaskModel):
