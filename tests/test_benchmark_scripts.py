@@ -114,10 +114,15 @@ def test_suite_benchmark_smoke(tmp_path: Path, script, name, run, extra):
         assert "Scale: **cpu**" in (tmp_path / "results" / "decanlp.md").read_text()
         assert "data.batch_size=16" in report["runs"][0]["overrides"]
         assert "data.vectors=<work-dir>/decathlon-word2vec-8d.txt" in report["runs"][0]["overrides"]
-        switches = report["zero_shot"]["switches"]       # measured at the first answer word: in [0, 1]
-        assert 0 <= switches["gamma_vocabulary"] <= 1 and 0 <= switches["lambda_context"] <= 1
-        assert "under the training question \"Is this review negative or positive?\"" in \
-            (tmp_path / "results" / "decanlp.md").read_text()
+        [shot] = report["zero_shot"]                     # the joint run, asked in both orders
+        words = [tuple(r["words"]) for r in shot["sentiment"]]
+        assert words == [("terrible", "great"), ("thumbs down", "thumbs up"), ("negative", "positive")]
+        assert [r["kind"] for r in shot["sentiment"]] == ["held-out words"] * 2 + ["trained words"]
+        for r in [*shot["sentiment"], shot["held_out_task"]]:      # measured at the first answer word
+            assert 0 <= r["switches"]["gamma_vocabulary"] <= 1 and 0 <= r["switches"]["lambda_context"] <= 1
+        assert shot["held_out_task"]["question"] == "{b} -- related or unrelated?"
+        md = (tmp_path / "results" / "decanlp.md").read_text()
+        assert "| mqan-joint | Is this review terrible or great? | held-out words |" in md
     if script == "balancing.py":                        # timed in one process against equal weighting
         assert [(s["a"], s["b"]) for s in report["speed"]] == [("upgrad", "equal")]
         assert report["speed"][0]["a_seconds"] > 0
@@ -280,16 +285,22 @@ def test_decanlp_targets_from_hand_made_runs():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from decanlp import targets
 
-    def row(name, a, b):
-        return {"name": name, "test": {"a": a, "b": b}}
-    runs = [row("mqan-joint", 80, 60), row("seq2seq-joint", 70, 61), row("mqan-anti-curriculum", 79, 59),
-            row("single-task", 81, 62)]
-    md = targets(runs, {"accuracy": 75.0}, "single-task")
-    assert "beats the seq2seq baseline on every task: missed (b); margins a +10.00, b -1.00" in md
-    assert "- mqan-joint within 2 points of single-task on every task: met; a -1.00, b -2.00" in md
-    assert "- mqan-anti-curriculum within 2 points of single-task on every task: missed (b); a -2.00, b -3.00" in md
-    assert "zero-shot sentiment at least 75%: met (75.0%)" in md
-    assert targets(runs[:1], {}, "single-task") == ""
+    def row(name, cola, rte, score):
+        return {"name": name, "test": {"cola": cola, "rte": rte}, "decathlon_score": score}
+
+    def shot(held, task):
+        return {"sentiment": [{"kind": "held-out words", "accuracy": held}, {"kind": "trained words", "accuracy": 0}],
+                "held_out_task": {"accuracy": task, "majority": 77.0}}
+    runs = [row("mqan-joint", 10.0, 56.0, 300.0), row("mqan-joint-s2", -2.0, 53.0, 290.0),
+            row("seq2seq-joint", 0, 50, 296.0), row("single", 0, 50, 310.0)]
+    md = targets(runs, [shot(80.0, 78.0), shot(69.0, 70.0)], "single")
+    assert "at least 75%: missed (74.50%)" in md                     # the mean over seeds, held-out words only
+    assert "above the majority class: missed (74.00% vs 77.00%)" in md
+    assert "(MCC > 0): met (MCC 0.040)" in md and "RTE at least 55: met (54.50)" not in md
+    assert "RTE at least 55: missed (54.50)" in md
+    assert "above seq2seq's: missed (295.00 vs 296.00)" in md
+    assert "within 5% of the single-task runs' sum: met (295.00 vs 310.00, -4.8%)" in md
+    assert targets(runs[2:], [], "single") == ""
 
 
 def test_transformer_sharing_targets_from_hand_made_runs():
