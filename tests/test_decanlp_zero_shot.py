@@ -117,3 +117,51 @@ def test_varied_question_errors_name_the_key(tmp_path):
         load_config(raw=toy_config(tmp_path, sets, question=["is it {labels} ?", "is it low or high ?"]))
     with pytest.raises(ConfigError, match=r"tasks\[0\]\.question: only \{b\} and \{labels\}"):
         load_config(raw=toy_config(tmp_path, sets[0], question="is it {label} ?"))
+
+
+# ----------------------------------------------------------------------------- MQAN on a pretrained encoder
+
+@pytest.mark.parametrize("setting", [{"freeze": "all"},
+                                     {"adapter": {"type": "lora", "r": 2, "alpha": 4, "target_modules": ["query"]}}])
+def test_mqan_reads_a_pretrained_encoder_beside_its_words(tmp_path, setting):
+    """model.pretrained under MQAN: each context and question word gets its first sub-token's
+    state; the run keeps its own copy, so it answers after the model folder is moved away."""
+    import shutil
+
+    from test_pretrained_encoders import save_tiny_bert
+
+    from polytask.runner import load_run
+    words = sorted(set(FILLER) | set(KEYS) | {w for pair in TRAIN_SETS for w in pair} | {"is", "?"})
+    bert = save_tiny_bert(tmp_path / "bert", words)
+    raw = toy_config(tmp_path, [{"0": neg, "1": pos} for neg, pos in TRAIN_SETS])
+    raw["model"].update({"pretrained": str(bert), **setting})
+    raw["trainer"]["max_steps"] = 40
+    train(load_config(raw=raw), quiet=True)
+    run = load_run(raw["output_dir"])
+    net = run.model.net
+    assert net.features is not None and net.features.output_dim == 32
+    assert net.shared.forward_layers[0].input_size == 16 + 32                 # the word's embedding and its state
+    trainable = {n.split(".")[1] for n, p in net.named_parameters() if p.requires_grad and n.startswith("features.")}
+    if "freeze" in setting:
+        assert not trainable
+    else:                                                          # only the LoRA adapter trains on it
+        assert all("lora_" in n for n, p in net.features.named_parameters() if p.requires_grad)
+    # one word's features are its first sub-token's state: compare with the encoder read directly
+    batch_words = ["we", "walked", "sunny"]
+    from polytask.data.vocab import load_vocab
+    vocab = load_vocab(Path(raw["output_dir"]) / "vocab.json")
+    ids, starts = vocab.subtokens(batch_words)
+    assert vocab.pretrained.tokenizer.convert_ids_to_tokens([ids[s] for s in starts]) == batch_words
+    pairs = [("we walked and it was sunny then", "is the day low or high ?")]
+    before = predict(run, "toy", pairs)
+    shutil.move(str(bert), str(tmp_path / "elsewhere"))
+    again = load_run(raw["output_dir"])
+    assert predict(again, "toy", pairs) == before
+
+
+def test_mqan_refuses_per_task_adapters(tmp_path):
+    raw = toy_config(tmp_path, {"0": "low", "1": "high"})
+    raw["model"].update({"pretrained": "minilm", "adapter": {"type": "lora", "per_task": True,
+                                                             "target_modules": ["query"]}})
+    with pytest.raises(ConfigError, match=r"model\.adapter\.per_task: MQAN has no task-specific part"):
+        load_config(raw=raw)

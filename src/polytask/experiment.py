@@ -56,7 +56,8 @@ def load_tasks(cfg: ExperimentConfig, data_dir: Optional[Path]) -> dict[str, Tas
 def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
     """One vocabulary over every task's training text (dev and test never enter it), or the
     tokenizer of ``model.pretrained``."""
-    if getattr(cfg.model, "pretrained", None):   # the architectures that take one declare the key
+    beside = getattr(cfg.model, "pretrained_beside_words", False)
+    if getattr(cfg.model, "pretrained", None) and not beside:   # the architectures that take one declare the key
         from .modules.pretrained import load_pretrained_vocab
         return load_pretrained_vocab(cfg.model.pretrained, cfg.data.max_length)
     def sentences():
@@ -70,6 +71,9 @@ def build_vocab(cfg: ExperimentConfig, tasks: dict[str, Task]) -> Vocab:
     vocab = Vocab.build(sentences(), cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
     if any(t.type == "qa" for t in tasks.values()):     # answers start and end with <s> ... </s>
         vocab = Vocab([PAD, UNK, BOS, EOS] + [t for t in vocab.itos[2:] if t not in (BOS, EOS)])
+    if getattr(cfg.model, "pretrained", None):   # the words, and the pretrained tokenizer beside them
+        from .modules.pretrained import WordsBesidePretrained, load_pretrained_vocab
+        return WordsBesidePretrained(vocab.itos, load_pretrained_vocab(cfg.model.pretrained, 512))
     return vocab
 
 

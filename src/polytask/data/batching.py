@@ -96,6 +96,16 @@ class QABatch(PairBatch):
     answer_mask: Optional[torch.Tensor] = None  # (B, A) real answer positions
     oov: Optional[list[list[str]]] = None   # each example's out-of-vocabulary source words
     answers_text: Optional[list[list[str]]] = None  # gold answers, for EM / F1
+    # beside a pretrained encoder (MQAN's model.pretrained): the context's and the question's
+    # sub-token ids (B, S) with their mask, and each word's first sub-token (B, W) with its mask
+    sub_tokens: Optional[torch.Tensor] = None
+    sub_mask: Optional[torch.Tensor] = None
+    sub_starts: Optional[torch.Tensor] = None
+    sub_start_mask: Optional[torch.Tensor] = None
+    sub_tokens_b: Optional[torch.Tensor] = None
+    sub_mask_b: Optional[torch.Tensor] = None
+    sub_starts_b: Optional[torch.Tensor] = None
+    sub_start_mask_b: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -114,6 +124,9 @@ class Encoded:
     labelled: bool = True
     type_ids: Optional[list[int]] = None     # segment of each sub-token (pretrained tokenizers)
     word_starts: Optional[list[int]] = None  # tagging on sub-tokens: each kept word's first sub-token
+    # qa beside a pretrained encoder: (sub-token ids, first sub-token of each word) of the context
+    # and of the question
+    subtokens: Optional[tuple[list[int], list[int], list[int], list[int]]] = None
 
 
 def char_ids(tokens: list[str], char_vocab: Optional[Vocab], max_word_length: int = 20) -> Optional[list[list[int]]]:

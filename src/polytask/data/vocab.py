@@ -68,6 +68,6 @@ def load_vocab(path: Path):
     """A run's vocabulary: polytask's word list, or a pretrained model's tokenizer."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(data, dict) and "tokenizer" in data:
-        from ..modules.pretrained import PretrainedVocab
-        return PretrainedVocab.load(path)
+        from ..modules.pretrained import PretrainedVocab, WordsBesidePretrained
+        return WordsBesidePretrained.load(path) if "words" in data else PretrainedVocab.load(path)
     return Vocab(data)

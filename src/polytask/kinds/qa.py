@@ -117,9 +117,13 @@ def encode_qa(ex: Example, vocab: Vocab, max_length: int, char_vocab: Optional[V
     answer = None
     if ex.answer is not None:
         answer = [vocab.stoi["<s>"]] + ext(ex.answer[:max_length], False) + [vocab.stoi["</s>"]]
+    subtokens = None
+    if getattr(vocab, "pretrained", None) is not None:       # a pretrained encoder reads the same words
+        subtokens = (*vocab.subtokens(ex.tokens[:max_length]), *vocab.subtokens((ex.tokens_b or [])[:max_length]))
     return Encoded(context, question, -1, answer=answer, oov=oov, answers_text=ex.answers_text,
                    chars=char_ids(ex.tokens[:max_length], char_vocab),
-                   chars_b=char_ids((ex.tokens_b or [])[:max_length], char_vocab), labelled=answer is not None)
+                   chars_b=char_ids((ex.tokens_b or [])[:max_length], char_vocab), labelled=answer is not None,
+                   subtokens=subtokens)
 
 
 class QAKind(TaskKind):
@@ -213,6 +217,11 @@ class QAKind(TaskKind):
         if items[0].chars is not None:
             batch.chars = pad_chars([it.chars for it in items], batch.tokens.shape[1])
             batch.chars_b = pad_chars([it.chars_b for it in items], batch.tokens_b.shape[1])
+        if items[0].subtokens is not None:
+            batch.sub_tokens, batch.sub_mask, _ = pad([it.subtokens[0] for it in items])
+            batch.sub_starts, batch.sub_start_mask, _ = pad([it.subtokens[1] for it in items])
+            batch.sub_tokens_b, batch.sub_mask_b, _ = pad([it.subtokens[2] for it in items])
+            batch.sub_starts_b, batch.sub_start_mask_b, _ = pad([it.subtokens[3] for it in items])
         return batch
 
     def build_head(self, spec: TaskSpec, input_dim: int, dropout: float) -> nn.Module:

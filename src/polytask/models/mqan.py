@@ -36,23 +36,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ConfigError
 from ..data.batching import QABatch
 from ..modules.embeddings import build_char_encoder
 from ..modules.encoders import LSTMEncoder
 from .contract import MultiTaskModel, TaskOutput, TaskSpec
+from .pretrained_encoder import PretrainedModelConfig, build_pretrained_encoder
 
 
 @dataclass
-class MQANConfig(ModelConfig):
+class MQANConfig(PretrainedModelConfig):
     """The longest generated answer and the beam (1 = greedy decoding). ``encoder.hidden_dim``,
-    ``num_layers`` and ``num_heads`` size the encoders; ``encoder.type`` is not read."""
+    ``num_layers`` and ``num_heads`` size the encoders; ``encoder.type`` is not read.
+
+    ``pretrained``: a Hugging Face encoder whose state of each context and question word (its
+    first sub-token's) joins the word's embedding, as decaNLP's CoVe vectors did; the words, the
+    output vocabulary and copying stay MQAN's own. ``freeze: all`` (a fixed feature extractor)
+    or ``none``, or LoRA adapters (``adapter``, one shared: MQAN has no task-specific part)."""
 
     kinds: ClassVar[tuple[str, ...]] = ("qa",)
-    limits: ClassVar[dict[str, str]] = {"max_answer_length": ">= 1", "beam_size": ">= 1"}
+    pretrained_kinds: ClassVar[tuple[str, ...]] = ("qa",)
+    pretrained_beside_words: ClassVar[bool] = True
+    limits: ClassVar[dict[str, str]] = {"max_answer_length": ">= 1", "beam_size": ">= 1", "freeze_layers": ">= 0"}
 
     max_answer_length: int = 30
     beam_size: int = 1
+
+    def check(self, tasks, where: str) -> None:
+        super().check(tasks, where)
+        if self.pretrained and self.adapter is not None and self.adapter.per_task:
+            raise ConfigError(f"{where}.adapter.per_task: MQAN has no task-specific part (the question names the "
+                              "task); set per_task: false for one adapter shared by every task")
 
 
 def _attend(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor):
@@ -90,7 +104,8 @@ class MQAN(nn.Module):
 
     def __init__(self, vocab_size: int, embedding_dim: int = 64, hidden_dim: int = 64,
                  transformer_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
-                 pointers: bool = True, char_encoder: Optional[nn.Module] = None, word_dropout: float = 0.0):
+                 pointers: bool = True, char_encoder: Optional[nn.Module] = None, word_dropout: float = 0.0,
+                 features: Optional[nn.Module] = None):
         super().__init__()
         if hidden_dim % 2 or hidden_dim % num_heads:
             raise ValueError("hidden_dim must be even and divisible by num_heads")
@@ -99,7 +114,9 @@ class MQAN(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.char_encoder = char_encoder
         self.word_dropout = word_dropout                   # training: in-vocabulary words -> <unk>
+        self.features = features                           # a pretrained encoder's word states, or None
         E = embedding_dim + (char_encoder.output_dim if char_encoder is not None else 0)
+        E += features.output_dim if features is not None else 0
         self.shared = LSTMEncoder(E, H // 2)
         self.coattention = Coattention()
         self.reduce_c = LSTMEncoder(3 * H + E, H // 2)
@@ -119,8 +136,24 @@ class MQAN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     # ------------------------------------------------------------------ encoder
-    def _embed(self, ids: torch.Tensor, chars: Optional[torch.Tensor]) -> torch.Tensor:
+    def _word_states(self, length: int, sub) -> torch.Tensor:
+        """The pretrained encoder's state of each word's first sub-token, (B, length, Hp); ``sub``:
+        sub-token ids (B, S), their mask, each word's first sub-token (B, W) and its mask. Words
+        past the encoder's longest input get zeros."""
+        ids, mask, starts, start_mask = sub
+        if getattr(self.features, "frozen", False):
+            with torch.no_grad():
+                states = self.features(ids, mask)
+        else:
+            states = self.features(ids, mask)                                      # (B, S, Hp)
+        words = states.gather(1, starts[..., None].expand(-1, -1, states.shape[-1]))  # (B, W, Hp)
+        words = words * start_mask[..., None].to(words.dtype)
+        W = words.shape[1]
+        return F.pad(words, (0, 0, 0, length - W)) if W < length else words[:, :length]
+
+    def _embed(self, ids: torch.Tensor, chars: Optional[torch.Tensor], sub=None) -> torch.Tensor:
         """Source ids (extended vocabulary: a copied OOV word reads as <pad>, zeros) -> (B, T, E)."""
+        length = ids.shape[1]
         ids = ids.clamp_max(self.vocab_size - 1) * (ids < self.vocab_size)
         if self.training and self.word_dropout > 0:
             ids = ids.masked_fill((torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids > 1), 1)
@@ -129,13 +162,19 @@ class MQAN(nn.Module):
             if chars is None:
                 raise ValueError("this MQAN reads characters (model.char_embedding_dim > 0) but the batch has none")
             x = torch.cat([x, self.char_encoder(chars)], -1)
+        if self.features is not None:
+            if sub is None:
+                raise ValueError("this MQAN reads a pretrained encoder (model.pretrained) but the batch has no "
+                                 "sub-tokens")
+            x = torch.cat([x, self._word_states(length, sub).to(x.dtype)], -1)
         return self.dropout(x)
 
-    def encode(self, context, c_mask, question, q_mask, chars=(None, None)):
+    def encode(self, context, c_mask, question, q_mask, chars=(None, None), sub=(None, None)):
         """-> final context (B, C, H) and question (B, Q, H) encodings. ``chars``: the context's and
-        the question's character ids, (B, C, L) and (B, Q, L), when the model reads characters."""
-        ec = self._embed(context, chars[0])
-        eq = self._embed(question, chars[1])
+        the question's character ids, (B, C, L) and (B, Q, L), when the model reads characters;
+        ``sub``: their sub-tokens (:meth:`_word_states`), when it reads a pretrained encoder."""
+        ec = self._embed(context, chars[0], sub[0])
+        eq = self._embed(question, chars[1], sub[1])
         c = self.shared(ec, c_mask)
         q = self.shared(eq, q_mask)
         c, q = self.coattention(c, q, c_mask, q_mask)
@@ -178,10 +217,11 @@ class MQAN(nn.Module):
             out.append(p)
         return torch.stack(out, 1)
 
-    def forward(self, context, c_mask, question, q_mask, answer, a_mask, extended_size: int, chars=(None, None)):
+    def forward(self, context, c_mask, question, q_mask, answer, a_mask, extended_size: int, chars=(None, None),
+                sub=(None, None)):
         """Teacher-forced NLL of ``answer`` (B, A) (ids in the extended vocabulary; answer[:, 0]
         is the start symbol) -> (loss, distributions)."""
-        enc_c, enc_q = self.encode(context, c_mask, question, q_mask, chars)
+        enc_c, enc_q = self.encode(context, c_mask, question, q_mask, chars, sub)
         probs = self.distributions(answer[:, :-1], enc_c, enc_q, context, question, c_mask, q_mask,
                                    extended_size)                                    # (B, A-1, V+)
         target, mask = answer[:, 1:], a_mask[:, 1:]
@@ -190,9 +230,9 @@ class MQAN(nn.Module):
 
     @torch.no_grad()
     def greedy(self, context, c_mask, question, q_mask, start: int, end: int, max_length: int,
-               extended_size: int, chars=(None, None)) -> torch.Tensor:
+               extended_size: int, chars=(None, None), sub=(None, None)) -> torch.Tensor:
         """Greedy decoding -> (B, ≤ max_length) extended ids, without the start symbol."""
-        enc_c, enc_q = self.encode(context, c_mask, question, q_mask, chars)
+        enc_c, enc_q = self.encode(context, c_mask, question, q_mask, chars, sub)
         prev = torch.full((context.shape[0], 1), start, dtype=torch.long, device=context.device)
         done = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
         for _ in range(max_length):
@@ -206,12 +246,13 @@ class MQAN(nn.Module):
 
     @torch.no_grad()
     def beam_search(self, context, c_mask, question, q_mask, start: int, end: int, max_length: int,
-                    extended_size: int, beam: int = 4, chars=(None, None)) -> list[list[int]]:
+                    extended_size: int, beam: int = 4, chars=(None, None), sub=(None, None)) -> list[list[int]]:
         """Beam search, one example at a time; returns the best sequence per example (no start)."""
         results = []
         for i in range(context.shape[0]):
             args = (context[i:i + 1], c_mask[i:i + 1], question[i:i + 1], q_mask[i:i + 1])
-            enc_c, enc_q = self.encode(*args, tuple(c[i:i + 1] if c is not None else None for c in chars))
+            one = tuple(None if part is None else tuple(t[i:i + 1] for t in part) for part in sub)
+            enc_c, enc_q = self.encode(*args, tuple(c[i:i + 1] if c is not None else None for c in chars), one)
             beams = [([start], 0.0)]
             finished = []
             for _ in range(max_length):
@@ -275,13 +316,22 @@ class MQANModel(MultiTaskModel):
         """V+: V plus room for the out-of-vocabulary source words of the batch's example that has most."""
         return self.net.vocab_size + max((len(o) for o in batch.oov), default=0)
 
+    @staticmethod
+    def _subtokens(batch: QABatch) -> tuple:
+        """The context's and the question's sub-tokens for the pretrained encoder (None without one)."""
+        if batch.sub_tokens is None:
+            return (None, None)
+        return ((batch.sub_tokens, batch.sub_mask, batch.sub_starts, batch.sub_start_mask),
+                (batch.sub_tokens_b, batch.sub_mask_b, batch.sub_starts_b, batch.sub_start_mask_b))
+
     def answer(self, batch: QABatch) -> TaskOutput:
         """With answers: the teacher-forced NLL and p(w) per answer position (B, A-1, V+) as
         logits; without: no loss and empty logits (B, 0) (answers come from :meth:`generate`)."""
         if batch.labels is None:
             return TaskOutput(logits=batch.tokens.new_zeros(batch.tokens.shape[0], 0).float())
         loss, probs = self.net(batch.tokens, batch.mask, batch.tokens_b, batch.mask_b, batch.labels,
-                               batch.answer_mask, self._extended(batch), chars=(batch.chars, batch.chars_b))
+                               batch.answer_mask, self._extended(batch), chars=(batch.chars, batch.chars_b),
+                               sub=self._subtokens(batch))
         return TaskOutput(logits=probs, loss=loss, parts={"task": loss.detach()})
 
     @torch.no_grad()
@@ -289,11 +339,11 @@ class MQANModel(MultiTaskModel):
         """Answer ids (extended vocabulary) per example, without <s> and </s>."""
         args = (batch.tokens, batch.mask, batch.tokens_b, batch.mask_b, self.start, self.end,
                 self.max_answer_length, self._extended(batch))
-        chars = (batch.chars, batch.chars_b)
+        chars, sub = (batch.chars, batch.chars_b), self._subtokens(batch)
         if self.beam > 1:
-            seqs = self.net.beam_search(*args, beam=self.beam, chars=chars)
+            seqs = self.net.beam_search(*args, beam=self.beam, chars=chars, sub=sub)
         else:
-            seqs = self.net.greedy(*args, chars=chars).tolist()
+            seqs = self.net.greedy(*args, chars=chars, sub=sub).tolist()
         return [seq[: seq.index(self.end)] if self.end in seq else seq for seq in seqs]
 
     def shared_parameters(self):
@@ -308,9 +358,10 @@ def _builder(pointers: bool):
               num_chars: int = 0) -> MQANModel:
         m = cfg.model
         chars = build_char_encoder(m, num_chars) if m.char_embedding_dim > 0 else None
+        features = build_pretrained_encoder(m, ("shared",) if m.adapter is not None else ()) if m.pretrained else None
         net = MQAN(vocab_size, m.embedding_dim, m.encoder.hidden_dim, m.encoder.num_layers,
                    m.encoder.num_heads, m.dropout, pointers=pointers, char_encoder=chars,
-                   word_dropout=m.word_dropout)
+                   word_dropout=m.word_dropout, features=features)
         if vectors is not None:
             with torch.no_grad():
                 net.embedding.weight.copy_(vectors)

@@ -33,6 +33,10 @@ class PretrainedModelConfig(ModelConfig):
     # make sense); single_task gives each task its own copy
     shared_encoder: ClassVar[bool] = True
 
+    # the pretrained encoder's word states join the architecture's own word embeddings (MQAN)
+    # instead of replacing its vocabulary and encoder
+    pretrained_beside_words: ClassVar[bool] = False
+
     limits: ClassVar[dict[str, str]] = {"freeze_layers": ">= 0"}
     # the task kinds the architecture serves on a pretrained encoder
     pretrained_kinds: ClassVar[tuple[str, ...]] = ("classification", "pair_classification", "regression", "tagging")
@@ -52,7 +56,7 @@ class PretrainedModelConfig(ModelConfig):
                                       "or remove it")
             super().check(tasks, where)
             return
-        if self.char_embedding_dim > 0:
+        if self.char_embedding_dim > 0 and not self.pretrained_beside_words:
             raise ConfigError(f"{where}.char_embedding_dim: a pretrained encoder reads its own sub-tokens, not "
                               "polytask's character features; set it to 0")
         if self.freeze == "bottom" and self.freeze_layers == 0:

@@ -31,6 +31,7 @@ from typing import Iterator, Optional, Sequence
 import torch
 from torch import nn
 
+from ..data.vocab import Vocab
 from ..errors import PolytaskError
 from .lora import (keep_base_weights, leave_out_base_weights,
                    load_peft, adapter_names, check_lora_targets)
@@ -258,6 +259,47 @@ class PretrainedVocab:
             vocab.pooling = trained_pooling(where)
             check_tokenizer_fits(tokenizer, vocab.config, f"{where}")
         return vocab
+
+
+class WordsBesidePretrained(Vocab):
+    """polytask's word vocabulary with a pretrained model's tokenizer beside it, for an
+    architecture that keeps its own words (embeddings, an output vocabulary, copying) and reads the
+    pretrained encoder's state of each word as further features (MQAN, as decaNLP's CoVe).
+    ``pretrained`` is the :class:`PretrainedVocab`; a run saves both (vocab.json lists the words
+    and names the ``pretrained/`` copy)."""
+
+    def __init__(self, tokens: list[str], pretrained: PretrainedVocab):
+        super().__init__(tokens)
+        self.pretrained = pretrained
+
+    @property
+    def run_copy(self) -> Optional[Path]:
+        return self.pretrained.run_copy
+
+    @property
+    def keep_weights(self) -> bool:
+        return self.pretrained.keep_weights
+
+    @keep_weights.setter
+    def keep_weights(self, value: bool) -> None:
+        self.pretrained.keep_weights = value
+
+    def subtokens(self, words: list[str]) -> tuple[list[int], list[int]]:
+        """``(sub-token ids, first sub-token of each word)`` of a word list, cut to the longest
+        input the model takes; the words past the cut have no start (they get no features)."""
+        from ..data.readers import Example
+        ids, starts, _ = self.pretrained.encode_words(Example(tokens=list(words) or ["."]), self.pretrained.max_length)
+        return ids, starts
+
+    def save(self, path: Path) -> None:
+        self.pretrained.save(path)
+        info = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**info, "words": self.itos}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "WordsBesidePretrained":
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return cls(info["words"], PretrainedVocab.load(path))
 
 
 def load_pretrained_vocab(path: str, max_length: int, key: str = "model.pretrained") -> PretrainedVocab:
