@@ -165,3 +165,29 @@ def test_mqan_refuses_per_task_adapters(tmp_path):
                                                              "target_modules": ["query"]}})
     with pytest.raises(ConfigError, match=r"model\.adapter\.per_task: MQAN has no task-specific part"):
         load_config(raw=raw)
+
+
+# ----------------------------------------------------------------------------- balance_labels
+
+def test_balance_labels_repeats_the_rarer_labels(tmp_path):
+    from collections import Counter
+
+    from polytask.experiment import load_tasks
+    raw = toy_config(tmp_path, {"0": "low", "1": "high"})
+    rows = [("1", f"it was sunny {i}") for i in range(70)] + [("0", f"it was rainy {i}") for i in range(30)]
+    (Path(raw["data_dir"]) / "toy.train").write_text("".join(f"{lab}\t{text}\n" for lab, text in rows))
+    raw["tasks"][0]["dev_split"] = {"policy": "tail", "size": 10}
+    plain = load_tasks(load_config(raw=raw), Path(raw["data_dir"]))["toy"]
+    raw["tasks"][0]["balance_labels"] = True
+    task = load_tasks(load_config(raw=raw), Path(raw["data_dir"]))["toy"]
+    before, after = Counter(ex.label for ex in plain.train), Counter(ex.label for ex in task.train)
+    assert before == {"1": 70, "0": 20} and after == {"1": 70, "0": 70}
+    texts = Counter(" ".join(ex.tokens) for ex in task.train if ex.label == "0")
+    assert sorted(Counter(texts.values()).items()) == [(3, 10), (4, 10)]   # 20 -> 70: each 3 times, 10 of them 4
+    assert task.dev == plain.dev and task.test == plain.test   # evaluation is not touched
+    for kind, extra in (("tagging", {"format": "conll"}), ("qa", {"format": "squad"})):
+        bad = toy_config(tmp_path, {"0": "low", "1": "high"})
+        bad["tasks"][0] = {k: v for k, v in bad["tasks"][0].items() if k not in ("question", "answer_words")}
+        bad["tasks"][0].update({"type": kind, **extra, "balance_labels": True})
+        with pytest.raises(ConfigError, match=r"tasks\[0\]\.balance_labels: a .* has no label per example"):
+            load_config(raw=bad)

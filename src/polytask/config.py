@@ -82,12 +82,13 @@ class TaskConfig:
     answer_words: Optional[Union[dict[str, Any], list[dict[str, Any]]]] = None
     article_split: Optional[float] = None  # squad: test fraction, split by article from the train file
     metric: Optional[Union[str, list[str]]] = None  # the metric(s) to report; the first selects on dev
+    balance_labels: bool = False   # training repeats examples of the rarer labels until every label has as many
 
 
 # what every task kind reads; each kind adds the options of its own reader (``TaskKind.options``)
 COMMON_TASK_KEYS = frozenset({"name", "type", "format", "train", "dev", "test", "unlabeled", "unlabeled_tokenizer",
                               "dev_split", "encoding", "fallback_encoding", "lowercase", "tokenizer", "labels",
-                              "metric"})
+                              "metric", "balance_labels"})
 
 
 @dataclass

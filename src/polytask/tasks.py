@@ -122,6 +122,8 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
             held = set(order[:size])
             dev = [ex for i, ex in enumerate(train) if i in held]
             train = [ex for i, ex in enumerate(train) if i not in held]
+    if cfg.balance_labels:
+        train = balance_labels(train, seed, cfg.name)
     train = kind.vary_training(cfg, train, seed)
     test = split_test or []
     test_path = split_source(cfg, data_dir, "test")
@@ -134,6 +136,24 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
     return Task(name=cfg.name, type=cfg.type, labels=labels, train=train, dev=dev, test=test,
                 metrics=task_metrics(cfg), stats=stats, paths=paths, scheme=cfg.tag_scheme,
                 head=cfg.tagging_head if cfg.type == "tagging" else "softmax", pair=kind.pair(cfg))
+
+
+def balance_labels(train: list[Example], seed: int, name: str) -> list[Example]:
+    """``balance_labels``: the training examples, and copies of the rarer labels' examples (each
+    repeated as evenly as possible, the leftover ones drawn with ``seed``) until every label has as
+    many as the most frequent; an epoch then sees every label equally often."""
+    by: dict[str, list[Example]] = {}
+    for ex in train:
+        by.setdefault(ex.label, []).append(ex)
+    most = max((len(v) for v in by.values()), default=0)
+    rng = random.Random(f"{seed}/{name}/balance")
+    out = list(train)
+    for label in sorted(by, key=str):
+        examples = by[label]
+        whole, rest = divmod(most - len(examples), len(examples))
+        out += examples * whole + rng.sample(examples, rest)
+    rng.shuffle(out)
+    return out
 
 
 # A label seen this often or less, where another is seen ten times as often, may be a typo (the

@@ -148,9 +148,16 @@ class TaskKind(ABC):
                     raise ValueError(f"{where}.split.{role}: not a role of a split (roles: {', '.join(HF_ROLES)})")
                 if not isinstance(name, str) or not name:
                     raise ValueError(f"{where}.split.{role}: expected the name of a split of the dataset")
+        if task.balance_labels and not self.balances_labels(task):
+            raise ValueError(f"{where}.balance_labels: a {self.name} task{' read from squad' if task.format == 'squad' else ''} "
+                             "has no label per example to balance ({task.name})")
 
     def default_metric(self, task) -> tuple[str, ...]:
         return self.default_metrics
+
+    def balances_labels(self, task) -> bool:
+        """Whether ``balance_labels`` applies: each example has one label out of a set."""
+        return False
 
     def pair(self, task) -> bool:
         """Whether the task reads two texts per example."""

@@ -35,6 +35,9 @@ class ClassificationKind(TaskKind):
     options = frozenset({"text_column", "label_column", "header", "split"})
     record_type = LabelRecord
 
+    def balances_labels(self, task) -> bool:
+        return True
+
     def read(self, task, path, labelled: bool = True, role: str = "train"):
         if task.format == "hf":
             return read_hf(path, role=role, split=(task.split or {}).get(role), text_column=task.text_column,

@@ -178,6 +178,9 @@ class QAKind(TaskKind):
                 raise ValueError(f"{key}: only {{b}} and {{labels}} may appear in braces ({exc!r} in "
                                  f"{template!r}); write a literal brace as {{{{ or }}}}") from None
 
+    def balances_labels(self, task) -> bool:
+        return task.format != "squad"              # a task cast from labels answers with one per label
+
     def vary_training(self, task, train: list[Example], seed: int) -> list[Example]:
         """With several question templates or answer-word sets, each training example is asked
         one template with one answer-word set, drawn with ``seed``, its options named in a random
