@@ -1,9 +1,20 @@
 """Mini-decathlon benchmark (decaNLP, McCann et al. 2018) on the data in ../shared/data: SQuAD
 (split by article), FDU-MTL books sentiment, RTE, MRPC, CoLA, SICK, all as question answering.
-Runs: MQAN fully joint (one batch of every task in turn), MQAN with anti-curriculum (SQuAD
-first), the seq2seq baseline fully joint, and single-task MQAN per task; per-task metric (SQuAD
-F1, exact match elsewhere) and the decathlon score (their sum); zero-shot sentiment on an FDU-MTL
-domain held out of training, asked with label words never seen as answers ("good or bad?").
+Runs: MQAN fully joint (one batch of every task in turn; seeds 1 and 2), MQAN with
+anti-curriculum (SQuAD first), the seq2seq baseline fully joint, single-task MQAN per task, a
+single-task BiLSTM classifier on CoLA and RTE (what the data allows a classifier), and probes
+that change one thing of a single-task run (class balance, one fixed question, learning rate).
+Per-task metric (SQuAD F1, CoLA MCC × 100, exact match elsewhere) and the decathlon score (their
+sum).
+
+Every classification task names its options in the question and is trained with several
+templates and answer-word sets (configs/decanlp/mini-decathlon.yaml), so that answering means
+pointing into the question. Zero-shot, on each joint run: reviews of the music domain (held out
+of training) asked with answer words never answered with in training ("terrible or great",
+"thumbs down or thumbs up") and, for reference, with the trained ones; and a task type never
+trained, SICK relatedness (related: score >= 3), asked "{b} -- related or unrelated?". Every
+question is asked with its options in both orders; the mean switches at the first answer word
+(vocabulary / context / question) are reported.
 
     python benchmarks/decanlp.py --data-dir ../shared/data            # the reduced CPU scale
     python benchmarks/decanlp.py --data-dir ../shared/data --scale full   # the config as written
@@ -14,7 +25,8 @@ and the data but makes it smaller and shorter: 100-d words, 64 hidden units, 2 a
 contexts cut at 150 tokens, batches of 16, 12,000 joint steps and 2000 steps per single-task run;
 about 0.25 s per step. Fully joint training is decaNLP's: one batch of every task in turn
 (``trainer.schedule: cyclic``), so each of the six tasks gets 2000 batches in a joint run, as many
-as its single-task run. (A first CPU run used ``round_robin`` with exhaustion, 6000 steps, where a
+as its single-task run. ``--pretrained minilm`` adds a joint run whose words also read MiniLM-L6's
+states (frozen), as decaNLP's CoVe. (A first CPU run used ``round_robin`` with exhaustion, 6000 steps, where a
 task's share follows its size: sentiment got about 350 batches, fewer than single-task MQAN needs
 before it leaves the label prior, about 500, and every classification task answered with one
 constant word until step 4000.) The report says which
@@ -283,6 +295,9 @@ def main() -> None:
                     help="anti-curriculum: SQuAD-only steps (default: 1500 at cpu scale, 5000 at full)")
     ap.add_argument("--zero-shot-examples", type=int, default=400)
     ap.add_argument("--vector-epochs", type=int, default=10, help="word2vec epochs over the training text")
+    ap.add_argument("--pretrained", default="",
+                    help="also a fully joint MQAN run reading this pretrained encoder's word states, frozen "
+                         "(e.g. minilm; model.pretrained): mqan-joint-pretrained")
     args = ap.parse_args()
     Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     scale = SCALES[args.scale]
@@ -308,6 +323,9 @@ def main() -> None:
                                  {"model": "mqan", "schedule": f"SQuAD only for {pretrain} steps, then cyclic",
                                   **label}),
         "seq2seq-joint": (BASE, [*joint, "model.architecture=seq2seq"], {"model": "seq2seq", **label}),
+        **({"mqan-joint-pretrained": (BASE, [*joint, f"model.pretrained={args.pretrained}", "model.freeze=all"],
+                                      {"model": f"mqan + {args.pretrained} (frozen)", **label})}
+           if args.pretrained else {}),
         **single_task_configs(Path(args.work_dir), [*scale["model"], *vectors, *scale["single"]]),
         **classifier_configs(Path(args.work_dir), [*vectors, *scale["single"]]),
         **probe_configs(Path(args.work_dir), [*scale["model"], *vectors, *scale["single"]]),
