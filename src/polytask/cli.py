@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -418,6 +419,19 @@ USER_ERRORS = (PolytaskError, ConfigError, DataError, FileNotFoundError, FileExi
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None and os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+        # A torchrun rank has written everything and left its process group: end it here. The
+        # interpreter's own teardown can abort a rank (SIGABRT, "terminate called without an
+        # active exception") when a native library's thread outlives it, after a complete run.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # overrides may come after options: `train cfg.yaml --data-dir d trainer.max_steps=200`
