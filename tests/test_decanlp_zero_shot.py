@@ -101,6 +101,8 @@ def test_training_draws_questions_and_evaluation_keeps_the_first(tmp_path):
     for ex in task.train:                        # the answer is always one of the question's options
         assert ex.answers_text[0] in ex.tokens_b and ex.answer == [ex.answers_text[0]]
     assert {" ".join(ex.tokens_b) for ex in task.dev + task.test} == {"is the day low or high ?"}
+    assert task.info()["question"] == "is the day {labels} ?".replace("{labels}", "low or high")
+    assert task.info()["answer_words"] == {"0": "low", "1": "high"}
     again = load_tasks(load_config(raw=raw), Path(raw["data_dir"]))["toy"]
     assert [ex.tokens_b for ex in again.train] == [ex.tokens_b for ex in task.train]   # drawn with the seed
 

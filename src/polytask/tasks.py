@@ -30,6 +30,7 @@ class Task:
     scheme: Optional[str] = None
     head: str = "softmax"
     pair: bool = False
+    recorded: dict = field(default_factory=dict)    # what the kind records of its settings (tasks.json)
 
     @property
     def kind(self) -> TaskKind:
@@ -48,7 +49,7 @@ class Task:
     def info(self) -> dict:
         """What a run directory records about the task (``tasks.json``)."""
         return {"type": self.type, "labels": self.labels, "metrics": list(self.metrics), "scheme": self.scheme,
-                "head": self.head, "pair": self.pair}
+                "head": self.head, "pair": self.pair, **self.recorded}
 
 
 def task_metrics(cfg: TaskConfig) -> tuple[str, ...]:
@@ -135,7 +136,8 @@ def load_task(cfg: TaskConfig, data_dir: Optional[Path], seed: int = 1) -> Task:
     kind.check_labels(cfg, labels, {"train": train, "dev": dev, "test": test}, paths)
     return Task(name=cfg.name, type=cfg.type, labels=labels, train=train, dev=dev, test=test,
                 metrics=task_metrics(cfg), stats=stats, paths=paths, scheme=cfg.tag_scheme,
-                head=cfg.tagging_head if cfg.type == "tagging" else "softmax", pair=kind.pair(cfg))
+                head=cfg.tagging_head if cfg.type == "tagging" else "softmax", pair=kind.pair(cfg),
+                recorded=kind.recorded(cfg))
 
 
 def balance_labels(train: list[Example], seed: int, name: str) -> list[Example]:

@@ -155,6 +155,10 @@ class TaskKind(ABC):
     def default_metric(self, task) -> tuple[str, ...]:
         return self.default_metrics
 
+    def recorded(self, task) -> dict:
+        """Settings of ``task`` that its run records in tasks.json beside the labels (default none)."""
+        return {}
+
     def balances_labels(self, task) -> bool:
         """Whether ``balance_labels`` applies: each example has one label out of a set."""
         return False

@@ -178,6 +178,15 @@ class QAKind(TaskKind):
                 raise ValueError(f"{key}: only {{b}} and {{labels}} may appear in braces ({exc!r} in "
                                  f"{template!r}); write a literal brace as {{{{ or }}}}") from None
 
+    def recorded(self, task) -> dict:
+        """A task cast from labels records the question asked at evaluation (the first template,
+        the first answer-word set named as options) and those answer words."""
+        if task.format == "squad":
+            return {}
+        words = answer_word_sets(task)[0]
+        return {"question": question_templates(task)[0].replace("{labels}", options_text(words.values())),
+                "answer_words": words}
+
     def balances_labels(self, task) -> bool:
         return task.format != "squad"              # a task cast from labels answers with one per label
 
