@@ -174,7 +174,19 @@ def zero_shot(args, run_name: str) -> dict:
     run_dir = Path(args.work_dir) / run_name
     if not (run_dir / "results.json").is_file():
         return {}
-    run = load_run(run_dir)
+    # kept beside the run: asking thousands of questions takes minutes, and the run does not change
+    cache = Path(args.work_dir) / f"{run_name}.zero-shot.json"
+    key = {"examples": args.zero_shot_examples, "results": (run_dir / "results.json").read_text()}
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return saved["zero_shot"]
+    out = ask_zero_shot(args, run_name, load_run(run_dir))
+    cache.write_text(json.dumps({"key": key, "zero_shot": out}))
+    return out
+
+
+def ask_zero_shot(args, run_name: str, run) -> dict:
     lines = (Path(args.data_dir) / "fdu-mtl" / f"{ZERO_SHOT_DOMAIN}.task.test").read_text(errors="replace").splitlines()
     reviews = [(int(label), text, "") for label, text in (line.split("\t", 1) for line in lines if "\t" in line)]
     reviews = reviews[: args.zero_shot_examples]
