@@ -193,3 +193,10 @@ def test_balance_labels_repeats_the_rarer_labels(tmp_path):
         bad["tasks"][0].update({"type": kind, **extra, "balance_labels": True})
         with pytest.raises(ConfigError, match=r"tasks\[0\]\.balance_labels: a .* has no label per example"):
             load_config(raw=bad)
+
+
+def test_an_unquoted_yes_is_named(tmp_path):
+    import yaml
+    words = yaml.safe_load('[{"0": "low", "1": "high"}, {"0": no, "1": yes}]')     # YAML: false, true
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.answer_words\[1\]\.0: expected the answer as text, got False"):
+        load_config(raw=toy_config(tmp_path, words))

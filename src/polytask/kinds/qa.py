@@ -51,7 +51,7 @@ def question_templates(task) -> list[str]:
 def answer_word_sets(task) -> list[dict[str, str]]:
     """The task's answer-word sets (label -> answer text); the first is the evaluation's."""
     sets = task.answer_words if isinstance(task.answer_words, list) else [task.answer_words or {}]
-    return [{str(k): str(v) for k, v in words.items()} for words in sets]
+    return [{str(k): str(v) for k, v in words.items()} for words in sets if isinstance(words, dict)]
 
 
 def varied(task) -> bool:
@@ -150,6 +150,15 @@ class QAKind(TaskKind):
         if task.format == "squad":
             return
         templates, sets = question_templates(task), answer_word_sets(task)
+        given = task.answer_words if isinstance(task.answer_words, list) else [task.answer_words]
+        for j, words in enumerate(given):
+            key = f"{where}.answer_words" + (f"[{j}]" if isinstance(task.answer_words, list) else "")
+            if words is not None and not isinstance(words, dict):
+                raise ValueError(f"{key}: expected a mapping label -> answer text, got {words!r}")
+            for label, word in (words or {}).items():
+                if not isinstance(word, str):
+                    raise ValueError(f"{key}.{label}: expected the answer as text, got {word!r} (YAML reads yes, "
+                                     "no, true, false, on and off unquoted as true/false: quote them)")
         if not templates or not sets or not sets[0]:
             raise ValueError(f"{where}.question: a qa task read from a {task.format} file needs a question "
                              "template and answer_words (label -> answer)")
