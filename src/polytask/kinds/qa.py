@@ -272,16 +272,12 @@ class QAKind(TaskKind):
         """EM and SQuAD F1 against every gold answer; ``mcc`` (Matthews correlation, CoLA's
         metric) over the first gold answer and the predicted one as classes, after SQuAD's answer
         normalisation (an answer that is no answer word is a class of its own)."""
-        from ..evaluation.metrics import compute
         from ..evaluation.qa_metrics import normalize_answer
-        out = {}
-        for name in metrics:
-            if name == "mcc":
-                out[name] = compute(name, [normalize_answer(g[0]) if g else "" for g in gold],
-                                    [normalize_answer(p) for p in predictions], info or {})
-            else:
-                out[name] = compute(name, gold, predictions, info or {})
-        return out
+        out = super().score_against(gold, predictions, tuple(m for m in metrics if m != "mcc"), info or {})
+        if "mcc" in metrics:
+            out.update(super().score_against([normalize_answer(g[0]) if g else "" for g in gold],
+                                             [normalize_answer(p) for p in predictions], ("mcc",), info or {}))
+        return {name: out[name] for name in metrics}
 
     def gold(self, items: list[Encoded]) -> list:
         return [it.answers_text or [] for it in items]
