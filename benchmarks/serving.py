@@ -196,7 +196,7 @@ async def load_test(port: int, texts: dict[str, list[str]], clients: int, reques
     await holder
     ms = lambda values, q: round(1000 * percentile(values, q), 1)   # noqa: E731
     return {"clients": clients, "requests_per_client": requests, "requests": len(latencies),
-            "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 2),
+            "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 3),
             "requests_per_s": round(len(latencies) / wall, 1),
             "latency_ms": {"p50": ms(latencies, 50), "p90": ms(latencies, 90), "p99": ms(latencies, 99),
                            "max": round(1000 * max(latencies), 1)},
