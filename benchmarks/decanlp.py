@@ -107,6 +107,28 @@ PROBES = [  # (run, task, task settings changed, overrides, the run it changes, 
 ]
 
 
+# Does answer-word variety drive zero-shot answering? One joint run (seed 1) whose sentiment task
+# trains with these sets beside the config's eight: more single words, and answers of two words
+# (the held-out "thumbs down or thumbs up" needs one), none of them a held-out word.
+WIDE_SENTIMENT = [("horrible", "fantastic"), ("boring", "exciting"), ("hate", "love"), ("lousy", "superb"),
+                  ("dull", "brilliant"), ("mediocre", "outstanding"), ("weak", "strong"), ("sad", "glad"),
+                  ("one star", "five stars"), ("not recommended", "recommended"), ("not good", "very good"),
+                  ("bad book", "good book"), ("waste of money", "worth reading")]
+WIDE_RUN = "mqan-joint-wide-answers"
+
+
+def wide_answers_config(work: Path) -> str:
+    """The base config, its sentiment task trained with :data:`WIDE_SENTIMENT` as well."""
+    raw = yaml.safe_load((ROOT / BASE).read_text())
+    for task in raw["tasks"]:
+        if task["name"] == "sentiment":
+            task["answer_words"] = [*task["answer_words"], *({"0": a, "1": b} for a, b in WIDE_SENTIMENT)]
+    raw["output_dir"] = f"runs/decanlp/{WIDE_RUN}"
+    path = work / f"{WIDE_RUN}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
 def probe_configs(work: Path, overrides: list[str]) -> dict:
     out = {}
     for name, task, change, extra, _, what in PROBES:
@@ -266,6 +288,26 @@ def zero_shot_markdown(shots: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wide_answers_markdown(wide: dict, shots: list[dict]) -> str:
+    """The wider-answer-sets run's zero-shot rows beside the same questions to the joint runs (one
+    seed against the spread of two: a difference inside that spread is not a result)."""
+    if not wide:
+        return ""
+    lines = ["", f"More answer-word sets ({WIDE_RUN}, seed {SEEDS[0]}: sentiment trained with "
+             f"{8 + len(WIDE_SENTIMENT)} sets, {len(WIDE_SENTIMENT)} of them beside the config's 8), the same "
+             "zero-shot questions; the joint runs' accuracies beside (seeds " + ", ".join(map(str, SEEDS)) + "):", "",
+             "| question | accuracy | joint runs | answered with an option | from question | most frequent answers |",
+             "|---|---|---|---|---|---|"]
+    for row in [*wide["sentiment"], {"kind": wide["held_out_task"]["name"], **wide["held_out_task"]}]:
+        same = [r["accuracy"] for s in shots
+                for r in [*s["sentiment"], s["held_out_task"]]
+                if r["question"] == row["question"]]
+        top = "; ".join(f"{a[:30]} ({n})" for a, n in list(row["answers"].items())[:3])
+        lines.append(f"| {row['question']} | {row['accuracy']:.2f} | {' / '.join(f'{v:.2f}' for v in same) or '–'} | "
+                     f"{row['answered_with_an_option']:.2f} | {row['switches']['from_question']} | {top} |")
+    return "\n".join(lines) + "\n"
+
+
 def targets(runs: list[dict], shots: list[dict], single: str) -> str:
     """The issue's targets on the seed means, each met or missed."""
     by = {r["name"]: r for r in runs}
@@ -334,6 +376,10 @@ def main() -> None:
         "mqan-anti-curriculum": (BASE, [*joint, "trainer.pretrain_tasks=[squad]", f"trainer.pretrain_steps={pretrain}"],
                                  {"model": "mqan", "schedule": f"SQuAD only for {pretrain} steps, then cyclic",
                                   **label}),
+        WIDE_RUN: (wide_answers_config(Path(args.work_dir)), [*joint, f"seed={SEEDS[0]}"],
+                   {"model": "mqan", "schedule": "cyclic (one batch per task in turn)", "seed": SEEDS[0],
+                    "answer_words": f"sentiment: {8 + len(WIDE_SENTIMENT)} sets (the config's 8 and "
+                                    f"{len(WIDE_SENTIMENT)} more, 5 of them two or more words)", **label}),
         "seq2seq-joint": (BASE, [*joint, "model.architecture=seq2seq"], {"model": "seq2seq", **label}),
         **({"mqan-joint-pretrained": (BASE, [*joint, f"model.pretrained={args.pretrained}", "model.freeze=all"],
                                       {"model": f"mqan + {args.pretrained} (frozen)", **label})}
@@ -370,6 +416,7 @@ def main() -> None:
                         "params": sum(r["params"] for r in singles), "steps": sum(r["steps"] for r in singles),
                         "decathlon_score": round(sum(single.values()), 2)})
     shots = [shot for shot in (zero_shot(args, n) for n in JOINT_RUNS) if shot]
+    wide = zero_shot(args, WIDE_RUN)
     if args.scale == "cpu":
         what = (f"the reduced CPU setting: {', '.join(scale['model'] + scale['joint'])}; "
                 f"single-task runs {', '.join(scale['single'])}")
@@ -392,6 +439,7 @@ def main() -> None:
                       f"{mean_std(jt)} |\n")
     extra += probes_markdown(results + probes)
     extra += zero_shot_markdown(shots)
+    extra += wide_answers_markdown(wide, shots)
     batch = scaled.data.batch_size
     extra += "\n| run | training examples/s (batches of " + str(batch) + ") |\n|---|---|\n" + "".join(
         f"| {r['name']} | {r['steps'] * batch / r['train_s']:.1f} |\n" for r in results if r.get("train_s"))
@@ -399,6 +447,7 @@ def main() -> None:
     report = write_report(args, "decanlp", "squad: F1; other tasks: exact match", results, PUBLISHED, None, extra,
                           baseline=baseline)
     report["zero_shot"] = shots
+    report["zero_shot_wide_answers"] = wide
     report["classifiers"] = classifiers
     report["probes"] = probes
     (Path(args.results_dir) / "decanlp.json").write_text(json.dumps(report, indent=1))
