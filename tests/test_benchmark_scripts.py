@@ -303,6 +303,23 @@ def test_decanlp_targets_from_hand_made_runs():
     assert targets(runs[2:], [], "single") == ""
 
 
+def test_decanlp_wide_answers_config_keeps_the_held_out_words_out(tmp_path: Path):
+    """The wider-answer-sets run trains with more sentiment sets, its evaluation set first as in the
+    base config, and never answers with a word the zero-shot protocol holds out."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from decanlp import ZERO_SHOT_WORDS, wide_answers_config
+    from polytask.config import load_config
+    cfg = load_config(wide_answers_config(tmp_path))
+    base = load_config(ROOT / "configs" / "decanlp" / "mini-decathlon.yaml")
+    wide = next(t for t in cfg.tasks if t.name == "sentiment")
+    before = next(t for t in base.tasks if t.name == "sentiment")
+    assert len(wide.answer_words) > len(before.answer_words) and wide.answer_words[0] == before.answer_words[0]
+    assert any(" " in w for s in wide.answer_words for w in s.values())           # two-word answers trained
+    trained = {w for t in cfg.tasks if isinstance(t.answer_words, list) for s in t.answer_words for w in s.values()}
+    held = {w for pair in ZERO_SHOT_WORDS for w in pair} | {"related", "unrelated"}
+    assert not trained & held and {t.name for t in cfg.tasks} == {t.name for t in base.tasks}
+
+
 def test_transformer_sharing_targets_from_hand_made_runs():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from transformer_sharing import targets
