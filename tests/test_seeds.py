@@ -75,8 +75,11 @@ def test_ctrl_c_stops_every_seed_at_a_checkpoint(tmp_path: Path, data_dir: Path)
     raw = make_raw_config(data_dir, tmp_path / "system", max_steps=3000, eval_every=5)
     config = write_yaml(raw, tmp_path / "experiment.yaml")
     env = {**os.environ, "PYTHONPATH": str(Path(polytask.__file__).resolve().parents[1])}
+    # Ctrl-C as at a terminal: a test runner started in the background (``cmd &``) passes SIGINT on
+    # ignored, and Python then keeps it ignored, as it should for a user's ``nohup polytask ... &``
     proc = subprocess.Popen([sys.executable, "-m", "polytask.cli", "train", str(config), "--seeds", "1,2",
-                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     states = [tmp_path / "system" / f"seed-{s}" / "last" / "state.json" for s in (1, 2)]
     deadline = time.monotonic() + 120
     while not all(s.is_file() for s in states) and time.monotonic() < deadline and proc.poll() is None:
