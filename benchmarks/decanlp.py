@@ -331,8 +331,14 @@ def targets(runs: list[dict], shots: list[dict], single: str) -> str:
         score = mean([r["decathlon_score"] for r in joint])
         if "seq2seq-joint" in by:
             s2s = by["seq2seq-joint"]["decathlon_score"]
+            scores = [r["decathlon_score"] for r in joint]
+            spread = (sum((x - score) ** 2 for x in scores) / (len(scores) - 1)) ** 0.5 if len(scores) > 1 else None
+            said = "" if spread is None else (
+                f"; MQAN's seeds spread ± {spread:.2f}, seq2seq one seed: "
+                + ("not distinguishable at this sample size" if abs(score - s2s) < 2 * spread
+                   else "more than twice the seeds' spread"))
             lines.append(f"- MQAN's decathlon score above seq2seq's: {'met' if score > s2s else 'missed'} "
-                         f"({score:.2f} vs {s2s:.2f})")
+                         f"({score:.2f} vs {s2s:.2f}){said}")
         if single in by:
             ref = by[single]["decathlon_score"]
             lines.append(f"- MQAN's decathlon score within 5% of the single-task runs' sum: "

@@ -298,8 +298,12 @@ def test_decanlp_targets_from_hand_made_runs():
     assert "above the majority class: missed (74.00% vs 77.00%)" in md
     assert "(MCC > 0): met (MCC 0.040)" in md and "RTE at least 55: met (54.50)" not in md
     assert "RTE at least 55: missed (54.50)" in md
-    assert "above seq2seq's: missed (295.00 vs 296.00)" in md
+    assert "above seq2seq's: missed (295.00 vs 296.00); MQAN's seeds spread ± 7.07, seq2seq one seed: " \
+           "not distinguishable at this sample size" in md
     assert "within 5% of the single-task runs' sum: met (295.00 vs 310.00, -4.8%)" in md
+    runs[2]["decathlon_score"] = 270.0
+    assert "above seq2seq's: met (295.00 vs 270.00); MQAN's seeds spread ± 7.07, seq2seq one seed: more than " \
+           "twice the seeds' spread" in targets(runs, [], "single")
     assert targets(runs[2:], [], "single") == ""
 
 
