@@ -3,8 +3,8 @@ status, micro-batching, concurrent clients, and a client that holds back its bod
 from __future__ import annotations
 
 import json
+import re
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -223,6 +223,22 @@ def test_a_shared_batch_never_exceeds_max_items():
     assert calls == [["a", "b", "c"], ["d", "e", "f", "g"]]
 
 
+def _read_reply(sock: socket.socket) -> str:
+    """One whole HTTP reply: its head and a body of Content-Length bytes (they may come in
+    separate segments), or what came before the server closed the connection."""
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = re.search(rb"content-length: *(\d+)", head, re.I)
+            if length and len(body) >= int(length.group(1)):
+                return data.decode()
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data.decode()
+        data += chunk
+
+
 def test_health_answers_while_a_client_holds_back_its_body(run):
     with live_server(create_app(run, ServeLimits(body_timeout=3.0))) as url:
         port = int(url.rsplit(":", 1)[1])
@@ -237,7 +253,7 @@ def test_health_answers_while_a_client_holds_back_its_body(run):
         assert health.status_code == 200 and waited < 0.5, waited
         assert answer.status_code == 200
         slow.settimeout(10)
-        reply = slow.recv(4096).decode()           # after --body-timeout, the slow client gets a 408
+        reply = _read_reply(slow)                  # after --body-timeout, the slow client gets a 408
         slow.close()
     assert reply.startswith("HTTP/1.1 408") and "did not arrive within 3 s" in reply
 
@@ -261,7 +277,6 @@ def test_a_bad_limit_names_its_option(served_run, capsys):
 def test_serve_with_two_workers(served_run):
     """``polytask serve --workers 2``: two processes on one socket, each with the model."""
     import os
-    import re
     import signal
     import subprocess
     import sys
