@@ -38,6 +38,7 @@ unseen question means what "positive" meant in training.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections import Counter
 from pathlib import Path
@@ -294,7 +295,8 @@ def wide_answers_markdown(wide: dict, shots: list[dict]) -> str:
     if not wide:
         return ""
     lines = ["", f"More answer-word sets ({WIDE_RUN}, seed {SEEDS[0]}: sentiment trained with "
-             f"{8 + len(WIDE_SENTIMENT)} sets, {len(WIDE_SENTIMENT)} of them beside the config's 8), the same "
+             f"{len(TRAINED_SENTIMENT) + len(WIDE_SENTIMENT)} sets, {len(WIDE_SENTIMENT)} of them beside the "
+             f"config's {len(TRAINED_SENTIMENT)}), the same "
              "zero-shot questions; the joint runs' accuracies beside (seeds " + ", ".join(map(str, SEEDS)) + "):", "",
              "| question | accuracy | joint runs | answered with an option | from question | most frequent answers |",
              "|---|---|---|---|---|---|"]
@@ -332,7 +334,7 @@ def targets(runs: list[dict], shots: list[dict], single: str) -> str:
         if "seq2seq-joint" in by:
             s2s = by["seq2seq-joint"]["decathlon_score"]
             scores = [r["decathlon_score"] for r in joint]
-            spread = (sum((x - score) ** 2 for x in scores) / (len(scores) - 1)) ** 0.5 if len(scores) > 1 else None
+            spread = statistics.stdev(scores) if len(scores) > 1 else None
             said = "" if spread is None else (
                 f"; MQAN's seeds spread ± {spread:.2f}, seq2seq one seed: "
                 + ("not distinguishable at this sample size" if abs(score - s2s) < 2 * spread
@@ -384,8 +386,10 @@ def main() -> None:
                                   **label}),
         WIDE_RUN: (wide_answers_config(Path(args.work_dir)), [*joint, f"seed={SEEDS[0]}"],
                    {"model": "mqan", "schedule": "cyclic (one batch per task in turn)", "seed": SEEDS[0],
-                    "answer_words": f"sentiment: {8 + len(WIDE_SENTIMENT)} sets (the config's 8 and "
-                                    f"{len(WIDE_SENTIMENT)} more, 5 of them two or more words)", **label}),
+                    "answer_words": f"sentiment: {len(TRAINED_SENTIMENT) + len(WIDE_SENTIMENT)} sets (the "
+                                    f"config's {len(TRAINED_SENTIMENT)} and {len(WIDE_SENTIMENT)} more, "
+                                    f"{sum(' ' in a + b for a, b in WIDE_SENTIMENT)} of them two or more words)",
+                    **label}),
         "seq2seq-joint": (BASE, [*joint, "model.architecture=seq2seq"], {"model": "seq2seq", **label}),
         **({"mqan-joint-pretrained": (BASE, [*joint, f"model.pretrained={args.pretrained}", "model.freeze=all"],
                                       {"model": f"mqan + {args.pretrained} (frozen)", **label})}
