@@ -459,3 +459,27 @@ def test_hand_loop_resumes_exactly(tmp_path: Path):
     a, b = (torch.load(tmp_path / f"{n}.json.state.pt", weights_only=False) for n in ("whole", "parts"))
     assert a["step"] == b["step"] == 4
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_quick_look_benchmark_smoke(tmp_path: Path):
+    cmd = [sys.executable, "benchmarks/quick_look.py", "--data-dir", str(data_dir()), "--work-dir", str(tmp_path / "work"),
+           "--results-dir", str(tmp_path / "results"), *TINY]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / "quick-look.json").read_text())
+    quick, full = report["runs"]
+    assert (quick["name"], full["name"]) == ("quick look", "full run") and quick["steps"] == full["steps"] == 2
+    for run in (quick, full):
+        # evaluation is timed inside the run: part of its wall time, apart from training
+        assert 0 < run["eval_s"] < run["wall_s"] - run["train_s"] + 0.1
+        assert run["eval_share"] == pytest.approx(run["eval_s"] / run["wall_s"], abs=2e-3)
+    # the quick look is timed around its process: start-up and reading the data come on top of the run's own time
+    assert quick["wall_s"] > quick["run_wall_s"]
+    quick_target, eval_target = report["targets"]
+    assert quick_target["met"] == (quick["wall_s"] <= 90)
+    assert eval_target["met"] == (full["eval_share"] <= 0.10)
+    # a second call reuses the finished full run and times a fresh quick look
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "reusing" in proc.stdout

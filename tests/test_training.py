@@ -140,13 +140,17 @@ def test_resume_continues_exactly(tmp_path, data_dir):
     part["output_dir"] = str(tmp_path / "resumed")
     part["trainer"]["max_steps"] = 40
     runner.train(load_config(raw=part), quiet=True)
-    earlier = json.loads((tmp_path / "resumed/last/state.json").read_text())["wall_seconds"]
+    first = json.loads((tmp_path / "resumed/last/state.json").read_text())
+    earlier, earlier_eval = first["wall_seconds"], first["eval_seconds"]
+    assert earlier_eval > 0
     part["trainer"]["max_steps"] = 60
     t0 = time.perf_counter()
     resumed_results = runner.train(load_config(raw=part), resume=True, quiet=True)
     took = time.perf_counter() - t0
     # the run's wall time counts the first process too (20 steps take less than the first 40 did)
     assert earlier + 0.5 * took < resumed_results["wall_seconds"] <= earlier + took
+    # evaluation time too: the first process's two dev scorings, then this one's and the final scoring
+    assert earlier_eval < resumed_results["eval_seconds"] < resumed_results["wall_seconds"] - resumed_results["train_seconds"]
 
     full = read_weights(tmp_path / "full/last/model.safetensors")
     resumed = read_weights(tmp_path / "resumed/last/model.safetensors")

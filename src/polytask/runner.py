@@ -117,11 +117,13 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
         return summary
     trainer.load_best()
     itos = getattr(vocab, "itos", None)
+    t0 = time.perf_counter()
     dev_metrics = _kept_dev_metrics(run_dir, dev_items)
     if dev_metrics is None:
         dev_metrics = evaluate_metrics(model, dev_items, cfg.data.eval_batch_size, trainer.device, info, itos)
     test_metrics, test_pairs = evaluate_with_predictions(model, test_items, cfg.data.eval_batch_size,
                                                          trainer.device, info, itos)
+    summary["eval_seconds"] = summary.get("eval_seconds", 0.0) + time.perf_counter() - t0
     with ckpt.writing(run_dir / "predictions", "the test predictions"):
         write_predictions(run_dir, "test", test_pairs)
     dev, test = primary(dev_metrics), primary(test_metrics)

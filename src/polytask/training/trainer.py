@@ -140,6 +140,7 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self.train_seconds = 0.0
+        self.eval_seconds = 0.0              # scoring dev during training (the runner adds the final scoring)
         self.running_losses: dict[str, list[float]] = {}   # per task, since the last evaluation
         self.nonfinite_skipped = 0           # batches skipped for a non-finite loss, since the last evaluation
         self.checkpoint_step: Optional[int] = None   # the step last/ holds (None: none written yet)
@@ -293,8 +294,10 @@ class Trainer:
             return {}                           # rank 0 evaluates; _follow_rank0 brings its decisions
         # every metric (what evaluate_model computes anyway): the selection keeps them with best/
         # so that the runner need not score dev again (see polytask.runner._kept_dev_metrics)
+        t0 = time.perf_counter()
         self.last_dev_metrics = evaluate_metrics(self.model, self.dev_items, self.cfg.data.eval_batch_size,
                                                  self.device, self.task_info, getattr(self.vocab, "itos", None))
+        self.eval_seconds += time.perf_counter() - t0
         dev = primary(self.last_dev_metrics)
         record = {"step": self.step, "event": "eval",
                   "train_loss": {k: sum(v) / len(v) for k, v in self.running_losses.items()},
@@ -343,7 +346,8 @@ class Trainer:
         summary: dict = {"steps": self.step}
         self.callbacks.on_train_end(self, summary)
         peak = self.peak_rss_mb()
-        summary.update({"train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
+        summary.update({"train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+                        "wall_seconds": self.wall_seconds(),
                         "train_tokens_per_s": self.tokens / max(self.train_seconds, 1e-9),
                         "peak_rss_mb": peak_rss_mb() if peak is None else peak,
                         "peak_rss_covers_run": peak is not None})
@@ -372,6 +376,7 @@ class Trainer:
                 "schedule": self.schedule.state_dict(),
                 "iterators": {t: it.state_dict() for t, it in self.iterators.items()},
                 "finished": self.finished, "tokens": self.tokens, "train_seconds": self.train_seconds,
+                "eval_seconds": self.eval_seconds,
                 "wall_seconds": self.wall_seconds(), "peak_rss_mb": self.peak_rss_mb(),
                 "weighting": self.weighting.extra_state(), "running_losses": self.running_losses,
                 "nonfinite_skipped": self.nonfinite_skipped, "world_size": self.group.world_size}
@@ -411,6 +416,7 @@ class Trainer:
         self.step, self.finished, self.tokens = state["step"], state["finished"], state["tokens"]
         self.checkpoint_step = self.step
         self.train_seconds = state["train_seconds"]
+        self.eval_seconds = state.get("eval_seconds", 0.0)     # absent in checkpoints of older code
         self.running_losses = {task: list(v) for task, v in state.get("running_losses", {}).items()}
         self.nonfinite_skipped = state.get("nonfinite_skipped", 0)
         self.earlier_wall_seconds = state.get("wall_seconds", 0.0)
