@@ -359,6 +359,29 @@ def test_every_epoch_covers_each_example_once(bucket):
     assert epochs[0] != epochs[1]                   # a fresh order per epoch
 
 
+def test_default_bucket_window_reshuffles_batches_every_epoch():
+    """With the default window, which texts share a batch changes from one epoch to the next (a
+    window as large as the task's data sorts it alike every epoch), at little padding cost."""
+    from itertools import combinations
+    from polytask.config import DataConfig
+    rng = random.Random(3)
+    # review-like lengths (log-normal, as FDU-MTL's books domain), cut at data.max_length
+    lengths = [min(400, max(1, int(rng.lognormvariate(4.7, 0.85)))) for _ in range(1400)]
+    data = [Encoded([2] * n, None, i % 2) for i, n in enumerate(lengths)]
+
+    def pairs_and_padding(window: int) -> tuple[float, float]:
+        it = TaskBatchIterator("a", data, 32, seed=1, bucket=True, window=window)
+        epochs = [[next(it).index for _ in range(it.batches_per_epoch)] for _ in range(2)]
+        shared = [{p for batch in epoch for p in combinations(sorted(batch), 2)} for epoch in epochs]
+        padded = sum(len(b) * max(lengths[i] for i in b) for b in epochs[0])
+        return len(shared[0] & shared[1]) / len(shared[0]), padded / sum(lengths)
+
+    again, padding = pairs_and_padding(DataConfig().bucket_window)
+    assert again < 0.2 and padding < 1.25
+    whole_again, whole_padding = pairs_and_padding(1400 // 32 + 1)
+    assert whole_again > 0.4 and whole_padding < padding
+
+
 def test_iterator_order_depends_on_seed_and_task():
     data = items(40)
 

@@ -170,7 +170,7 @@ def text_batch(task: str, items: list[Encoded], index: Optional[list[int]] = Non
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random,
-                     window: int = 50) -> list[list[int]]:
+                     window: int = 8) -> list[list[int]]:
     """Shuffle, sort by length inside windows of ``window`` batches, cut, shuffle the batches.
 
     Batches hold examples of similar length (little padding) while the order stays random.
@@ -197,7 +197,7 @@ class TaskBatchIterator:
     ``share`` 0 (its loss then weighs nothing)."""
 
     def __init__(self, task: str, items: list[Encoded], batch_size: int, seed: int,
-                 bucket: bool = True, window: int = 50, collate: Optional[Callable] = None,
+                 bucket: bool = True, window: int = 8, collate: Optional[Callable] = None,
                  rank: int = 0, world_size: int = 1):
         if not items:
             raise ValueError(f"task {task!r} has no training examples")
