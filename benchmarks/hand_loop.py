@@ -77,6 +77,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--exact-backward", action="store_true",
                     help="pack the batches, so the backward LSTM never reads padding")
+    ap.add_argument("--run-dir", default="",
+                    help="also write the test predictions there as a polytask run does (tasks.json, "
+                         "predictions/test.jsonl), so that polytask report can pair them with a run's")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,18 +102,19 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
+    predicted: dict[str, list[int]] = {}          # the last accuracy() call's predictions, per domain
+
     def accuracy(split: str) -> dict[str, float]:
         model.eval()
         out = {}
         with torch.no_grad():
             for k, d in enumerate(DOMAINS):
                 rows = enc[d][split]
-                correct = 0
+                predicted[d] = []
                 for i in range(0, len(rows), 100):
                     chunk = rows[i:i + 100]
-                    pred = model(pad([s for _, s in chunk]), k).argmax(-1)
-                    correct += int((pred == torch.tensor([y for y, _ in chunk])).sum())
-                out[d] = 100.0 * correct / len(rows)
+                    predicted[d] += model(pad([s for _, s in chunk]), k).argmax(-1).tolist()
+                out[d] = 100.0 * sum(p == y for p, (y, _) in zip(predicted[d], rows)) / len(rows)
         model.train()
         return out
 
@@ -158,6 +162,15 @@ def main() -> None:
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
               "params": sum(p.numel() for p in model.parameters()), "steps": args.steps, "dev_curve": curve,
               "exact_backward": args.exact_backward}
+    if args.run_dir:                              # the format of polytask's predictions/test.jsonl
+        run = Path(args.run_dir)
+        (run / "predictions").mkdir(parents=True, exist_ok=True)
+        (run / "tasks.json").write_text(json.dumps({d: {"type": "classification", "labels": ["0", "1"],
+                                                        "metrics": ["accuracy"]} for d in DOMAINS}, indent=1))
+        with (run / "predictions" / "test.jsonl").open("w") as f:
+            for d in DOMAINS:
+                for i, (p, (y, _)) in enumerate(zip(predicted[d], enc[d]["test"])):
+                    f.write(json.dumps({"task": d, "index": i, "gold": y, "prediction": p}) + "\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "test"}))

@@ -45,7 +45,8 @@ NOT_RUN = {
     "python benchmarks/serving.py --data-dir ../shared/data":
         "a load test of minutes on FDU-MTL; tests/test_benchmark_scripts.py runs it on a tiny run",
     "python benchmarks/fdu_mtl.py --data-dir ../shared/data":
-        "a benchmark of hours; tests/test_benchmark_scripts.py runs it on the real data",
+        "a benchmark of days on this CPU; tests/test_benchmark_scripts.py runs its seeds, the hand loop and the "
+        "report on tiny FDU-like data",
     **{command: "MiniLM fine-tuning on GLUE, hours on a CPU; tests/test_glue_configs.py loads every GLUE config "
                 "on the real data and tests/test_benchmark_scripts.py runs the benchmark for two steps"
        for command in ("polytask train configs/glue/rte.yaml --data-dir ../shared/data",
