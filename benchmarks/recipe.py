@@ -10,7 +10,9 @@ seeds, every seed's figures and the dev curve (mean over seeds at each evaluatio
     python benchmarks/recipe.py --data-dir ../shared/data --runs hand-settings-s1,hand-settings-s2
 
 Runs are resumable and reused (``--work-dir``, default benchmarks/work/recipe); ``--only-report``
-rewrites the report from the finished runs.
+rewrites the report from the finished runs. The plain hand loop's seeds are the FDU-MTL benchmark's
+own ``hand-loop-s<seed>`` runs (``--fdu-work-dir``, default benchmarks/work/fdu-mtl), trained once for
+both reports.
 """
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def hand_loop_run(args, name: str, extra: list[str], seed: int):
             return None
         record_commit(args.work_dir, name)
         cmd = [sys.executable, "benchmarks/hand_loop.py", "--data-dir", str(Path(args.data_dir).resolve()),
-               "--seed", str(seed), "--threads", str(args.threads), "--out", str(out), *extra]
+               "--seed", str(seed), "--threads", str(args.threads), "--steps", str(args.hand_steps), "--out", str(out),
+               *extra]
         print(f"[bench] {name}: {' '.join(cmd)}", flush=True)
         with (Path(args.work_dir) / f"{name}.log").open("a") as log:
             subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -69,6 +72,20 @@ def hand_loop_run(args, name: str, extra: list[str], seed: int):
             "dev_curve": res.get("dev_curve", {}), "code_commit": run_commit(args.work_dir, name)}
 
 
+def shared_hand_loop_run(args, seed: int):
+    """The plain hand loop's seed ``seed`` is the FDU-MTL benchmark's own run (``fdu_mtl.py``'s
+    ``hand-loop-s<seed>`` in ``--fdu-work-dir``): trained once, by whichever benchmark gets to it first."""
+    import argparse
+    from fdu_mtl import hand_loop_run as fdu_hand_loop_run
+    fdu_args = argparse.Namespace(work_dir=args.fdu_work_dir, data_dir=args.data_dir, threads=args.threads,
+                                  only_report=args.only_report, hand_steps=args.hand_steps)
+    row = fdu_hand_loop_run(fdu_args, seed)
+    if row is not None:
+        res = json.loads((Path(args.fdu_work_dir) / f"hand-loop-s{seed}" / "results.json").read_text())
+        row.update({"architecture": "hand loop", "dev_curve": res.get("dev_curve", {})})
+    return row
+
+
 def all_runs(args) -> dict:
     runs: dict = {}
     for variant, (overrides, note) in VARIANTS.items():
@@ -77,7 +94,11 @@ def all_runs(args) -> dict:
                                           {"variant": variant, "note": note})
     for variant, (extra, _) in HAND_LOOPS.items():
         for seed in SEEDS:
-            runs[f"{variant}-s{seed}"] = (lambda v=variant, e=extra, s=seed: hand_loop_run(args, f"{v}-s{s}", e, s))
+            if variant == "hand-loop":
+                runs[f"{variant}-s{seed}"] = lambda s=seed: shared_hand_loop_run(args, s)
+            else:
+                runs[f"{variant}-s{seed}"] = (lambda v=variant, e=extra, s=seed:
+                                              hand_loop_run(args, f"{v}-s{s}", e, s))
     return runs
 
 
@@ -127,6 +148,11 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     ap = suite_argument_parser(__doc__, "benchmarks/work/recipe")
+    ap.add_argument("--fdu-work-dir", default=str(ROOT / "benchmarks" / "work" / "fdu-mtl"),
+                    type=lambda p: str(Path(p).resolve()),
+                    help="the FDU-MTL benchmark's work directory, whose hand-loop-s<seed> runs the plain "
+                         "hand loop variant shares (default: benchmarks/work/fdu-mtl)")
+    ap.add_argument("--hand-steps", type=int, default=6000)
     args = ap.parse_args()
     runs = all_runs(args)
     rows = run_suite(args, runs)

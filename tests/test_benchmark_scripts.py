@@ -508,3 +508,34 @@ def test_quick_look_benchmark_smoke(tmp_path: Path):
     # a second call reuses the finished full run and times a fresh quick look
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "reusing" in proc.stdout
+
+
+@pytest.mark.slow
+def test_recipe_benchmark_smoke(tmp_path: Path):
+    """A polytask variant over two seeds and both hand loops; the plain hand loop's run is the FDU-MTL
+    benchmark's (trained into its work directory, and reused by it)."""
+    data = tiny_fdu(tmp_path / "data")
+    fdu_work = tmp_path / "fdu-work"
+    cmd = [sys.executable, "benchmarks/recipe.py", "--data-dir", str(data), "--work-dir", str(tmp_path / "work"),
+           "--fdu-work-dir", str(fdu_work), "--results-dir", str(tmp_path / "results"), "--runs",
+           "default-s1,default-s2,hand-loop-s1,hand-loop-exact-s1", "--hand-steps", "4", "--jobs", "2",
+           "trainer.max_steps=4", "trainer.eval_every=2", "model.encoder.hidden_dim=8", "model.embedding_dim=8",
+           "data.max_length=20"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "results" / "recipe.json").read_text())
+    rows = {r["name"]: r for r in report["runs"]}
+    assert set(rows) == {"default-s1", "default-s2", "hand-loop-s1", "hand-loop-exact-s1"}
+    assert (fdu_work / "hand-loop-s1" / "results.json").is_file() and not (tmp_path / "work" / "hand-loop-s1").exists()
+    assert rows["hand-loop-exact-s1"]["overrides"] == ["--exact-backward"]
+    assert rows["default-s2"]["seeds"] == [2] and set(rows["hand-loop-s1"]["dev_curve"]) == {"4"}   # evaluated at its last step
+    md = (tmp_path / "results" / "recipe.md").read_text()
+    import statistics
+    dev = statistics.mean([rows["default-s1"]["dev_avg"], rows["default-s2"]["dev_avg"]])
+    assert f"| default | 2 | {dev:.2f} ± " in md and "| hand-loop | 1 | " in md
+    # the FDU-MTL benchmark reuses the hand loop's run
+    proc = subprocess.run([sys.executable, "benchmarks/fdu_mtl.py", "--data-dir", str(data), "--work-dir", str(fdu_work),
+                           "--results-dir", str(tmp_path / "results"), "--runs", "hand-loop-s1", "--only-report"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["name"] for r in json.loads((tmp_path / "results" / "fdu-mtl.json").read_text())["runs"]] == ["hand-loop"]
