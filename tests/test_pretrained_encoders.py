@@ -462,3 +462,22 @@ def test_a_last_word_the_tokenizer_drops_is_still_a_kept_word():
     assert kept == 2 and starts == [1, 1] and len(ids) == 3          # [CLS] hello [SEP]
     ids, starts, kept = vocab.encode_words(Example(tokens=["a"] * 10, words=["a"] * 10), 6)
     assert kept == 4 and starts == [1, 2, 3, 4]                       # cut: [CLS] a a a a [SEP]
+
+
+def test_tagging_scores_every_word_of_a_sentence_longer_than_max_length(tmp_path, bert):
+    """With max_length shorter than the test sentences (in sub-tokens), dev and test are scored on
+    every word: each sentence is tagged in pieces, its prediction as long as the sentence, and the
+    reported accuracy is the share of all test words tagged right."""
+    from polytask.evaluation.predictions import read_predictions
+    raw = tagging_raw(tmp_path, bert, "hard_sharing")
+    raw["data"] = {**raw.get("data", {}), "max_length": 6}      # [CLS] + 4 sub-tokens + [SEP]
+    results = train(load_config(raw=raw), quiet=True)
+    gold, pred = read_predictions(Path(raw["output_dir"]))["t"]
+    assert [len(g) for g in gold] == [5] * 20 and [len(p) for p in pred] == [5] * 20   # 5 words each
+    right = sum(g == p for gs, ps in zip(gold, pred) for g, p in zip(gs, ps))
+    assert results["test"]["t"] == pytest.approx(100.0 * right / 100)
+    assert results["test"]["t"] >= 90.0, results          # the pieces after the first are tagged well too
+    # polytask evaluate reads the test file the same way
+    from polytask.runner import evaluate
+    assert evaluate(raw["output_dir"], split="test", data_dir=tmp_path / "data")["t"]["accuracy"] == \
+        pytest.approx(results["test"]["t"])

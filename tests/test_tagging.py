@@ -149,3 +149,25 @@ def test_shared_memory_tags_every_step(tagging_config: dict):
     run = load_run(cfg.output_dir)
     (pred,) = predict_tagging(run, "chunk", ["the dog runs"])
     assert pred["tags"] == ["B-NP", "I-NP", "B-VP"]
+
+
+def test_sentences_longer_than_max_length_are_scored_on_every_word(tagging_config: dict):
+    """data.max_length 4 words against test sentences of 3 and 7: the 7-word ones are tagged in two
+    pieces, and the test accuracy counts all their words (as the CLI's predict tags them)."""
+    from polytask.evaluation.predictions import read_predictions
+    tagging_config["data"] = {**tagging_config.get("data", {}), "max_length": 4}
+    cfg = load_config(raw=tagging_config)
+    results = train(cfg, quiet=True)
+    gold, pred = read_predictions(Path(cfg.output_dir))["pos"]
+    lengths = [len(block.splitlines()) for block in
+               (Path(tagging_config["data_dir"]) / "chunk.test").read_text().split("\n\n")[1:] if block.strip()]
+    assert [len(g) for g in gold] == [len(p) for p in pred] == lengths and 7 in lengths
+    right = sum(g == p for gs, ps in zip(gold, pred) for g, p in zip(gs, ps))
+    assert results["test"]["pos"] == pytest.approx(100.0 * right / sum(lengths))
+    assert results["test"]["pos"] >= 95.0, results
+    run = load_run(cfg.output_dir)
+    long = next(i for i, n in enumerate(lengths) if n == 7)
+    labels = json.loads((Path(cfg.output_dir) / "tasks.json").read_text())["pos"]["labels"]
+    words = (Path(tagging_config["data_dir"]) / "chunk.test").read_text().split("\n\n")[1:][long].split("\n")
+    [record] = predict(run, "pos", [[w.split()[0] for w in words if w.strip()]])
+    assert record["tags"] == [labels[t] for t in pred[long]]

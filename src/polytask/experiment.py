@@ -111,7 +111,10 @@ def task_specs(tasks: dict[str, Task]) -> list[TaskSpec]:
 
 def encode_split(task: Task, split: str, vocab: Vocab, max_length: int,
                  char_vocab: Optional[Vocab] = None) -> list[Encoded]:
-    return task.kind.encode(task.split(split), vocab, task.labels, max_length, char_vocab)
+    """A split's encoded examples: training examples cut to ``max_length``, dev and test examples
+    as their kind scores them (tagging: every word, long sentences in pieces)."""
+    encode = task.kind.encode if split == "train" else task.kind.encode_scored
+    return encode(task.split(split), vocab, task.labels, max_length, char_vocab)
 
 
 def make_model(cfg: ExperimentConfig, specs: list[TaskSpec], vocab: Vocab, data_dir: Optional[Path],

@@ -401,28 +401,17 @@ def _finite(records: list[dict]) -> list[dict]:
 
 def _predict_tagging(run: LoadedRun, task: str, tcfg, examples: list[Example]) -> list[dict]:
     """Tags for each sentence; sentences longer than ``data.max_length`` (words, or a pretrained
-    tokenizer's sub-tokens) are tagged in consecutive pieces. The records keep the sentence's own
-    tokens (not lowercased)."""
+    tokenizer's sub-tokens) are tagged in consecutive pieces (the tagging kind's ``encode_scored``,
+    as dev and test are scored). The records keep the sentence's own tokens (not lowercased)."""
     info, kind = run.task_info[task], get_kind("tagging")
-    limit = run.cfg.data.max_length
-    items, owner = [], []
-    for i, ex in enumerate(examples):
-        model_toks = [t.lower() for t in ex.tokens] if tcfg.lowercase else ex.tokens
-        start = 0
-        while start < len(model_toks):
-            piece = Example(tokens=model_toks[start:start + limit], line=ex.line, words=ex.tokens[start:start + limit])
-            item = kind.encode([piece], run.vocab, info["labels"], limit, run.chars)[0]
-            kept = len(item.word_starts) if item.word_starts is not None else len(piece.tokens)
-            if kept == 0:
-                raise ValueError(f"input {ex.line}: data.max_length {limit} leaves no room for a word")
-            items.append(item)
-            owner.append(i)
-            start += kept
+    model_examples = [Example(tokens=[t.lower() for t in ex.tokens] if tcfg.lowercase else ex.tokens, line=ex.line,
+                              words=ex.tokens) for ex in examples]
+    try:
+        items = kind.encode_scored(model_examples, run.vocab, info["labels"], run.cfg.data.max_length, run.chars)
+    except ValueError as exc:
+        raise ValueError(f"input {exc}") from None
     tags = kind.predict(run.model, task, items, run.cfg.data.eval_batch_size, run.device)
-    per_sentence: list[list[int]] = [[] for _ in examples]
-    for i, pred in zip(owner, tags):
-        per_sentence[i].extend(pred)
-    return kind.records([(ex.tokens, t) for ex, t in zip(examples, per_sentence)], info)
+    return kind.records([(ex.tokens, t) for ex, t in zip(examples, tags)], info)
 
 
 def predict_tagging(run: LoadedRun, task: str, sentences: Iterable[str | list[str]]) -> list[dict]:

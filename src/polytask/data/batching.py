@@ -127,6 +127,9 @@ class Encoded:
     # qa beside a pretrained encoder: (sub-token ids, first sub-token of each word) of the context
     # and of the question
     subtokens: Optional[tuple[list[int], list[int], list[int], list[int]]] = None
+    # tagging, scored: an input longer than max_length in consecutive pieces, each an Encoded that
+    # fits (this item's own fields are those of the first)
+    pieces: Optional[list["Encoded"]] = None
 
 
 def char_ids(tokens: list[str], char_vocab: Optional[Vocab], max_word_length: int = 20) -> Optional[list[list[int]]]:

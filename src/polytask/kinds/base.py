@@ -207,6 +207,13 @@ class TaskKind(ABC):
                char_vocab=None) -> list[Encoded]:
         """Ids (truncated to ``max_length``) and targets of each example."""
 
+    def encode_scored(self, examples: list[Example], vocab, labels: list[str], max_length: int,
+                      char_vocab=None) -> list[Encoded]:
+        """The examples as they are scored and predicted (dev, test, ``predict``): by default what
+        :meth:`encode` gives; a kind whose metric reads every part of a long input (tagging: every
+        word) encodes it whole here."""
+        return self.encode(examples, vocab, labels, max_length, char_vocab)
+
     @abstractmethod
     def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:
         """A padded batch of encoded examples."""

@@ -8,9 +8,8 @@ the task has a scheme, token accuracy otherwise. Predictions are written as JSON
 """
 from __future__ import annotations
 
-from typing import Optional
-
-from typing import Union
+from dataclasses import replace
+from typing import Optional, Union
 
 from torch import nn
 from typing_extensions import TypedDict
@@ -101,6 +100,33 @@ class TaggingKind(TaskKind):
                                word_starts=word_starts))
         return out
 
+    def encode_scored(self, examples: list[Example], vocab, labels: list[str], max_length: int,
+                      char_vocab=None) -> list[Encoded]:
+        """Every word of every sentence: a sentence longer than ``max_length`` (words, or a
+        pretrained tokenizer's sub-tokens) is encoded in consecutive pieces that each fit
+        (``Encoded.pieces``); :meth:`gold` and :meth:`predict` read the pieces one after the other."""
+        out = []
+        for ex in examples:
+            pieces, start = [], 0
+            while True:
+                part = ex if start == 0 else replace(
+                    ex, tokens=ex.tokens[start:], words=ex.words[start:] if ex.words is not None else None,
+                    tags=ex.tags[start:] if ex.tags is not None else None)
+                piece = self.encode([part], vocab, labels, max_length, char_vocab)[0]
+                kept = len(piece.word_starts) if piece.word_starts is not None else min(len(part.tokens), max_length)
+                if kept == 0 and part.tokens:
+                    raise ValueError(f"line {ex.line}: data.max_length {max_length} leaves no room for the word "
+                                     f"{part.tokens[0]!r} (a sentence is tagged in pieces of at most that many "
+                                     "sub-tokens, special tokens included)")
+                pieces.append(piece)
+                start += kept
+                if start >= len(ex.tokens):
+                    break
+            # a sentence in pieces reads as its first piece to whatever batches it (a loss on dev, say);
+            # gold and predict read every piece
+            out.append(pieces[0] if len(pieces) == 1 else replace(pieces[0], pieces=pieces))
+        return out
+
     def collate(self, task: str, items: list[Encoded], index: Optional[list[int]] = None) -> Batch:
         batch = Batch(**text_batch(task, items, index))
         if items[0].labelled:
@@ -120,7 +146,12 @@ class TaggingKind(TaskKind):
         return finish(logits, loss, encoding, predictions)
 
     def predict(self, model, task: str, items: list[Encoded], batch_size: int, device, itos=None) -> list:
-        """Decoded tag ids per item (its own length), in the order of ``items``."""
+        """Decoded tag ids per item (its own length), in the order of ``items``; an item in pieces
+        (:meth:`encode_scored`) gets its pieces' tags one after the other."""
+        if any(it.pieces for it in items):
+            flat = [piece for it in items for piece in (it.pieces or [it])]
+            tags = iter(self.predict(model, task, flat, batch_size, device, itos))
+            return [[t for _ in (it.pieces or [it]) for t in next(tags)] for it in items]
         rows: list = []
 
         def keep(batch, out):
@@ -130,7 +161,7 @@ class TaggingKind(TaskKind):
         return in_order(len(items), rows)
 
     def gold(self, items: list[Encoded]) -> list:
-        return [list(it.tags) for it in items]
+        return [[t for piece in (it.pieces or [it]) for t in piece.tags] for it in items]
 
     def score_against(self, gold: list, predictions: list, metrics: tuple[str, ...],
                       info: dict) -> dict[str, float]:
