@@ -35,14 +35,26 @@ STOPPING = ["trainer.patience=4"]
 HAND_SETTINGS = ["model.embedding_init_std=1.0", "trainer.clip_norm=null", "data.max_length=100000",
                  "data.bucket=false"]
 VARIANTS = {
-    "default": (["data.bucket_window=50"], "polytask's defaults when the issue was filed: N(0, 0.1²) embeddings, "
+    "default": (["model.embedding_init_std=0.1", "data.bucket_window=50"], "polytask's defaults when the issue was filed: N(0, 0.1²) embeddings, "
                                            "clip 5, texts cut at 400, length buckets of 50 batches"),
     "hand-settings": (HAND_SETTINGS, "the hand loop's four settings at once: N(0, 1) embeddings, no clipping, "
                                      "whole texts, no bucketing"),
-    "window-8": (["data.bucket_window=8"], "the defaults with length buckets of 8 batches (reshuffled every "
-                                           "epoch) instead of 50 (a whole task's data, sorted the same each epoch)"),
-    "bf16": (["data.bucket_window=50", "trainer.precision=bf16"], "the defaults (buckets of 50 batches) under "
-                                                                   "bf16 autocast: the accuracy side of bf16's speed"),
+    # the hand loop's settings less one (that one back at polytask's earlier default): which of them matter
+    "hand-but-init-0.1": ([o for o in HAND_SETTINGS if not o.startswith("model.embedding_init_std")]
+                          + ["model.embedding_init_std=0.1"],
+                          "the hand loop's settings but N(0, 0.1²) embeddings"),
+    "hand-but-clip-5": ([o for o in HAND_SETTINGS if not o.startswith("trainer.clip_norm")] + ["trainer.clip_norm=5.0"],
+                        "the hand loop's settings but gradients clipped at norm 5"),
+    "hand-but-cut-400": ([o for o in HAND_SETTINGS if not o.startswith("data.max_length")] + ["data.max_length=400"],
+                         "the hand loop's settings but texts cut at 400 tokens"),
+    "hand-but-buckets": ([o for o in HAND_SETTINGS if not o.startswith("data.bucket=")] + ["data.bucket_window=8"],
+                         "the hand loop's settings but length buckets of 8 batches"),
+    "window-8": (["model.embedding_init_std=0.1", "data.bucket_window=8"],
+                 "the defaults when the issue was filed with length buckets of 8 batches (reshuffled every epoch) "
+                 "instead of 50 (a whole task's data, sorted the same each epoch)"),
+    "bf16": (["model.embedding_init_std=0.1", "data.bucket_window=50", "trainer.precision=bf16"],
+             "the defaults when the issue was filed (buckets of 50 batches) under bf16 autocast: the accuracy side of "
+             "bf16's speed"),
 }
 HAND_LOOPS = {
     "hand-loop": ([], "benchmarks/hand_loop.py: nn.LSTM's backward direction reads the padding first"),
