@@ -109,8 +109,14 @@ def hand_loop_run(args, seed: int) -> dict | None:
             "dev_avg": res["dev_avg"], "seeds": [seed], "wall_s": round(res["wall_s"], 1),
             "train_tokens_per_s": round(res["train_tokens_per_s"]), "peak_rss_mb": round(res["peak_rss_mb"]),
             "params": res["params"], "steps": res["steps"],
-            "best_step": max(res.get("dev_curve", {}).items(), key=lambda kv: kv[1], default=(None,))[0],
+            "best_step": best_step(res.get("dev_curve", {})),
             "code_commit": run_commit(args.work_dir, name)}
+
+
+def best_step(curve: dict) -> int | None:
+    """The first step with the best dev mean (the one the hand loop keeps: it takes a strictly better one)."""
+    best = max(curve.values(), default=None)
+    return None if best is None else min(int(step) for step, v in curve.items() if v == best)
 
 
 def all_runs(args) -> dict:
