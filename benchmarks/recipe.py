@@ -138,13 +138,15 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}` (commit {report['git_commit']}, {report['date']}, {report['device']}).",
              "Each run: up to 6000 steps, evaluation every 500, polytask runs stop after 4 evaluations without a "
              "better dev mean (the hand loop runs all 6000), test at the best dev mean. Mean ± standard deviation "
-             "over seeds (sample standard deviation).", "",
+             f"over seeds (sample standard deviation); {len(SEEDS)} seeds are planned per variant, and a variant "
+             "with fewer finished says so.", "",
              "| variant | seeds | best dev mean | test average | per seed (dev / test) | what differs |",
              "|---|---|---|---|---|---|"]
     for variant, runs in by_variant.items():
         runs = sorted(runs, key=lambda r: r["seeds"][0])
         per_seed = "; ".join(f"s{r['seeds'][0]}: {r['dev_avg']:.2f} / {r['test_avg']:.2f}" for r in runs)
-        lines.append(f"| {variant} | {len(runs)} | {mean_std([r['dev_avg'] for r in runs])} | "
+        seeds = f"{len(runs)}" + (f" of {len(SEEDS)}" if len(runs) < len(SEEDS) else "")
+        lines.append(f"| {variant} | {seeds} | {mean_std([r['dev_avg'] for r in runs])} | "
                      f"{mean_std([r['test_avg'] for r in runs])} | {per_seed} | {notes.get(variant, '')} |")
     lines += ["", "## Dev curves (mean over the variant's seeds)", "", "| variant | " +
               " | ".join(str(s) for s in range(500, 6001, 500)) + " |", "|---|" + "---|" * 12]

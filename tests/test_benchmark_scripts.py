@@ -532,7 +532,7 @@ def test_recipe_benchmark_smoke(tmp_path: Path):
     md = (tmp_path / "results" / "recipe.md").read_text()
     import statistics
     dev = statistics.mean([rows["default-s1"]["dev_avg"], rows["default-s2"]["dev_avg"]])
-    assert f"| default | 2 | {dev:.2f} ± " in md and "| hand-loop | 1 | " in md
+    assert f"| default | 2 of 3 | {dev:.2f} ± " in md and "| hand-loop | 1 of 3 | " in md
     # the FDU-MTL benchmark reuses the hand loop's run
     proc = subprocess.run([sys.executable, "benchmarks/fdu_mtl.py", "--data-dir", str(data), "--work-dir", str(fdu_work),
                            "--results-dir", str(tmp_path / "results"), "--runs", "hand-loop-s1", "--only-report"],
