@@ -49,6 +49,11 @@ VARIANTS = {
                          "the hand loop's settings but texts cut at 400 tokens"),
     "hand-but-buckets": ([o for o in HAND_SETTINGS if not o.startswith("data.bucket=")] + ["data.bucket_window=8"],
                          "the hand loop's settings but length buckets of 8 batches"),
+    # candidate defaults: the hand loop's cheap settings on polytask's fast batching (texts cut at 400, buckets of 8)
+    "init-1": (["model.embedding_init_std=1.0", "data.bucket_window=8"],
+               "N(0, 1) embeddings (nn.Embedding's default), otherwise the defaults (clip 5, cut 400, buckets of 8)"),
+    "init-1-noclip": (["model.embedding_init_std=1.0", "trainer.clip_norm=null", "data.bucket_window=8"],
+                      "N(0, 1) embeddings and no clipping, texts cut at 400, buckets of 8"),
     "window-8": (["model.embedding_init_std=0.1", "data.bucket_window=8"],
                  "the defaults when the issue was filed with length buckets of 8 batches (reshuffled every epoch) "
                  "instead of 50 (a whole task's data, sorted the same each epoch)"),
