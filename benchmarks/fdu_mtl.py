@@ -104,6 +104,9 @@ def hand_loop_run(args, seed: int) -> dict | None:
         with (Path(args.work_dir) / f"{name}.log").open("a") as log:
             subprocess.run(cmd, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     res = json.loads(out.read_text())
+    if res["steps"] != args.hand_steps:
+        raise SystemExit(f"{out}: a hand loop of {res['steps']} steps, not the {args.hand_steps} asked for; move it "
+                         "aside, or pass another --work-dir")
     return {"name": name, "architecture": "hard_sharing (plain PyTorch loop)", "config": "benchmarks/hand_loop.py",
             "settings": dict(RANDOM), "overrides": [], "test": res["test"], "test_avg": res["test_avg"],
             "dev_avg": res["dev_avg"], "seeds": [seed], "wall_s": round(res["wall_s"], 1),
@@ -247,9 +250,9 @@ def markdown(report: dict) -> str:
         vs = "reference" if r["name"] == REFERENCE else "–"
         if "vs_fs_mtl" in r:
             v = r["vs_fs_mtl"]
-            ps = [f"p = {v['p_examples']:.4f} (examples)" if v["p_examples"] is not None else None,
-                  f"p = {v['p_seeds']:.4f} (seeds)" if v["p_seeds"] is not None else None]
-            vs = f"{v['delta']:+.2f}; {', '.join(p for p in ps if p)}: {v['verdict']}"
+            ps = [p for p in (f"p = {v['p_examples']:.4f} (examples)" if v["p_examples"] is not None else None,
+                              f"p = {v['p_seeds']:.4f} (seeds)" if v["p_seeds"] is not None else None) if p]
+            vs = f"{v['delta']:+.2f}; " + (f"{', '.join(ps)}: " if ps else "") + v["verdict"]
             if v["within_seed_spread"]:
                 vs += ", but the seeds alone do not separate them"
         lines.append(f"| {r['name']} | {seeds} | {format_stat({'mean': r['test_avg'], 'std': r['test_avg_std']})} | "

@@ -15,6 +15,7 @@ arguments it resumes from there and ends exactly as an uninterrupted run.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import random
 import resource
@@ -81,6 +82,12 @@ def main() -> None:
                     help="also write the test predictions there as a polytask run does (tasks.json, "
                          "predictions/test.jsonl), so that polytask report can pair them with a run's")
     args = ap.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    lock = open(str(args.out) + ".lock", "w")       # one process per run: two would write one state file
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"{args.out}: another hand loop is training this run (it holds {lock.name})") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()

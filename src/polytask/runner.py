@@ -82,6 +82,12 @@ def _train(cfg: ExperimentConfig, data_dir: Optional[Path], resume: bool, quiet:
             fetch_missing_data(cfg, data_dir)
         group.barrier()
     run_dir = Path(cfg.output_dir)
+    if resume and (run_dir / "config.yaml").is_file() and (run_dir / "last" / "state.json").is_file():
+        from .training.resume import keep_earlier_defaults
+        saved = load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        for kept in keep_earlier_defaults(saved, cfg):
+            logger.info("resuming with %s, the default this run started with (the library's default "
+                        "has changed since)", kept)
     tasks = load_tasks(cfg, data_dir)
     source = transfer_from if transfer_from is not None else run_dir
     if (resume or transfer_from is not None) and (Path(source) / "vocab.json").is_file():

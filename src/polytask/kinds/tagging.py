@@ -8,6 +8,7 @@ the task has a scheme, token accuracy otherwise. Predictions are written as JSON
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Optional, Union
 
@@ -29,6 +30,22 @@ def complete_tag_set(tags: list[str], scheme: str) -> list[str]:
     prefixes = "BI" if scheme == "BIO" else "BIES"
     kinds = {t.split("-", 1)[1] for t in tags if "-" in t}
     return sorted(set(tags) | {f"{p}-{k}" for k in kinds for p in prefixes})
+
+
+# the pieces of items encoded by encode_scored, as one list per items list: dev is scored at every
+# evaluation, and the same list lets the evaluation batches be collated once (cached_eval_batches)
+_FLAT: "OrderedDict[int, tuple[list, int, list]]" = OrderedDict()
+
+
+def _flat_pieces(items: list[Encoded]) -> list[Encoded]:
+    hit = _FLAT.get(id(items))
+    if hit is not None and hit[0] is items and hit[1] == len(items):
+        return hit[2]
+    flat = [piece for it in items for piece in (it.pieces or [it])]
+    _FLAT[id(items)] = (items, len(items), flat)
+    while len(_FLAT) > 16:
+        _FLAT.popitem(last=False)
+    return flat
 
 
 class TagsRecord(TypedDict):
@@ -114,7 +131,7 @@ class TaggingKind(TaskKind):
                     tags=ex.tags[start:] if ex.tags is not None else None)
                 piece = self.encode([part], vocab, labels, max_length, char_vocab)[0]
                 kept = len(piece.word_starts) if piece.word_starts is not None else min(len(part.tokens), max_length)
-                if kept == 0 and part.tokens:
+                if kept <= 0 and part.tokens:
                     raise ValueError(f"line {ex.line}: data.max_length {max_length} leaves no room for the word "
                                      f"{part.tokens[0]!r} (a sentence is tagged in pieces of at most that many "
                                      "sub-tokens, special tokens included)")
@@ -149,8 +166,7 @@ class TaggingKind(TaskKind):
         """Decoded tag ids per item (its own length), in the order of ``items``; an item in pieces
         (:meth:`encode_scored`) gets its pieces' tags one after the other."""
         if any(it.pieces for it in items):
-            flat = [piece for it in items for piece in (it.pieces or [it])]
-            tags = iter(self.predict(model, task, flat, batch_size, device, itos))
+            tags = iter(self.predict(model, task, _flat_pieces(items), batch_size, device, itos))
             return [[t for _ in (it.pieces or [it]) for t in next(tags)] for it in items]
         rows: list = []
 

@@ -29,6 +29,28 @@ RESUMABLE = ("data_dir", "data.eval_batch_size",
              "trainer.patience", "trainer.device", "trainer.on_nonfinite")
 
 
+# Library defaults that changed, with the value they had before (key -> earlier default). A run
+# started under the earlier default and resumed without the key set to anything else keeps the
+# value it started with, so that an upgrade does not turn a resume into a refused change.
+EARLIER_DEFAULTS = {"data.bucket_window": 50}
+
+
+def keep_earlier_defaults(saved: dict, cfg) -> list[str]:
+    """Set on ``cfg`` each :data:`EARLIER_DEFAULTS` key whose saved value is the earlier default
+    while ``cfg`` has today's default (the key was left to the library); returns ``key: value``
+    for each kept."""
+    kept = []
+    for key, earlier in EARLIER_DEFAULTS.items():
+        section, name = key.split(".")
+        value = saved.get(section, {}).get(name) if isinstance(saved.get(section), dict) else None
+        target = getattr(cfg, section)
+        current_default = type(target).__dataclass_fields__[name].default
+        if value == earlier and getattr(target, name) == current_default != earlier:
+            setattr(target, name, earlier)
+            kept.append(f"{key}: {earlier!r}")
+    return kept
+
+
 def resume_changes(saved: dict, cfg) -> list[str]:
     """The settings of ``cfg`` that differ from ``saved`` (the run's ``config.yaml``), as
     ``key: old -> new``; raises :class:`ConfigError` naming the first that cannot change."""
