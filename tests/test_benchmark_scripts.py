@@ -535,7 +535,13 @@ def test_recipe_benchmark_smoke(tmp_path: Path):
     assert f"| default | 2 of 3 | {dev:.2f} ± " in md and "| hand-loop | 1 of 3 | " in md
     # the FDU-MTL benchmark reuses the hand loop's run
     proc = subprocess.run([sys.executable, "benchmarks/fdu_mtl.py", "--data-dir", str(data), "--work-dir", str(fdu_work),
-                           "--results-dir", str(tmp_path / "results"), "--runs", "hand-loop-s1", "--only-report"],
+                           "--results-dir", str(tmp_path / "results"), "--runs", "hand-loop-s1", "--hand-steps", "4",
+                           "--only-report"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [r["name"] for r in json.loads((tmp_path / "results" / "fdu-mtl.json").read_text())["runs"]] == ["hand-loop"]
+    # a hand loop of other steps is not taken for the benchmark's 6000-step yardstick
+    proc = subprocess.run([sys.executable, "benchmarks/fdu_mtl.py", "--data-dir", str(data), "--work-dir", str(fdu_work),
+                           "--results-dir", str(tmp_path / "results"), "--runs", "hand-loop-s1", "--only-report"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "a hand loop of 4 steps, not the 6000 asked for" in proc.stderr
